@@ -1,0 +1,3 @@
+"""gridctl: grid trading on crypto perpetual futures."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""Imports every command module so each registers its commands on `cli`."""
+
+from gridctl.cli import plan_cmds  # noqa: F401

@@ -1,0 +1,122 @@
+"""The validated configuration: plain frozen values the rest of gridctl reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Optional
+
+from gridctl.core.grid import Mode, Spacing
+
+
+class Secret(str):
+    """A string that never shows itself in repr, logs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def reveal(self) -> str:
+        """The real value, for the exchange client only."""
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """Where the paper exchange gets prices."""
+
+    replay: Optional[Path] = None
+    speed: Decimal = Decimal(60)
+    synthetic_seed: Optional[int] = None
+    synthetic_price: Optional[Decimal] = None
+    synthetic_volatility: Decimal = Decimal("0.0008")
+    mark: Optional[Path] = None
+    funding: Optional[Path] = None
+    loop: bool = True
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str
+    exchange: str
+    like: Optional[str] = None
+    balance: Decimal = Decimal(10000)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    api_key: Optional[Secret] = None
+    secret: Optional[Secret] = None
+    password: Optional[Secret] = None
+    position_mode: str = "one-way"
+    margin_mode: str = "cross"
+    sandbox: bool = False
+
+    @property
+    def is_paper(self) -> bool:
+        return self.exchange == "paper"
+
+    @property
+    def venue(self) -> str:
+        """The venue whose rules apply: `like` for paper, the exchange otherwise."""
+        return (self.like or "binanceusdm") if self.is_paper else self.exchange
+
+
+@dataclass(frozen=True)
+class MarginRatioConfig:
+    warn: Decimal = Decimal("0.5")
+    reduce: Decimal = Decimal("0.75")
+    close: Decimal = Decimal("0.95")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    stop_loss_pct: Optional[Decimal] = None
+    stop_loss_price: Optional[Decimal] = None
+    take_profit_pct: Optional[Decimal] = None
+    take_profit_price: Optional[Decimal] = None
+    max_loss: Optional[Decimal] = None
+    take_profit: Optional[Decimal] = None
+    max_level_loss: Optional[Decimal] = None
+    on_stop: str = "close"
+    margin_ratio: MarginRatioConfig = field(default_factory=MarginRatioConfig)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str
+    account: str
+    symbol: str
+    mode: Mode
+    spacing: Spacing
+    grids: int
+    leverage: int = 1
+    lower: Optional[Decimal] = None
+    upper: Optional[Decimal] = None
+    range_pct: Optional[Decimal] = None
+    investment: Optional[Decimal] = None
+    amount: Optional[Decimal] = None
+    max_position: Optional[Decimal] = None
+    post_only: bool = True
+    initial_position: bool = False
+    trigger_price: Optional[Decimal] = None
+    refresh_interval_ms: int = 1000
+    risk: RiskConfig = field(default_factory=RiskConfig)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    name: str
+    cron: str
+    period: str = "1d"
+    format: str = "csv"
+    dir: Path = Path("reports")
+    strategies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    version: int
+    state_dir: Optional[Path]
+    database: Optional[str]
+    accounts: dict[str, AccountConfig]
+    strategies: dict[str, StrategyConfig]
+    reports: dict[str, ReportConfig]

@@ -1,0 +1,171 @@
+"""Typed reads from parsed YAML that collect every problem with its path and line."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Optional
+
+from gridctl.config.yamlsrc import Path, Source
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the file."""
+
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = ".".join(self.path) if self.path else "(top level)"
+        return f"{where} (line {self.line}): {self.message}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a close choice exists, else ''."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+class Reader:
+    """Reads fields out of mappings; each mistake becomes a Problem, never an exception."""
+
+    def __init__(self, src: Source, environ: Optional[dict[str, str]] = None):
+        self.src = src
+        self.env = os.environ if environ is None else environ
+        self.problems: list[Problem] = []
+        for path, line in src.duplicates:
+            self.problems.append(Problem(path, line, "appears twice in the same mapping"))
+
+    def error(self, path: Path, message: str) -> None:
+        """Record a problem at path."""
+        self.problems.append(Problem(path, self.src.line(path), message))
+
+    def mapping(self, value: Any, path: Path, allowed: Optional[Iterable[str]] = None) -> dict:
+        """value as a dict ({} with a problem if it is not); flags unknown keys."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, f"must be a mapping of keys to values, got {_show(value)}")
+            return {}
+        if allowed is not None:
+            allowed = list(allowed)
+            for key in value:
+                if key not in allowed:
+                    self.error(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}")
+        return value
+
+    def interpolate(self, value: Any, path: Path) -> Any:
+        """Replace ${VAR} with the environment's value; a missing variable is a problem."""
+        if not isinstance(value, str) or "${" not in value:
+            return value
+
+        def sub(m: re.Match) -> str:
+            if m.group(1) not in self.env:
+                self.error(path, f"environment variable {m.group(1)} is not set")
+                return ""
+            return self.env[m.group(1)]
+
+        return _ENV.sub(sub, value)
+
+    def text(self, m: dict, path: Path, key: str, required: bool = False,
+             default: Optional[str] = None) -> Optional[str]:
+        """A string field."""
+        p = path + (key,)
+        if m.get(key) is None:
+            if required:
+                self.error(p, "is required")
+            return default
+        value = self.interpolate(m[key], p)
+        if isinstance(value, (dict, list, bool)):
+            self.error(p, f"must be text, got {_show(value)}")
+            return default
+        return str(value)
+
+    def number(self, m: dict, path: Path, key: str, required: bool = False,
+               default: Optional[Decimal] = None, positive: bool = False,
+               minimum: Optional[Decimal] = None) -> Optional[Decimal]:
+        """A decimal field (exact: YAML floats never pass through float)."""
+        p = path + (key,)
+        if m.get(key) is None:
+            if required:
+                self.error(p, "is required")
+            return default
+        raw = self.interpolate(m[key], p)
+        try:
+            if isinstance(raw, bool):
+                raise InvalidOperation
+            value = Decimal(str(raw).strip())
+            if not value.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            self.error(p, f"must be a number, got {_show(raw)}")
+            return default
+        if positive and value <= 0:
+            self.error(p, f"must be greater than 0, got {value}")
+            return default
+        if minimum is not None and value < minimum:
+            self.error(p, f"must be at least {minimum}, got {value}")
+            return default
+        return value
+
+    def integer(self, m: dict, path: Path, key: str, required: bool = False,
+                default: Optional[int] = None, minimum: Optional[int] = None,
+                maximum: Optional[int] = None) -> Optional[int]:
+        """A whole-number field."""
+        p = path + (key,)
+        if m.get(key) is None:
+            if required:
+                self.error(p, "is required")
+            return default
+        raw = self.interpolate(m[key], p)
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            d = Decimal(str(raw).strip())
+            if d != d.to_integral_value():
+                raise ValueError
+            value = int(d)
+        except (ValueError, InvalidOperation):
+            self.error(p, f"must be a whole number, got {_show(raw)}")
+            return default
+        if minimum is not None and value < minimum:
+            self.error(p, f"must be at least {minimum}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.error(p, f"must be at most {maximum}, got {value}")
+            return default
+        return value
+
+    def boolean(self, m: dict, path: Path, key: str, default: bool = False) -> bool:
+        """A true/false field."""
+        p = path + (key,)
+        if m.get(key) is None:
+            return default
+        if not isinstance(m[key], bool):
+            self.error(p, f"must be true or false, got {_show(m[key])}")
+            return default
+        return m[key]
+
+    def choice(self, m: dict, path: Path, key: str, choices: Iterable[str],
+               default: Optional[str] = None, required: bool = False) -> Optional[str]:
+        """One of a fixed set of words."""
+        choices = list(choices)
+        value = self.text(m, path, key, required=required, default=None)
+        if value is None:
+            return default
+        if value not in choices:
+            self.error(path + (key,), f"must be one of {', '.join(choices)}, got {_show(value)}"
+                       f"{did_you_mean(value, choices)}")
+            return default
+        return value

@@ -1,0 +1,223 @@
+"""Parse and validate strategies.yaml: every problem at once, each with path and line."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+
+from gridctl import datasets
+from gridctl.config import market_check
+from gridctl.config.model import (
+    AccountConfig, Config, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
+    StrategyConfig,
+)
+from gridctl.config.reader import Problem, Reader, did_you_mean
+from gridctl.config.yamlsrc import YamlSyntaxError, parse
+from gridctl.core.grid import Mode, Spacing
+from gridctl.markets import bundled_venues
+
+TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports"]
+ACCOUNT_KEYS = ["exchange", "like", "balance", "feed", "api_key", "secret", "password",
+                "position_mode", "margin_mode", "sandbox"]
+FEED_KEYS = ["replay", "synthetic", "speed", "mark", "funding", "loop"]
+SYNTHETIC_KEYS = ["seed", "price", "volatility"]
+STRATEGY_KEYS = ["account", "symbol", "mode", "spacing", "lower", "upper", "range_pct", "grids",
+                 "investment", "amount", "leverage", "max_position", "post_only", "initial_position",
+                 "trigger_price", "refresh_interval_ms", "risk"]
+RISK_KEYS = ["stop_loss_pct", "stop_loss_price", "take_profit_pct", "take_profit_price", "max_loss",
+             "take_profit", "max_level_loss", "on_stop", "margin_ratio"]
+REPORT_KEYS = ["cron", "period", "format", "dir", "strategies"]
+PERIODS = ["1h", "1d", "7d", "30d", "all"]
+REPORT_FORMATS = ["csv", "md", "json", "table"]
+MAX_GRIDS = 500
+
+
+class ConfigError(Exception):
+    """The file has problems; `problems` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__(f"{len(problems)} problem(s)")
+        self.problems = sorted(problems, key=lambda p: (p.line, p.path))
+
+
+def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
+    path = ("accounts", name)
+    m = r.mapping(m, path, ACCOUNT_KEYS)
+    exchange = r.text(m, path, "exchange", required=True) or "paper"
+    like = r.text(m, path, "like")
+    if exchange == "paper":
+        if like is not None and like not in bundled_venues():
+            r.error(path + ("like",), f"no bundled market rules for '{like}'; choose one of "
+                    f"{', '.join(bundled_venues())}{did_you_mean(like, bundled_venues())}")
+            like = None
+        feed = _feed(r, m.get("feed"), path + ("feed",), base)
+        if "feed" not in m:
+            r.error(path + ("feed",), "is required for a paper account: {replay: FILE} or {synthetic: {seed, price}}")
+    else:
+        market_check.check_exchange_id(r, path + ("exchange",), exchange)
+        feed = FeedConfig()
+    secrets = {k: r.text(m, path, k, required=(exchange != "paper" and k != "password"))
+               for k in ("api_key", "secret", "password")}
+    return AccountConfig(
+        name=name, exchange=exchange, like=like,
+        balance=r.number(m, path, "balance", default=Decimal(10000), positive=True),
+        feed=feed,
+        api_key=Secret(secrets["api_key"]) if secrets["api_key"] else None,
+        secret=Secret(secrets["secret"]) if secrets["secret"] else None,
+        password=Secret(secrets["password"]) if secrets["password"] else None,
+        position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
+        margin_mode=r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross"),
+        sandbox=r.boolean(m, path, "sandbox"),
+    )
+
+
+def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional[Path]:
+    spec = r.text(m, path, key)
+    if spec is None:
+        return None
+    p = datasets.resolve(spec, base)
+    if not p.is_file():
+        hint = ""
+        if spec.startswith(datasets.BUILTIN):
+            hint = f"; bundled files: {', '.join(datasets.builtin_names())}"
+        r.error(path + (key,), f"file not found: {spec}{hint}")
+        return None
+    return p
+
+
+def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
+    m = r.mapping(m, path, FEED_KEYS)
+    synthetic = r.mapping(m.get("synthetic"), path + ("synthetic",), SYNTHETIC_KEYS)
+    if m and ("replay" in m) == ("synthetic" in m):
+        r.error(path, "needs exactly one of replay or synthetic")
+    sp = path + ("synthetic",)
+    return FeedConfig(
+        replay=_data_file(r, m, path, "replay", base),
+        speed=r.number(m, path, "speed", default=Decimal(60), positive=True),
+        synthetic_seed=r.integer(synthetic, sp, "seed", default=7) if "synthetic" in m else None,
+        synthetic_price=r.number(synthetic, sp, "price", required="synthetic" in m, positive=True),
+        synthetic_volatility=r.number(synthetic, sp, "volatility", default=Decimal("0.0008"), positive=True),
+        mark=_data_file(r, m, path, "mark", base),
+        funding=_data_file(r, m, path, "funding", base),
+        loop=r.boolean(m, path, "loop", default=True),
+    )
+
+
+def _risk(r: Reader, m: Any, path: Path) -> RiskConfig:
+    m = r.mapping(m, path, RISK_KEYS)
+    mr_path = path + ("margin_ratio",)
+    mr = r.mapping(m.get("margin_ratio"), mr_path, ["warn", "reduce", "close"])
+    d = MarginRatioConfig()
+    ratio = MarginRatioConfig(*(r.number(mr, mr_path, k, default=getattr(d, k), positive=True)
+                                for k in ("warn", "reduce", "close")))
+    if not ratio.warn <= ratio.reduce <= ratio.close <= 1:
+        r.error(mr_path, "must satisfy warn <= reduce <= close <= 1")
+    num = lambda k: r.number(m, path, k, positive=True)  # noqa: E731
+    return RiskConfig(
+        stop_loss_pct=num("stop_loss_pct"), stop_loss_price=num("stop_loss_price"),
+        take_profit_pct=num("take_profit_pct"), take_profit_price=num("take_profit_price"),
+        max_loss=num("max_loss"), take_profit=num("take_profit"), max_level_loss=num("max_level_loss"),
+        on_stop=r.choice(m, path, "on_stop", ["close", "keep"], "close") or "close",
+        margin_ratio=ratio,
+    )
+
+
+def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) -> Optional[StrategyConfig]:
+    path = ("strategies", name)
+    m = r.mapping(m, path, STRATEGY_KEYS)
+    account = r.text(m, path, "account", required=True)
+    if account is not None and account not in accounts:
+        r.error(path + ("account",), f"no account '{account}' under accounts{did_you_mean(account, accounts)}")
+    for one, other in (("lower", "range_pct"), ("investment", "amount")):
+        if one in m and other in m:
+            r.error(path + (other,), f"give either {one} or {other}, not both")
+    if "range_pct" not in m:
+        for k in ("lower", "upper"):
+            if k not in m:
+                r.error(path + (k,), "is required (or give range_pct)")
+    if "investment" not in m and "amount" not in m:
+        r.error(path, "needs investment (quote) or amount (base quantity per level)")
+    lower = r.number(m, path, "lower", positive=True)
+    upper = r.number(m, path, "upper", positive=True)
+    if lower is not None and upper is not None and upper <= lower:
+        r.error(path + ("upper",), f"must be greater than lower ({lower})")
+    cfg = StrategyConfig(
+        name=name, account=account or "", symbol=r.text(m, path, "symbol", required=True) or "",
+        mode=Mode(r.choice(m, path, "mode", [x.value for x in Mode], "neutral", required=True) or "neutral"),
+        spacing=Spacing(r.choice(m, path, "spacing", [x.value for x in Spacing], "arithmetic") or "arithmetic"),
+        grids=r.integer(m, path, "grids", required=True, minimum=2, maximum=MAX_GRIDS) or 0,
+        leverage=r.integer(m, path, "leverage", default=1, minimum=1) or 1,
+        lower=lower, upper=upper,
+        range_pct=r.number(m, path, "range_pct", positive=True),
+        investment=r.number(m, path, "investment", positive=True),
+        amount=r.number(m, path, "amount", positive=True),
+        max_position=r.number(m, path, "max_position", positive=True),
+        post_only=r.boolean(m, path, "post_only", default=True),
+        initial_position=r.boolean(m, path, "initial_position", default=False),
+        trigger_price=r.number(m, path, "trigger_price", positive=True),
+        refresh_interval_ms=r.integer(m, path, "refresh_interval_ms", default=1000, minimum=100) or 1000,
+        risk=_risk(r, m.get("risk"), path + ("risk",)),
+    )
+    if cfg.range_pct is not None and cfg.range_pct >= 100:
+        r.error(path + ("range_pct",), f"must be below 100, got {cfg.range_pct}")
+    return cfg
+
+
+def _report(r: Reader, name: str, m: Any, strategies: dict) -> ReportConfig:
+    path = ("reports", name)
+    m = r.mapping(m, path, REPORT_KEYS)
+    cron = r.text(m, path, "cron", required=True) or ""
+    if cron:
+        market_check.check_cron(r, path + ("cron",), cron)
+    names = m.get("strategies") or []
+    if not isinstance(names, list):
+        r.error(path + ("strategies",), "must be a list of strategy names")
+        names = []
+    for i, s in enumerate(names):
+        if s not in strategies:
+            r.error(path + ("strategies", str(i)), f"no strategy '{s}'{did_you_mean(s, strategies)}")
+    return ReportConfig(
+        name=name, cron=cron,
+        period=r.choice(m, path, "period", PERIODS, "1d") or "1d",
+        format=r.choice(m, path, "format", REPORT_FORMATS, "csv") or "csv",
+        dir=Path(r.text(m, path, "dir", default="reports") or "reports"),
+        strategies=tuple(str(s) for s in names),
+    )
+
+
+def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True) -> Config:
+    """Read and validate a config file. Raises ConfigError with every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([Problem((), 0, f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        src = parse(text)
+    except YamlSyntaxError as exc:
+        raise ConfigError([Problem((), exc.line, f"not valid YAML: {exc}")]) from None
+    r = Reader(src, environ)
+    top = r.mapping(src.data, (), TOP_KEYS)
+    version = r.integer(top, (), "version", default=1)
+    if version != 1:
+        r.error(("version",), f"must be 1 (this gridctl reads version 1), got {version}")
+    base = path.resolve().parent
+    for key in ("accounts", "strategies"):
+        if not top.get(key):
+            r.error((key,), "is required and must name at least one entry")
+    accounts = {n: _account(r, str(n), m, base)
+                for n, m in r.mapping(top.get("accounts"), ("accounts",)).items()}
+    strategies = {n: s for n, m in r.mapping(top.get("strategies"), ("strategies",)).items()
+                  if (s := _strategy(r, str(n), m, accounts)) is not None}
+    reports = {n: _report(r, str(n), m, strategies)
+               for n, m in r.mapping(top.get("reports"), ("reports",)).items()}
+    if check_markets:
+        market_check.check_strategies(r, accounts, strategies)
+    if r.problems:
+        raise ConfigError(r.problems)
+    state_dir = r.text(top, (), "state_dir")
+    return Config(path=path, version=1, state_dir=Path(os.path.expanduser(state_dir)) if state_dir else None,
+                  database=r.text(top, (), "database"), accounts=accounts, strategies=strategies,
+                  reports=reports)

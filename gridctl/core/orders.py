@@ -1,0 +1,234 @@
+"""Desired orders from level states, and the reconcile diff against open orders.
+
+Reconcile is a pure function from (desired, actual) to actions; applying its
+actions and running it again yields no action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Iterable, Optional, Sequence, Union
+
+from gridctl.core.grid import LevelSpec, Side
+
+
+class Intent(str, Enum):
+    ENTRY = "entry"
+    EXIT = "exit"
+    CLOSE = "close"
+
+
+class LevelState(str, Enum):
+    IDLE = "idle"
+    ENTRY_WORKING = "entry_working"
+    POSITION_OPEN = "position_open"
+    EXIT_WORKING = "exit_working"
+
+
+@dataclass(frozen=True)
+class Level:
+    """A level's runtime state: its role, the steps it holds, and its phase.
+
+    `exiting` is False while the level still wants (more of) its entry and True
+    once the entry is done and the held steps wait for their exit.
+    `gen` counts the orders placed for this level (it makes client ids unique).
+    """
+
+    spec: LevelSpec
+    held: int = 0
+    exiting: bool = False
+    gen: int = 0
+
+    def state(self, entry_open: bool, exit_open: bool) -> LevelState:
+        """The named state, given whether its entry / exit order is on the book."""
+        if not self.exiting and entry_open:
+            return LevelState.ENTRY_WORKING
+        if not self.held and not self.exiting:
+            return LevelState.IDLE
+        return LevelState.EXIT_WORKING if exit_open else LevelState.POSITION_OPEN
+
+    @property
+    def signed_held(self) -> int:
+        return self.spec.side.sign * self.held
+
+
+@dataclass(frozen=True)
+class DesiredOrder:
+    """An order the strategy wants resting now. Price in ticks, qty in steps."""
+
+    level: int
+    intent: Intent
+    side: Side
+    price: int
+    qty: int
+    reduce_only: bool = False
+    post_only: bool = False
+
+    @property
+    def key(self) -> tuple[Intent, Side, int, int]:
+        return (self.intent, self.side, self.price, self.level)
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """An own order resting on the exchange, decoded from its client id."""
+
+    level: int
+    intent: Intent
+    side: Side
+    price: int
+    qty: int  # remaining steps
+    reduce_only: bool = False
+    client_id: str = ""
+    order_id: str = ""
+    gen: int = 0
+
+    @property
+    def key(self) -> tuple[Intent, Side, int, int]:
+        return (self.intent, self.side, self.price, self.level)
+
+
+@dataclass(frozen=True)
+class Place:
+    order: DesiredOrder
+
+
+@dataclass(frozen=True)
+class Cancel:
+    order: OpenOrder
+
+
+Action = Union[Place, Cancel]
+
+
+@dataclass(frozen=True)
+class OrderPolicy:
+    """What shapes the desired orders besides the levels themselves."""
+
+    max_position: Optional[int] = None  # steps; None = unlimited
+    hedge: bool = False  # hedge position mode: exits always reduceOnly
+    post_only: bool = True
+    entries_enabled: bool = True  # False when paused, stopped or before trigger
+
+
+def _rests(side: Side, price: int, market: int) -> bool:
+    """True when a limit order at price rests on the book instead of crossing."""
+    return price < market if side is Side.BUY else price > market
+
+
+def _entries(levels: Sequence[Level], market: int, policy: OrderPolicy, working: set[int]) -> list[DesiredOrder]:
+    wanted = []
+    for lv in levels:
+        if lv.exiting or lv.held >= lv.spec.size:
+            continue
+        s = lv.spec
+        # a working entry keeps its place in the queue even if a tick crosses it
+        if s.index in working or _rests(s.side, s.entry, market):
+            wanted.append(DesiredOrder(s.index, Intent.ENTRY, s.side, s.entry, s.size - lv.held,
+                                       post_only=policy.post_only))
+    return wanted
+
+
+def _cap_entries(entries: list[DesiredOrder], levels: Sequence[Level], market: int,
+                 policy: OrderPolicy) -> list[DesiredOrder]:
+    """Drop entries, farthest from the market first, that could push |position| past the cap."""
+    if policy.max_position is None:
+        return entries
+    cap = policy.max_position
+    if policy.hedge:
+        long_now = sum(lv.held for lv in levels if lv.spec.side is Side.BUY)
+        short_now = sum(lv.held for lv in levels if lv.spec.side is Side.SELL)
+    else:
+        net = sum(lv.signed_held for lv in levels)
+        long_now, short_now = net, -net
+    kept: list[DesiredOrder] = []
+    for side, exposure in ((Side.BUY, long_now), (Side.SELL, short_now)):
+        same = sorted((e for e in entries if e.side is side), key=lambda e: abs(e.price - market))
+        for e in same:
+            if exposure + e.qty <= cap:
+                exposure += e.qty
+                kept.append(e)
+    return kept
+
+
+def _exits(levels: Sequence[Level], market: int, policy: OrderPolicy) -> list[DesiredOrder]:
+    exits = []
+    for lv in levels:
+        if lv.held <= 0:
+            continue
+        s = lv.spec
+        # an exit already beyond the market takes its profit at once (no post-only)
+        exits.append(DesiredOrder(s.index, Intent.EXIT, s.exit_side, s.exit, lv.held,
+                                  reduce_only=policy.hedge,
+                                  post_only=policy.post_only and _rests(s.exit_side, s.exit, market)))
+    if policy.hedge:
+        return exits
+    return _mark_reduce_only(exits, sum(lv.signed_held for lv in levels))
+
+
+def _mark_reduce_only(exits: list[DesiredOrder], net: int) -> list[DesiredOrder]:
+    """One-way mode: exits carry reduceOnly only up to the net position on their side.
+
+    In a neutral grid the legs net out, so a SELL exit may have to open short
+    exposure; such an exit must not be reduceOnly or the venue rejects it.
+    """
+    out = []
+    for side, room in ((Side.SELL, max(net, 0)), (Side.BUY, max(-net, 0))):
+        nearest_first = sorted((e for e in exits if e.side is side),
+                               key=lambda e: e.price if side is Side.SELL else -e.price)
+        for e in nearest_first:
+            ro = e.qty <= room
+            if ro:
+                room -= e.qty
+            out.append(replace(e, reduce_only=ro))
+    return out
+
+
+def desired_orders(levels: Sequence[Level], market: int, policy: OrderPolicy,
+                   working_entries: Iterable[int] = ()) -> list[DesiredOrder]:
+    """Every order the strategy wants resting at market price `market` (ticks).
+
+    Entries only where they rest on the book (or are already working), capped by
+    max_position; exits always while a level holds a position.
+    """
+    entries: list[DesiredOrder] = []
+    if policy.entries_enabled:
+        entries = _entries(levels, market, policy, set(working_entries))
+        entries = _cap_entries(entries, levels, market, policy)
+    out = entries + _exits(levels, market, policy)
+    return sorted(out, key=lambda o: (o.level, o.intent.value))
+
+
+def reconcile(desired: Sequence[DesiredOrder], actual: Sequence[OpenOrder]) -> list[Action]:
+    """Minimal cancels and placements that turn `actual` into `desired`.
+
+    Keyed by (intent, side, price, level); an order with the right key but a
+    different quantity or reduceOnly flag is replaced. Cancels come first so
+    margin and reduceOnly room are freed before anything is placed.
+    """
+    by_key: dict[tuple, list[OpenOrder]] = {}
+    for o in actual:
+        by_key.setdefault(o.key, []).append(o)
+    cancels: list[Action] = []
+    places: list[Action] = []
+    for d in desired:
+        found = by_key.pop(d.key, [])
+        keep = next((o for o in found if o.qty == d.qty and o.reduce_only == d.reduce_only), None)
+        cancels.extend(Cancel(o) for o in found if o is not keep)
+        if keep is None:
+            places.append(Place(d))
+    for rest in by_key.values():
+        cancels.extend(Cancel(o) for o in rest)
+    return cancels + places
+
+
+def apply_actions(actual: Sequence[OpenOrder], actions: Sequence[Action]) -> list[OpenOrder]:
+    """The open orders after the actions succeed (what a perfect exchange would hold)."""
+    cancelled = {id(a.order) for a in actions if isinstance(a, Cancel)}
+    out = [o for o in actual if id(o) not in cancelled]
+    for a in actions:
+        if isinstance(a, Place):
+            d = a.order
+            out.append(OpenOrder(d.level, d.intent, d.side, d.price, d.qty, d.reduce_only))
+    return out

@@ -1,0 +1,163 @@
+"""The grid plan: levels, sizes, per-cycle profit, margin and liquidation estimate.
+
+Pure: takes market rules, grid parameters and a start price in ticks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Optional
+
+from gridctl.core.grid import (
+    GridError, LevelSpec, Mode, Side, Spacing, build_levels, grid_lines, level_roles,
+    min_investment, required_steps, size_from_investment,
+)
+from gridctl.core.market import MarketRules
+
+
+@dataclass(frozen=True)
+class GridParams:
+    """A strategy's grid, in the market's integer units."""
+
+    mode: Mode
+    spacing: Spacing
+    lower: int  # ticks
+    upper: int  # ticks
+    grids: int
+    leverage: int
+    investment: Optional[Decimal] = None
+    amount: Optional[int] = None  # steps per level
+
+
+class SizeError(GridError):
+    """Per-level size below the venue minimum; carries the minimum that works."""
+
+    def __init__(self, message: str, minimum: Decimal, per_level: Decimal, required: Decimal):
+        super().__init__(message)
+        self.minimum = minimum
+        self.per_level = per_level
+        self.required = required
+
+
+def bounds_from_pct(rules: MarketRules, start: int, pct: Decimal) -> tuple[int, int]:
+    """lower/upper ticks `pct` % around the start price, rounded inward."""
+    span = Decimal(start) * pct / 100
+    lo = int((Decimal(start) - span).to_integral_value(rounding=ROUND_CEILING))
+    hi = int((Decimal(start) + span).to_integral_value(rounding=ROUND_FLOOR))
+    return lo, hi
+
+
+def build_grid(rules: MarketRules, p: GridParams, start: int) -> list[LevelSpec]:
+    """The levels with their sizes; raises GridError / SizeError when impossible."""
+    lines = grid_lines(p.lower, p.upper, p.grids, p.spacing)
+    roles = level_roles(lines, p.mode, start)
+    need = required_steps(rules, roles)
+    if p.amount is not None:
+        size = p.amount
+        if size < need:
+            raise SizeError("amount below the market minimum", Decimal(0), rules.qty(size), rules.qty(need))
+    else:
+        assert p.investment is not None
+        size = size_from_investment(rules, [r[2] for r in roles], p.investment, p.leverage)
+        if size < need:
+            minimum = min_investment(rules, roles, p.leverage)
+            raise SizeError("investment too small", minimum, rules.qty(size), rules.qty(need))
+    return build_levels(roles, size)
+
+
+@dataclass(frozen=True)
+class PlanLevel:
+    index: int
+    side: Side
+    price: Decimal
+    exit_price: Decimal
+    qty: Decimal
+    notional: Decimal
+    cycle_profit: Decimal
+    cycle_return_pct: Decimal
+    rests_at_start: bool
+
+
+@dataclass
+class Plan:
+    """What the grid will do, for `gridctl plan`."""
+
+    start_price: Decimal
+    levels: list[PlanLevel]
+    orders_at_start: int
+    margin: Decimal
+    liquidation_down: Optional[Decimal]
+    liquidation_up: Optional[Decimal]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def liquidation_price(self) -> Optional[Decimal]:
+        """The liquidation estimate that applies (downside for a long book, upside for short)."""
+        return self.liquidation_down if self.liquidation_down is not None else self.liquidation_up
+
+
+def _cycle(rules: MarketRules, lv: LevelSpec, leverage: int) -> tuple[Decimal, Decimal, Decimal]:
+    entry_n = rules.notional(lv.entry, lv.size)
+    exit_n = rules.notional(lv.exit, lv.size)
+    fees = (entry_n + exit_n) * rules.maker_fee
+    profit = abs(exit_n - entry_n) - fees
+    margin = entry_n / leverage
+    ret = (profit / margin * 100) if margin else Decimal(0)
+    return profit, fees, ret
+
+
+def liquidation_price(rules: MarketRules, side: Side, fills: list[LevelSpec], collateral: Decimal) -> Optional[Decimal]:
+    """Isolated-style estimate: every entry of `side` filled, `collateral` as margin.
+
+    long:  P = (avg·Q − M) / (Q·(1 − mmr));  short: P = (avg·Q + M) / (Q·(1 + mmr)).
+    """
+    q = sum((rules.qty(lv.size) * rules.contract_size for lv in fills), Decimal(0))
+    if q == 0:
+        return None
+    cost = sum((rules.notional(lv.entry, lv.size) for lv in fills), Decimal(0))
+    mmr = rules.maintenance_margin_rate
+    if side is Side.BUY:
+        p = (cost - collateral) / (q * (1 - mmr))
+    else:
+        p = (cost + collateral) / (q * (1 + mmr))
+    return max(p, Decimal(0)).quantize(rules.tick)
+
+
+def make_plan(rules: MarketRules, p: GridParams, start: int, post_only: bool = True,
+              initial_position: bool = False) -> Plan:
+    """The plan of a grid started at `start` (ticks)."""
+    levels = build_grid(rules, p, start)
+    rows, warnings = [], []
+    cents = Decimal("0.0001")
+    for lv in levels:
+        profit, fees, ret = _cycle(rules, lv, p.leverage)
+        rests = lv.entry < start if lv.side is Side.BUY else lv.entry > start
+        rows.append(PlanLevel(lv.index, lv.side, rules.price(lv.entry), rules.price(lv.exit),
+                              rules.qty(lv.size), rules.notional(lv.entry, lv.size).quantize(cents),
+                              profit.quantize(cents), ret.quantize(Decimal("0.001")), rests))
+        if profit < fees:
+            warnings.append(f"level {lv.index}: cycle profit {profit.quantize(cents)} is below its fees "
+                            f"{fees.quantize(cents)}; widen the spacing or use fewer grids")
+    gaps = [abs(lv.exit - lv.entry) for lv in levels]
+    if gaps and min(gaps) < 2:
+        warnings.append("spacing under 2 ticks: the grid is as fine as the market allows")
+    buys = [lv for lv in levels if lv.side is Side.BUY]
+    sells = [lv for lv in levels if lv.side is Side.SELL]
+    buy_n = sum((rules.notional(lv.entry, lv.size) for lv in buys), Decimal(0))
+    sell_n = sum((rules.notional(lv.entry, lv.size) for lv in sells), Decimal(0))
+    margin = (max(buy_n, sell_n) / p.leverage).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+    collateral = p.investment if p.investment is not None else margin
+    resting = sum(1 for r in rows if r.rests_at_start)
+    held_at_start = len(rows) - resting if initial_position and p.mode is not Mode.NEUTRAL else 0
+    if start < p.lower or start > p.upper:
+        warnings.append("the start price is outside the range: part of the grid cannot work until price returns")
+    return Plan(
+        start_price=rules.price(start),
+        levels=rows,
+        orders_at_start=resting + held_at_start,
+        margin=margin,
+        liquidation_down=liquidation_price(rules, Side.BUY, buys, collateral),
+        liquidation_up=liquidation_price(rules, Side.SELL, sells, collateral),
+        warnings=warnings,
+    )

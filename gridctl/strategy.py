@@ -57,3 +57,25 @@ def default_start(rules: MarketRules, s: StrategyConfig, account: AccountConfig)
     if price is None and s.lower is not None and s.upper is not None:
         price = (s.lower + s.upper) / 2
     return rules.price_to_ticks(price) if price is not None else None
+
+
+def engine_config(rules: MarketRules, s: StrategyConfig, account: AccountConfig, params: GridParams):
+    """The engine's configuration for a strategy (prices in ticks)."""
+    from gridctl.core import clientid
+    from gridctl.core.engine import EngineConfig
+    from gridctl.core.risk import RiskLimits, price_limits
+    from gridctl.exchange.venues import quirk
+
+    r = s.risk
+    ticks = lambda p: rules.price_to_ticks(p) if p is not None else None  # noqa: E731
+    prices = price_limits(s.mode, params.lower, params.upper, r.stop_loss_pct, ticks(r.stop_loss_price),
+                          r.take_profit_pct, ticks(r.take_profit_price))
+    return EngineConfig(
+        mode=s.mode, lower=params.lower, upper=params.upper,
+        max_position=rules.qty_to_steps(s.max_position) if s.max_position is not None else None,
+        hedge=account.position_mode == "hedge", post_only=s.post_only, on_stop=r.on_stop,
+        trigger=ticks(s.trigger_price), initial_position=s.initial_position,
+        limits=RiskLimits(**prices, max_loss=r.max_loss, take_profit=r.take_profit,
+                          max_level_loss=r.max_level_loss),
+        tag=clientid.strategy_tag(s.name), id_format=quirk(account.venue, "client_id"),
+    )

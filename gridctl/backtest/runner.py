@@ -95,34 +95,42 @@ class Backtest:
     def _mark(self) -> Optional[int]:
         return int(self.data.mark_close[self.mark_i]) if self.mark_i >= 0 else None
 
-    def _advance_mark_and_funding(self, k: int, ts: int) -> None:
+    def _advance_mark(self, ts: int) -> None:
         d = self.data
         if d.mark_ts is not None:
             while self.mark_i + 1 < len(d.mark_ts) and d.mark_ts[self.mark_i + 1] <= ts:
                 self.mark_i += 1
             if self.mark_i >= 0:
                 self.sim.set_mark(int(d.mark_close[self.mark_i]))
-        if d.funding_ts is not None:
-            while self.funding_i < len(d.funding_ts) and d.funding_ts[self.funding_i] <= ts:
-                pay = self.sim.pay_funding(ts, d.funding_rates[self.funding_i])
-                self.funding_i += 1
-                if pay is not None:
-                    self.events += self.engine.on_funding(pay)
+
+    def _settle_funding(self, ts: int) -> None:
+        """Funding due by this candle, settled at its open (the mark there)."""
+        d = self.data
+        if d.funding_ts is None:
+            return
+        while self.funding_i < len(d.funding_ts) and d.funding_ts[self.funding_i] <= ts:
+            pay = self.sim.pay_funding(ts, d.funding_rates[self.funding_i])
+            self.funding_i += 1
+            if pay is not None:
+                self.events += self.engine.on_funding(pay)
 
     def handle_candle(self, k: int) -> None:
-        """Funding and mark, then the intra-candle path with reactions at every fill."""
+        """Mark, the move to the open, funding, then the intra-candle path with reactions at every fill."""
         d = self.data
         ts = int(d.ts[k])
-        self._advance_mark_and_funding(k, ts)
+        self._advance_mark(ts)
+        path = SimExchange.candle_path(int(d.open[k]), int(d.high[k]), int(d.low[k]), int(d.close[k]))
         if not self.started:
-            self._start(ts, int(d.open[k]))
-        for target in SimExchange.candle_path(int(d.open[k]), int(d.high[k]), int(d.low[k]), int(d.close[k])):
+            self._start(ts, path[0])
+        else:
+            self._move(ts, path[0])
+        self._settle_funding(ts)
+        for target in path[1:]:
             self._move(ts, target)
         self._react(ts)
 
     def _start(self, ts: int, price: int) -> None:
         self.started = True
-        self.sim.price = price
         self.events += self.engine.on_price(price, self._mark())
         if self.engine.status not in (STOPPING, STOPPED):
             for mo in self.engine.opening_orders(price):

@@ -1,0 +1,172 @@
+"""The worker process entry point: one strategy, one process, one lock.
+
+Exit codes the supervisor understands: 0 stopped, 75 already running,
+77 authentication refused, 78 configuration unusable; anything else is a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import signal
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Optional
+
+from gridctl.config import ConfigError, load
+from gridctl.config.model import AccountConfig, StrategyConfig
+from gridctl.core.engine import GridEngine
+from gridctl.core.fills import Fill
+from gridctl.core.grid import GridError, LevelSpec, Side
+from gridctl.core.market import MarketRules
+from gridctl.core.plan import build_grid
+from gridctl.strategy import engine_config, grid_params, rules_for
+from gridctl.supervisor.states import EX_ALREADY_RUNNING, EX_CONFIG
+
+log = logging.getLogger("gridctl.worker")
+
+
+class WorkerConfigError(Exception):
+    """The strategy cannot run as configured (exit 78)."""
+
+
+def config_hash(s: StrategyConfig) -> str:
+    """A stable hash of a strategy's settings (reload refuses grid changes on a running one)."""
+    return hashlib.sha256(repr(s).encode()).hexdigest()[:16]
+
+
+def _grid_json(rules: MarketRules, levels: list[LevelSpec], start: int, started_ts: int, params) -> str:
+    return json.dumps({"start": start, "started_ts": started_ts, "lower": params.lower, "upper": params.upper,
+                       "levels": [[lv.index, lv.side.value, lv.entry, lv.exit, lv.size] for lv in levels],
+                       "start_price": str(rules.price(start))})
+
+
+def _levels_from_json(grid: dict) -> list[LevelSpec]:
+    return [LevelSpec(i, Side(side), entry, exit_, size) for i, side, entry, exit_, size in grid["levels"]]
+
+
+def _stored_grid(name: str) -> Optional[dict]:
+    """The grid a previous run left, unless that run ended with a full stop."""
+    from gridctl.store.models import Strategy
+
+    row = Strategy.get_or_none(Strategy.name == name)
+    if row is None or not row.grid_json or row.status == "stopped":
+        return None
+    return json.loads(row.grid_json)
+
+
+def _stored_fills(name: str, since_ts: int) -> list:
+    from gridctl.store.models import FillRow
+
+    rows = (FillRow.select().where((FillRow.strategy == name) & (FillRow.ts >= since_ts))
+            .order_by(FillRow.ts, FillRow.id))
+    return list(rows)
+
+
+def make_exchange(account: AccountConfig, rules: MarketRules, s: StrategyConfig, state_dir: Path):
+    """The account's exchange adapter (the paper exchange keeps its state in the state dir)."""
+    if not account.is_paper:
+        raise WorkerConfigError(f"account '{account.name}': live venues ({account.exchange}) are not "
+                                f"supported by this version yet; use exchange: paper")
+    from gridctl.exchange.paper import PaperExchange
+
+    return PaperExchange(rules, account, s.leverage, state_dir / "paper" / f"{s.name}.json",
+                         hedge=account.position_mode == "hedge")
+
+
+async def _run(name: str, config_path: Path, state_dir: Path) -> int:
+    from gridctl.control.worker_server import serve_worker
+    from gridctl.store.db import open_database
+    from gridctl.store.writer import BufferedWriter
+    from gridctl.supervisor.paths import StatePaths
+    from gridctl.worker.loop import WorkerLoop
+    from gridctl.worker.recorder import Recorder
+
+    try:
+        config = load(config_path)
+    except ConfigError as exc:
+        raise WorkerConfigError("; ".join(str(p) for p in exc.problems)) from None
+    if name not in config.strategies:
+        raise WorkerConfigError(f"no strategy '{name}' in {config_path}")
+    s = config.strategies[name]
+    account = config.accounts[s.account]
+    rules = rules_for(account, s.symbol)
+    if rules is None:
+        raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
+    db = open_database(state_dir, config.database)
+    writer = BufferedWriter(db, strategy=name)
+    writer.start_background(1.0)
+    exchange = make_exchange(account, rules, s, state_dir)
+    await exchange.connect()
+    now_ms = int(time.time() * 1000)
+    grid = _stored_grid(name)
+    if grid is None:
+        start = exchange.price()
+        params = grid_params(rules, s, start)
+        try:
+            levels = build_grid(rules, params, start)
+        except GridError as exc:
+            raise WorkerConfigError(f"{name}: {exc} at the start price {rules.price(start)}") from None
+        grid_text = _grid_json(rules, levels, start, now_ms, params)
+        grid = json.loads(grid_text)
+        fresh = True
+    else:
+        levels, params, fresh = _levels_from_json(grid), grid_params(rules, s, grid["start"]), False
+        params = type(params)(**{**params.__dict__, "lower": grid["lower"], "upper": grid["upper"]})
+    engine = GridEngine(rules, levels, engine_config(rules, s, account, params))
+    rec = Recorder(writer, engine, name)
+    loop = WorkerLoop(name, engine, exchange, rec, account.balance)
+    last_ts = grid["started_ts"]
+    for r in ([] if fresh else _stored_fills(name, grid["started_ts"])):
+        f = Fill(r.ts, _cid(r.client_id), r.order_id or "", Side(r.side), rules.price_to_ticks(r.price),
+                 rules.qty_to_steps(r.qty), Decimal(r.fee), r.maker, r.reduce_only)
+        loop.seen.add(_key(f))
+        engine.on_fill(f)
+        last_ts = max(last_ts, r.ts)
+    rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value}),
+                 config_hash=config_hash(s), status="starting", started_ts=grid["started_ts"],
+                 **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
+    rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
+              f" {rules.price(params.lower)}..{rules.price(params.upper)}, {len(levels)} levels, "
+              f"start price {grid['start_price']}")
+    server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
+    await loop.recover(last_ts)
+    # SIGTERM from the supervisor or systemd: stop as configured (on_stop)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(loop.stop(False)))
+    try:
+        code = await loop.run()
+    finally:
+        server.close()
+        await exchange.close()
+        writer.close()
+    return code
+
+
+def _cid(value: Optional[str]) -> object:
+    return int(value) if value and value.isdigit() else value
+
+
+def _key(f: Fill) -> tuple:
+    from gridctl.worker.loop import fill_key
+
+    return fill_key(f)
+
+
+def run_worker(name: str, config_path: Path, state_dir: Path) -> int:
+    """Run one strategy until it stops; returns the exit code (see module doc)."""
+    from gridctl.supervisor.pidfile import AlreadyRunning, acquire_worker_lock
+
+    try:
+        acquire_worker_lock(Path(state_dir), name)
+    except AlreadyRunning as exc:
+        print(f"{name} is already running (pid {exc.pid})", file=sys.stderr)
+        return EX_ALREADY_RUNNING
+    try:
+        return asyncio.run(_run(name, Path(config_path), Path(state_dir)))
+    except WorkerConfigError as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG

@@ -1,0 +1,105 @@
+"""Turns what a worker sees and decides into store rows (through the buffered writer)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any, Optional
+
+from gridctl.core.engine import Event, GridEngine
+from gridctl.core.fills import Fill, FundingPayment
+from gridctl.core.ledger import Trade
+from gridctl.core.orders import DesiredOrder, OpenOrder
+from gridctl.store.writer import BufferedWriter
+
+
+class Recorder:
+    """One strategy's writes; also fans events out to live subscribers."""
+
+    def __init__(self, writer: BufferedWriter, engine: GridEngine, name: str):
+        self.w, self.e, self.name = writer, engine, name
+        self.rules = engine.rules
+        self.subscribers: list[asyncio.Queue] = []
+
+    def event(self, ts: int, kind: str, message: str, level: Optional[int] = None,
+              order_id: Optional[str] = None, data: Any = None) -> None:
+        """Store an event and push it to `logs --follow` subscribers."""
+        self.w.event(self.name, kind, message, ts=ts, level=level, order_id=order_id, data=data)
+        row = {"strategy": self.name, "ts": ts, "type": kind, "message": message, "level": level,
+               "order_id": order_id, "data": data}
+        for q in list(self.subscribers):
+            if q.qsize() < 1000:
+                q.put_nowait(row)
+
+    def engine_events(self, ts: int, events: list[Event]) -> None:
+        for ev in events:
+            self.event(ts, ev.kind, ev.message, ev.level, None, ev.data)
+
+    def order_placed(self, ts: int, cid: object, d: DesiredOrder, order_id: str) -> None:
+        self.w.upsert("orders", {
+            "strategy": self.name, "client_id": str(cid), "order_id": order_id, "level": d.level,
+            "intent": d.intent.value, "side": d.side.value, "price": self.rules.price(d.price),
+            "qty": self.rules.qty(d.qty), "filled": Decimal(0), "status": "open", "reduce_only": d.reduce_only,
+            "post_only": d.post_only, "created_ts": ts, "updated_ts": ts})
+        self.event(ts, "order", f"placed {d.intent.value} {d.side.value} {self.rules.qty(d.qty)} @ "
+                   f"{self.rules.price(d.price)} (level {d.level})", d.level, order_id)
+
+    def market_order(self, ts: int, cid: object, side: str, qty: int, intent: str, order_id: str) -> None:
+        self.w.upsert("orders", {
+            "strategy": self.name, "client_id": str(cid), "order_id": order_id, "level": None, "intent": intent,
+            "side": side, "price": None, "qty": self.rules.qty(qty), "filled": Decimal(0), "status": "open",
+            "reduce_only": intent == "close", "post_only": False, "created_ts": ts, "updated_ts": ts})
+        self.event(ts, "order", f"market {intent} {side} {self.rules.qty(qty)}", None, order_id)
+
+    def order_status(self, ts: int, cid: object, status: str, reason: Optional[str] = None,
+                     filled: Optional[int] = None) -> None:
+        row: dict[str, Any] = {"strategy": self.name, "client_id": str(cid), "status": status, "updated_ts": ts}
+        if reason:
+            row["reason"] = reason
+        if filled is not None:
+            row["filled"] = self.rules.qty(filled)
+        self.w.upsert("orders", row)
+
+    def order_cancelled(self, ts: int, o: OpenOrder) -> None:
+        self.order_status(ts, o.client_id, "cancelled")
+        self.event(ts, "order", f"cancelled {o.intent.value} {o.side.value} @ {self.rules.price(o.price)} "
+                   f"(level {o.level})", o.level, o.order_id)
+
+    def fill(self, f: Fill, level: Optional[int], intent: str, realized: Decimal) -> None:
+        self.w.add("fills", {
+            "strategy": self.name, "ts": f.ts, "client_id": str(f.client_id), "order_id": f.order_id,
+            "level": level, "intent": intent, "side": f.side.value, "price": self.rules.price(f.price),
+            "qty": self.rules.qty(f.qty), "fee": f.fee, "maker": f.maker, "reduce_only": f.reduce_only,
+            "realized_pnl": realized})
+
+    def trade(self, t: Trade) -> None:
+        self.w.add("trades", {
+            "strategy": self.name, "level": t.level, "side": t.side.value, "entry_ts": t.entry_ts,
+            "exit_ts": t.exit_ts, "entry_price": t.entry_price.quantize(self.rules.tick),
+            "exit_price": t.exit_price.quantize(self.rules.tick), "qty": t.qty, "profit": t.profit,
+            "fees": t.fees, "net_profit": t.net_profit, "hold_ms": t.hold_ms})
+
+    def funding(self, p: FundingPayment) -> None:
+        self.w.add("funding", {"strategy": self.name, "ts": p.ts, "rate": p.rate,
+                               "mark_price": self.rules.price(p.mark), "position": self.rules.qty(p.position),
+                               "amount": p.amount})
+
+    def levels(self, ts: int) -> None:
+        for lv in self.e.levels.values():
+            s = lv.spec
+            self.w.upsert("levels", {
+                "strategy": self.name, "idx": s.index, "side": s.side.value, "entry_price": self.rules.price(s.entry),
+                "exit_price": self.rules.price(s.exit), "size": self.rules.qty(s.size),
+                "held": self.rules.qty(lv.held), "exiting": lv.exiting, "gen": lv.gen, "updated_ts": ts})
+
+    def equity(self, ts: int, price: int, mark: int, balance: Decimal, buys: int, sells: int) -> None:
+        led = self.e.ledger
+        total = led.total_pnl(mark)
+        self.w.add("equity", {
+            "strategy": self.name, "ts": ts, "price": self.rules.price(price),
+            "position": self.rules.qty(led.position), "realized": led.realized, "grid_profit": led.grid_profit,
+            "unrealized": led.unrealized(mark), "fees": led.fees, "funding": led.funding, "total_pnl": total,
+            "equity": balance + total, "open_buys": buys, "open_sells": sells})
+
+    def strategy(self, ts: int, **fields: Any) -> None:
+        self.w.upsert("strategies", {"name": self.name, "updated_ts": ts, **fields})

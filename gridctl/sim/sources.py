@@ -1,0 +1,197 @@
+"""Price sources for the simulator: CSV candles, mark candles, funding rates, synthetic paths.
+
+CSV candles: header ``timestamp_ms,open,high,low,close,volume`` (volume may be
+empty, as in mark-price files). Funding: ``timestamp_ms,rate``.
+
+A live public-ticker source (ccxt, for the paper exchange on real machines) is
+not here yet: it belongs in the exchange layer and will feed the same
+``SimExchange.sweep()`` with each new last price.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from gridctl.core.market import MarketRules
+
+PathLike = Union[str, Path]
+
+
+class DataError(ValueError):
+    """A market-data file cannot be used; the message names the file (and line)."""
+
+
+@dataclass(frozen=True)
+class Candles:
+    """Candles as read: ts int64 (epoch ms), prices float64, volume float64 (NaN if empty)."""
+
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def to_ticks(self, rules: MarketRules) -> "TickCandles":
+        """Prices rounded to the nearest tick (half-even, like MarketRules.price_to_ticks).
+
+        The float noise of the real files (1.0854300000000001) disappears here. High
+        and low are widened to contain open and close so the candle path stays inside
+        the candle.
+        """
+        o, h, l, c = (_to_ticks(a, rules.tick) for a in (self.open, self.high, self.low, self.close))
+        h = np.maximum(h, np.maximum(o, c))
+        l = np.minimum(l, np.minimum(o, c))
+        vol = None if np.isnan(self.volume).all() else self.volume
+        return TickCandles(self.ts, o, h, l, c, vol)
+
+
+@dataclass(frozen=True)
+class TickCandles:
+    """Candles on the tick grid: int64 arrays ts, open, high, low, close; volume optional."""
+
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def between(self, start_ms: Optional[int] = None, end_ms: Optional[int] = None) -> "TickCandles":
+        """The candles with start_ms <= ts < end_ms (either bound optional)."""
+        i = 0 if start_ms is None else int(np.searchsorted(self.ts, start_ms, side="left"))
+        j = len(self.ts) if end_ms is None else int(np.searchsorted(self.ts, end_ms, side="left"))
+        vol = None if self.volume is None else self.volume[i:j]
+        return TickCandles(self.ts[i:j], self.open[i:j], self.high[i:j], self.low[i:j], self.close[i:j], vol)
+
+    def mark_at(self, ts: int) -> Optional[int]:
+        """Used as a mark series: the close of the latest candle with candle ts <= ts; None before the first."""
+        i = int(np.searchsorted(self.ts, ts, side="right")) - 1
+        return None if i < 0 else int(self.close[i])
+
+    def marks_for(self, ts: np.ndarray) -> np.ndarray:
+        """Vectorised mark_at(): int64 array, -1 where there is no mark yet."""
+        idx = np.searchsorted(self.ts, ts, side="right") - 1
+        out = np.where(idx >= 0, self.close[np.clip(idx, 0, None)], -1) if len(self.ts) else np.full(len(ts), -1)
+        return out.astype(np.int64)
+
+
+def _to_ticks(values: np.ndarray, tick: Decimal) -> np.ndarray:
+    """Float prices → nearest int ticks; values within float noise of a half tick are
+    decided exactly with Decimal from their shortest repr (which is the file's text)."""
+    x = values / float(tick)
+    ticks = np.rint(x)
+    near_half = np.abs(np.abs(x - np.floor(x)) - 0.5) < 1e-6
+    for i in np.flatnonzero(near_half):
+        exact = Decimal(repr(float(values[i]))) / tick
+        ticks[i] = float(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+    return ticks.astype(np.int64)
+
+
+def load_candles(path: PathLike) -> Candles:
+    """Read a ``timestamp_ms,open,high,low,close,volume`` CSV (empty volume allowed).
+
+    Raises DataError for a missing file, a wrong header, an unparsable row or
+    timestamps that do not strictly increase.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    header, _, body = text.replace("\r\n", "\n").partition("\n")
+    body = body.strip("\n") + "\n" if body.strip() else ""
+    cols = [c.strip().lower() for c in header.strip().split(",")]
+    if cols[:5] != ["timestamp_ms", "open", "high", "low", "close"]:
+        raise DataError(f"{path}:1: expected header timestamp_ms,open,high,low,close,volume, got {header.strip()!r}")
+    if len(cols) == 5:  # no volume column at all
+        body = body.replace("\n", ",nan\n")
+    # an empty last field (mark files) becomes NaN so numpy's fast C parser reads it
+    body = body.replace(",\n", ",nan\n")
+    try:
+        ts = np.loadtxt(io.StringIO(body), delimiter=",", usecols=0, dtype=np.int64, ndmin=1)
+        px = np.loadtxt(io.StringIO(body), delimiter=",", usecols=(1, 2, 3, 4, 5), dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise DataError(f"{path}: {_locate(body, e)}") from None
+    if len(ts) == 0:
+        raise DataError(f"{path}: no candles")
+    bad = np.flatnonzero(np.diff(ts) <= 0)
+    if len(bad):
+        raise DataError(f"{path}:{bad[0] + 3}: timestamps must increase ({ts[bad[0]]} then {ts[bad[0] + 1]})")
+    if not np.isfinite(px[:, :4]).all() or (px[:, :4] <= 0).any():
+        row = int(np.flatnonzero(~np.isfinite(px[:, :4]).all(axis=1) | (px[:, :4] <= 0).any(axis=1))[0])
+        raise DataError(f"{path}:{row + 2}: prices must be positive numbers")
+    return Candles(ts, px[:, 0].copy(), px[:, 1].copy(), px[:, 2].copy(), px[:, 3].copy(), px[:, 4].copy())
+
+
+def _locate(body: str, err: ValueError) -> str:
+    """numpy's parse error, with the file line number where we can tell it."""
+    msg = str(err)
+    for n, line in enumerate(body.splitlines(), start=2):
+        parts = line.split(",")
+        if line.strip() and len(parts) < 5:
+            return f"line {n}: expected 6 fields, got {line!r}"
+    return msg
+
+
+def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:
+    """Read a ``timestamp_ms,rate`` CSV: (int64 timestamps, rates as Decimal from the text)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not lines or [c.strip().lower() for c in lines[0].split(",")][:2] != ["timestamp_ms", "rate"]:
+        raise DataError(f"{path}:1: expected header timestamp_ms,rate")
+    ts: list[int] = []
+    rates: list[Decimal] = []
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split(",")
+        try:
+            t, r = int(parts[0]), Decimal(parts[1].strip())
+        except (IndexError, ValueError, InvalidOperation):
+            raise DataError(f"{path}:{n}: expected timestamp_ms,rate, got {line!r}") from None
+        if not r.is_finite() or (ts and t <= ts[-1]):
+            raise DataError(f"{path}:{n}: bad rate or non-increasing timestamp: {line!r}")
+        ts.append(t)
+        rates.append(r)
+    return np.array(ts, dtype=np.int64), rates
+
+
+def funding_candle_index(candle_ts: np.ndarray, funding_ts: np.ndarray) -> np.ndarray:
+    """For each funding time, the index of the first candle with ts >= it (len(candle_ts) = never)."""
+    return np.searchsorted(candle_ts, funding_ts, side="left")
+
+
+def synthetic_candles(seed: int, price: Union[Decimal, float, int], volatility: float, n: int,
+                      interval_ms: int, start_ts: int, rules: MarketRules, substeps: int = 8) -> TickCandles:
+    """A seeded geometric random walk as candles on the tick grid (deterministic per seed).
+
+    `volatility` is the standard deviation of the log return per candle; each candle
+    is built from `substeps` sub-moves so high/low differ from open/close.
+    """
+    if n <= 0:
+        raise ValueError("n must be positive")
+    rng = np.random.default_rng(seed)
+    steps = rng.normal(0.0, volatility / np.sqrt(substeps), size=(n, substeps))
+    logp = np.log(float(price)) + np.concatenate([[0.0], np.cumsum(steps.ravel())])
+    path = np.maximum(np.rint(np.exp(logp) / float(rules.tick)), 1).astype(np.int64)
+    # candle k spans path[k*substeps .. (k+1)*substeps]: it opens at the previous close
+    idx = np.arange(n) * substeps
+    window = np.lib.stride_tricks.sliding_window_view(path, substeps + 1)[idx]
+    ts = start_ts + np.arange(n, dtype=np.int64) * interval_ms
+    return TickCandles(ts, window[:, 0].copy(), window.max(axis=1), window.min(axis=1), window[:, -1].copy())

@@ -78,7 +78,7 @@ class Backtest:
         self.funding_i = 0
         self.mark_i = -1
         self.started = False
-        self.reduce_only_ids: set = set()
+        self._open_cache: dict = {}
         # candles whose timestamps bring a funding payment or a new mark price
         self._event_idx = self._event_candles()
 
@@ -173,10 +173,17 @@ class Backtest:
 
     def _actual(self) -> list[OpenOrder]:
         out = []
+        cache = self._open_cache
         for o in self.sim.open_orders():
             if o.price is None:
                 continue
-            oo = self.engine.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
+            key = (o.client_id, o.remaining)
+            oo = cache.get(key)
+            if oo is None:
+                oo = self.engine.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
+                if len(cache) > 10_000:
+                    cache.clear()
+                cache[key] = oo
             if oo is not None:
                 out.append(oo)
         return out

@@ -74,6 +74,7 @@ class GridEngine:
         self.trigger_from: Optional[int] = None  # which side of the trigger the price started on
         self.close_gen = 0
         self.trades: list[Trade] = []
+        self._decoded: dict[object, Optional[clientid.ClientId]] = {}
 
     # -- ids -----------------------------------------------------------------
     def client_id(self, level: int, intent: Intent, gen: int) -> object:
@@ -81,9 +82,16 @@ class GridEngine:
 
     def decode(self, cid: object) -> Optional[clientid.ClientId]:
         """The id's content when it is one of this strategy's, else None."""
+        try:
+            return self._decoded[cid]
+        except KeyError:
+            pass
         d = clientid.decode(self.cfg.id_format, cid)
-        if d is None or not clientid.same_strategy(self.cfg.id_format, d, self.cfg.tag):
-            return None
+        if d is not None and not clientid.same_strategy(self.cfg.id_format, d, self.cfg.tag):
+            d = None
+        if len(self._decoded) > 10_000:  # ids are unique per placement: keep the cache bounded
+            self._decoded.clear()
+        self._decoded[cid] = d
         return d
 
     def open_order(self, cid: object, order_id: str, side: Side, price: int, remaining: int,

@@ -6,7 +6,7 @@ actions and running it again yields no action.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from typing import Iterable, Optional, Sequence, Union
 
@@ -26,7 +26,7 @@ class LevelState(str, Enum):
     EXIT_WORKING = "exit_working"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Level:
     """A level's runtime state: its role, the steps it holds, and its phase.
 
@@ -53,7 +53,7 @@ class Level:
         return self.spec.side.sign * self.held
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredOrder:
     """An order the strategy wants resting now. Price in ticks, qty in steps."""
 
@@ -70,7 +70,7 @@ class DesiredOrder:
         return (self.intent, self.side, self.price, self.level)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OpenOrder:
     """An own order resting on the exchange, decoded from its client id."""
 
@@ -89,12 +89,12 @@ class OpenOrder:
         return (self.intent, self.side, self.price, self.level)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Place:
     order: DesiredOrder
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cancel:
     order: OpenOrder
 
@@ -153,35 +153,29 @@ def _cap_entries(entries: list[DesiredOrder], levels: Sequence[Level], market: i
 
 
 def _exits(levels: Sequence[Level], market: int, policy: OrderPolicy) -> list[DesiredOrder]:
-    exits = []
-    for lv in levels:
-        if lv.held <= 0:
-            continue
-        s = lv.spec
-        # an exit already beyond the market takes its profit at once (no post-only)
-        exits.append(DesiredOrder(s.index, Intent.EXIT, s.exit_side, s.exit, lv.held,
-                                  reduce_only=policy.hedge,
-                                  post_only=policy.post_only and _rests(s.exit_side, s.exit, market)))
+    held = [lv for lv in levels if lv.held > 0]
     if policy.hedge:
-        return exits
-    return _mark_reduce_only(exits, sum(lv.signed_held for lv in levels))
-
-
-def _mark_reduce_only(exits: list[DesiredOrder], net: int) -> list[DesiredOrder]:
-    """One-way mode: exits carry reduceOnly only up to the net position on their side.
-
-    In a neutral grid the legs net out, so a SELL exit may have to open short
-    exposure; such an exit must not be reduceOnly or the venue rejects it.
-    """
+        room = {Side.SELL: None, Side.BUY: None}
+    else:
+        net = sum(lv.signed_held for lv in levels)
+        room = {Side.SELL: max(net, 0), Side.BUY: max(-net, 0)}
     out = []
-    for side, room in ((Side.SELL, max(net, 0)), (Side.BUY, max(-net, 0))):
-        nearest_first = sorted((e for e in exits if e.side is side),
-                               key=lambda e: e.price if side is Side.SELL else -e.price)
-        for e in nearest_first:
-            ro = e.qty <= room
+    # nearest exits first: they fill first, so they get the reduceOnly room
+    for lv in sorted(held, key=lambda lv: lv.spec.exit if lv.spec.exit_side is Side.SELL else -lv.spec.exit):
+        s = lv.spec
+        side = s.exit_side
+        left = room[side]
+        if left is None:  # hedge mode: an exit always reduces its own leg
+            ro = True
+        else:
+            # one-way mode: reduceOnly only up to the net position on the exit's side; in a
+            # neutral grid the legs net out and an exit may have to open exposure
+            ro = lv.held <= left
             if ro:
-                room -= e.qty
-            out.append(replace(e, reduce_only=ro))
+                room[side] = left - lv.held
+        # an exit already beyond the market takes its profit at once (no post-only)
+        out.append(DesiredOrder(s.index, Intent.EXIT, side, s.exit, lv.held, reduce_only=ro,
+                                post_only=policy.post_only and _rests(side, s.exit, market)))
     return out
 
 
@@ -209,13 +203,17 @@ def reconcile(desired: Sequence[DesiredOrder], actual: Sequence[OpenOrder]) -> l
     """
     by_key: dict[tuple, list[OpenOrder]] = {}
     for o in actual:
-        by_key.setdefault(o.key, []).append(o)
+        by_key.setdefault((o.intent, o.side, o.price, o.level), []).append(o)
     cancels: list[Action] = []
     places: list[Action] = []
     for d in desired:
-        found = by_key.pop(d.key, [])
-        keep = next((o for o in found if o.qty == d.qty and o.reduce_only == d.reduce_only), None)
-        cancels.extend(Cancel(o) for o in found if o is not keep)
+        found = by_key.pop((d.intent, d.side, d.price, d.level), None)
+        keep = None
+        for o in found or ():
+            if keep is None and o.qty == d.qty and o.reduce_only == d.reduce_only:
+                keep = o
+            else:
+                cancels.append(Cancel(o))
         if keep is None:
             places.append(Place(d))
     for rest in by_key.values():

@@ -91,7 +91,10 @@ def plan(config_path: str, name: str, price: Optional[str], as_json: bool) -> No
         fail(f"no bundled market rules for {s.symbol} on {account.venue}; plan needs them", EXIT_CONFIG)
     if price is not None:
         try:
-            start = rules.price_to_ticks(Decimal(price))
+            value = Decimal(price)
+            if not value.is_finite() or not 0 < value < 10**15:
+                raise InvalidOperation
+            start = rules.price_to_ticks(value)
             if start <= 0:
                 raise InvalidOperation
         except InvalidOperation:

@@ -12,7 +12,7 @@ from gridctl.config.model import AccountConfig, StrategyConfig
 from gridctl.config.reader import Reader, did_you_mean
 from gridctl.config.yamlsrc import Path
 from gridctl.core import clientid
-from gridctl.core.grid import GridError, Mode
+from gridctl.core.grid import GridError, Mode, grid_lines
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import SizeError, build_grid
 from gridctl.strategy import default_start, grid_params, rules_for, venue_markets
@@ -76,6 +76,19 @@ def _check_prices_vs_range(r: Reader, path: Path, s: StrategyConfig) -> None:
                 r.error(rp + (key,), f"must be outside the range {s.lower}..{s.upper}")
 
 
+def max_grids(params) -> int:
+    """The largest grid count whose lines all fall on distinct ticks (binary search)."""
+    lo, hi = 1, max(1, params.upper - params.lower)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        try:
+            grid_lines(params.lower, params.upper, mid, params.spacing)
+            lo = mid
+        except GridError:
+            hi = mid - 1
+    return lo
+
+
 def _check_grid(r: Reader, path: Path, s: StrategyConfig, rules: MarketRules, account: AccountConfig) -> None:
     start = default_start(rules, s, account)
     if start is None:
@@ -97,7 +110,7 @@ def _check_grid(r: Reader, path: Path, s: StrategyConfig, rules: MarketRules, ac
     except GridError:
         lo, hi = rules.price(params.lower), rules.price(params.upper)
         r.error(path + ("grids",), f"{s.grids} grids between {lo} and {hi} put lines closer than one tick "
-                f"({rules.tick}); use at most {max(1, params.upper - params.lower)} grids or a wider range")
+                f"({rules.tick}); use at most {max_grids(params)} grids or a wider range")
         return
     if s.max_position is not None and levels and rules.qty_to_steps(s.max_position) < levels[0].size:
         r.error(path + ("max_position",), f"{s.max_position} is below one level's size "
@@ -106,6 +119,8 @@ def _check_grid(r: Reader, path: Path, s: StrategyConfig, rules: MarketRules, ac
 
 def _check_strategy(r: Reader, s: StrategyConfig, account: AccountConfig) -> None:
     path = ("strategies", s.name)
+    # grid math on fields that already failed would only repeat (or garble) their errors
+    broken = {p.path[2] for p in r.problems if p.path[:2] == path and len(p.path) > 2}
     markets = venue_markets(account)
     if markets is None:
         return  # a live venue without a bundled snapshot: its markets are checked at start
@@ -125,6 +140,8 @@ def _check_strategy(r: Reader, s: StrategyConfig, account: AccountConfig) -> Non
     if s.max_position is not None and s.max_position % rules.step != 0:
         r.error(path + ("max_position",), f"{s.max_position} is not a multiple of the lot step {rules.step}")
     _check_prices_vs_range(r, path, s)
+    if broken & {"grids", "lower", "upper", "range_pct", "investment", "amount", "leverage"}:
+        return
     if aligned and (s.range_pct is not None or (s.lower is not None and s.upper is not None and s.lower < s.upper)):
         _check_grid(r, path, s, rules, account)
 

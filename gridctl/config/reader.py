@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional
 
 from gridctl.config.yamlsrc import Path, Source
 
+MAX_NUMBER = 10**15  # far beyond any price or balance; keeps tick arithmetic exact
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -110,6 +111,9 @@ class Reader:
                 raise InvalidOperation
         except InvalidOperation:
             self.error(p, f"must be a number, got {_show(raw)}")
+            return default
+        if abs(value) > MAX_NUMBER:
+            self.error(p, f"must be at most {MAX_NUMBER:,}, got {raw}")
             return default
         if positive and value <= 0:
             self.error(p, f"must be greater than 0, got {value}")

@@ -25,8 +25,9 @@ _INTENT_CODE = {Intent.ENTRY: "e", Intent.EXIT: "x", Intent.CLOSE: "c"}
 _CODE_INTENT = {v: k for k, v in _INTENT_CODE.items()}
 _INTENT_BITS = {Intent.ENTRY: 1, Intent.EXIT: 2, Intent.CLOSE: 3}
 _BITS_INTENT = {v: k for k, v in _INTENT_BITS.items()}
-_BINANCE = re.compile(r"^gx-([0-9a-z]{6})-(\d{3})([exc])(\d{1,20})$")
-_OKX = re.compile(r"^gx([0-9a-z]{6})(\d{3})([exc])(\d{1,19})$")
+_BINANCE = re.compile(r"gx-([0-9a-z]{6})-([0-9]{3})([exc])([0-9]{1,20})")
+_OKX = re.compile(r"gx([0-9a-z]{6})([0-9]{3})([exc])([0-9]{1,19})")
+_MAX_GEN = {"binance": 10**20, "okx": 10**19}  # what fits in 36 / 32 chars
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def encode(fmt: str, tag: str, level: int, intent: Intent, gen: int) -> Union[st
     """The client id for one order in the venue's format."""
     if not 0 <= level <= MAX_LEVEL:
         raise ValueError(f"level {level} outside 0..{MAX_LEVEL}")
-    if gen < 0:
-        raise ValueError("generation must be >= 0")
+    if not 0 <= gen < _MAX_GEN.get(fmt, 2**63):
+        raise ValueError(f"generation {gen} does not fit a {fmt} client id")
     if fmt == "binance":
         return f"gx-{tag}-{level:03d}{_INTENT_CODE[intent]}{gen}"
     if fmt == "okx":
@@ -86,7 +87,7 @@ def decode(fmt: str, value: Union[str, int, None]) -> Optional[ClientId]:
         if intent is None or not 0 <= n < 2**32:
             return None
         return ClientId(str(n >> 20), (n >> 11) & 511, intent, n & 511)
-    m = (_BINANCE if fmt == "binance" else _OKX).match(str(value))
+    m = (_BINANCE if fmt == "binance" else _OKX).fullmatch(str(value))
     if not m:
         return None
     return ClientId(m.group(1), int(m.group(2)), _CODE_INTENT[m.group(3)], int(m.group(4)))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gridctl.core.grid import Side
 from gridctl.core.market import MarketRules
-from gridctl.sim import LIQUIDATION, Account, SimExchange
+from gridctl.sim import LIQUIDATION, NO_HIGH, NO_LOW, Account, SimExchange
 
 BUY, SELL = Side.BUY, Side.SELL
 D = Decimal
@@ -74,14 +74,17 @@ def test_funding_is_settled_at_the_mark_price():
     assert s.pay_funding(1, D("0.001")).amount == D("-20.1")
 
 
-def test_mark_follows_the_last_price_at_the_last_basis():
+def test_mark_is_the_last_price_until_set_and_then_stays_put():
     s = SimExchange(rules(), D("100000"), 5, price=20000)
-    assert s.mark == 20000
+    s.sweep(0, 20050)
+    assert s.mark == 20050
     s.set_mark(19990)
     s.sweep(0, 21000)
-    assert (s.price, s.mark) == (21000, 20990)
+    assert (s.price, s.mark) == (21000, 19990)
     s.place(0, "b", BUY, 1000)
-    assert s.unrealized() == D("-10")  # bought at 21000, valued at the mark
+    assert s.unrealized() == D("-1010")  # bought at 21000, valued at the mark
+    s.set_mark(None)
+    assert s.mark == 21000 and s.unrealized() == 0
 
 
 def test_long_liquidates_at_the_hand_computed_price():
@@ -119,10 +122,12 @@ def test_short_liquidation_price_and_equity_at_maintenance():
 
 def test_liquidation_uses_the_mark_not_the_last_price():
     s = long_one_btc_at_10000()
-    s.set_mark(9900)  # mark 100 below last: liquidation comes 100 ticks earlier in last-price terms
-    assert s.band()[0] == 9147
-    fills = s.sweep(2, 9000)
-    assert s.price == 9147 and fills[0].price == 9047  # closed at the mark
+    s.set_mark(9900)  # a fixed mark (from a mark file): the last price alone cannot liquidate
+    assert s.band() == (NO_LOW, NO_HIGH)
+    assert s.sweep(2, 9000) == [] and s.position == 1000
+    s.set_mark(9047)
+    fills = s.sweep(3, 9000)
+    assert s.price == 9000 and fills[0].price == 9047  # closed at the mark, on the next look
 
 
 def test_funding_can_push_an_account_into_liquidation_at_the_next_sweep():

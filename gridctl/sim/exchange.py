@@ -40,7 +40,7 @@ class SimExchange:
         self.book = Book()
         self.liquidations: list[LiquidationEvent] = []
         self._price = price
-        self._basis = 0  # mark - last price, from the latest set_mark()
+        self._mark: Optional[int] = None  # fixed by set_mark(); None = the mark is the last price
         self._seq = 0
         self._liq_seq = 0
         self._expired: list[SimOrder] = []
@@ -57,12 +57,15 @@ class SimExchange:
 
     @property
     def mark(self) -> int:
-        """The mark price in ticks: last price + the basis seen at the latest set_mark()."""
-        return max(1, self.price + self._basis)
+        """The mark price in ticks: the last price, or the value of the latest set_mark()."""
+        return self._mark if self._mark is not None else self.price
 
-    def set_mark(self, mark: int) -> None:
-        """Set the mark now; until the next call it moves with the last price at this offset."""
-        self._basis = int(mark) - self.price
+    def set_mark(self, mark: Optional[int]) -> None:
+        """Fix the mark (ticks) until the next call; None makes it follow the last price again.
+
+        A new mark that puts the account under maintenance is acted on at the next sweep().
+        """
+        self._mark = None if mark is None else int(mark)
 
     @staticmethod
     def candle_path(open: int, high: int, low: int, close: int) -> list[int]:
@@ -222,11 +225,12 @@ class SimExchange:
         hi = self.book.best(Side.SELL)
         lo = NO_LOW if lo is None else lo
         hi = NO_HIGH if hi is None else hi
-        liq_lo, liq_hi = self.account.liquidation_bounds()
-        if liq_lo is not None:
-            lo = max(lo, liq_lo - self._basis)
-        if liq_hi is not None:
-            hi = min(hi, liq_hi - self._basis)
+        if self._mark is None:  # a fixed mark does not move with the price: no liquidation bound
+            liq_lo, liq_hi = self.account.liquidation_bounds()
+            if liq_lo is not None:
+                lo = max(lo, liq_lo)
+            if liq_hi is not None:
+                hi = min(hi, liq_hi)
         return lo, hi
 
     def sweep(self, ts: int, target: int) -> list[Fill]:
@@ -280,7 +284,7 @@ class SimExchange:
         """JSON-serialisable snapshot; restore with from_state(rules, d)."""
         return {
             "version": 1, "leverage": self.leverage, "hedge": self.hedge,
-            "slippage_ticks": self.slippage_ticks, "price": self._price, "basis": self._basis,
+            "slippage_ticks": self.slippage_ticks, "price": self._price, "mark": self._mark,
             "initial_balance": str(self.initial_balance), "account": self.account.to_dict(),
             "orders": [o.to_dict() for o in self.book], "seq": self._seq, "liq_seq": self._liq_seq,
             "liquidations": [{"ts": e.ts, "mark": e.mark, "position": e.position,
@@ -293,7 +297,7 @@ class SimExchange:
         sim = cls(rules, Decimal(d["initial_balance"]), d["leverage"], d["hedge"],
                   d["slippage_ticks"], d["price"])
         sim.account = Account.from_dict(rules, d["account"])
-        sim._basis = int(d["basis"])
+        sim._mark = d["mark"]
         sim._seq = int(d["seq"])
         sim._liq_seq = int(d["liq_seq"])
         for od in d["orders"]:

@@ -1,0 +1,58 @@
+"""Opening the database: SQLite in WAL mode in the state dir, or a URL (PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from peewee import Database, SqliteDatabase
+
+from gridctl.store.migrations import migrate
+from gridctl.store.models import MODELS
+
+DB_FILE = "gridctl.db"
+
+
+class NoDatabase(Exception):
+    """There is no gridctl database where one was expected."""
+
+
+def db_path(state_dir: Union[str, Path]) -> Path:
+    """Where the SQLite database of a state dir lives."""
+    return Path(state_dir).expanduser() / DB_FILE
+
+
+def bind(db: Database) -> Database:
+    """Point every model at `db` (one database per process is the normal case)."""
+    if MODELS[0]._meta.database is not db:
+        db.bind(MODELS, bind_refs=False, bind_backrefs=False)
+    return db
+
+
+def open_database(state_dir: Union[str, Path], url: Optional[str] = None, timeout: float = 5.0,
+                  create: bool = True) -> Database:
+    """Open (and migrate) the gridctl database, binding the models to it.
+
+    Without `url`: SQLite in WAL mode at `<state_dir>/gridctl.db`, created with its
+    directory unless `create` is False (then a missing file raises NoDatabase).
+    With `url` (e.g. ``postgresql://user@host/gridctl``): that database, through
+    playhouse.db_url. `timeout` is how long a write waits for another writer's lock.
+    """
+    if url:
+        from playhouse.db_url import connect
+
+        db = connect(url)
+    else:
+        path = db_path(state_dir)
+        if not path.exists():
+            if not create:
+                raise NoDatabase(f"no gridctl database in {path.parent}; start a strategy first")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # WAL: readers (status, logs) never block the workers' writes and vice versa.
+        db = SqliteDatabase(str(path), timeout=timeout,
+                            pragmas={"journal_mode": "wal", "synchronous": "normal",
+                                     "busy_timeout": int(timeout * 1000)})
+    bind(db)
+    db.connect(reuse_if_open=True)
+    migrate(db)
+    return db

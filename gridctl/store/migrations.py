@@ -1,0 +1,48 @@
+"""Numbered schema migrations, recorded in `schema_version`.
+
+Each migration runs once, in its own transaction, and is written to be safe to
+re-run (create-if-missing, add a column only if absent), so a half-applied
+upgrade can simply be retried. Migration 1 creates the version-1 schema; later
+schema changes are new numbered functions that check before they alter (e.g.
+`if "col" not in {c.name for c in db.get_columns("orders")}: ...` with
+`playhouse.migrate`), because migration 1 creates tables from the current models.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from peewee import Database
+
+from gridctl.store.models import MODELS, SchemaVersion
+
+
+def _m1_create_everything(db: Database) -> None:
+    db.create_tables(MODELS, safe=True)
+
+
+MIGRATIONS: dict[int, Callable[[Database], None]] = {
+    1: _m1_create_everything,
+}
+LATEST = max(MIGRATIONS)
+
+
+def current_version(db: Database) -> int:
+    """The highest applied migration (0 for an empty database)."""
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate(db: Database) -> int:
+    """Apply every pending migration in order; returns the resulting version. Idempotent."""
+    version = current_version(db)
+    for number in sorted(n for n in MIGRATIONS if n > version):
+        with db.atomic():
+            MIGRATIONS[number](db)
+            # Another process may have raced us to the same number: insert-or-ignore.
+            SchemaVersion.insert(version=number, applied_ts=int(time.time() * 1000)).on_conflict_ignore().execute()
+        version = number
+    return version

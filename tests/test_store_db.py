@@ -1,0 +1,75 @@
+"""The database: migrations, WAL, exact decimals."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from gridctl.store.db import NoDatabase, bind, db_path, open_database
+from gridctl.store.migrations import LATEST, current_version, migrate
+from gridctl.store.models import TABLES, Level, SchemaVersion
+
+
+def test_migrations_create_every_table_once_and_are_idempotent(tmp_path):
+    db = open_database(tmp_path)
+    assert set(TABLES) | {"schema_version"} <= set(db.get_tables())
+    Level.insert(strategy="s", idx=0, side="buy", entry_price=Decimal("1.5"), size=Decimal("2")).execute()
+    assert migrate(db) == LATEST
+    db.close()
+    db = open_database(tmp_path)  # a second process opening the same file
+    assert current_version(db) == LATEST
+    assert SchemaVersion.select().count() == LATEST
+    assert Level.select().count() == 1  # re-running migrations kept the data
+
+
+def test_sqlite_database_is_in_wal_mode_in_the_state_dir(tmp_path):
+    open_database(tmp_path / "state").close()
+    con = sqlite3.connect(db_path(tmp_path / "state"))
+    assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_reader_open_does_not_create_a_database(tmp_path):
+    with pytest.raises(NoDatabase, match="start a strategy first"):
+        open_database(tmp_path / "empty", create=False)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_indexes_serve_status_logs_and_report(tmp_path):
+    db = open_database(tmp_path)
+    names = {i.name for t in ("events", "equity", "orders", "fills", "trades") for i in db.get_indexes(t)}
+    for cols in ("strategy_ts", "strategy_type_ts", "strategy_status_side", "strategy_exit_ts"):
+        assert any(n.endswith(cols) for n in names), cols
+
+
+EXACT = ["0.1", "1.50", "-0.00000001", "123456789012345678901234.123456789012", "0", "-0", "151.00", "100"]
+
+
+@pytest.mark.parametrize("text", EXACT)
+def test_decimal_text_round_trips_exactly(tmp_path, text):
+    """Money comes back as the same Decimal, stored as plain text (never a float, never 1E-8)."""
+    db = open_database(tmp_path)
+    Level.insert(strategy="s", idx=0, side="buy", entry_price=Decimal(text), size=Decimal(text)).execute()
+    got = Level.get().entry_price
+    assert got == Decimal(text) and format(got, "f") == text and isinstance(got, Decimal)
+    # Stored as text, so SQLite never turned it into a float.
+    assert db.execute_sql("select typeof(entry_price), entry_price from levels").fetchone() == ("text", text)
+
+
+@pytest.fixture(scope="module")
+def shared_db(tmp_path_factory):
+    return open_database(tmp_path_factory.mktemp("d"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.decimals(allow_nan=False, allow_infinity=False, places=None))
+def test_decimal_text_round_trips_any_finite_decimal(shared_db, value):
+    bind(shared_db)  # other tests opened other databases
+    Level.delete().execute()
+    Level.insert(strategy="s", idx=0, side="buy", entry_price=value, size=Decimal(1)).execute()
+    got = Level.get().entry_price
+    assert got == value and got.is_signed() == value.is_signed()
+    if value.as_tuple().exponent <= 0:  # plain text keeps every fractional digit, trailing zeros too
+        assert got.as_tuple() == value.as_tuple()

@@ -120,3 +120,22 @@ def test_plan_matches_the_grid_and_its_formulas(mode, spacing, lower, width, gri
             avg = sum(r.price * r.qty for r in rows) / sum(r.qty for r in rows)
             assert liq < avg if side is Side.BUY else liq > avg
     assert plan.margin * leverage >= max(sum(r.notional for r in plan.levels if r.side is s) for s in Side)
+
+
+def test_plan_warns_when_liquidation_comes_before_the_last_entry():
+    """A wide long grid at high leverage on thin collateral is liquidated before its lowest buy fills."""
+    from decimal import Decimal
+
+    from gridctl.core.grid import Mode, Spacing
+    from gridctl.core.market import MarketRules
+    from gridctl.core.plan import GridParams, make_plan
+
+    rules = MarketRules("T/USDT:USDT", "T", "USDT", Decimal("0.01"), Decimal("0.01"), Decimal("0.01"),
+                        Decimal(5), max_leverage=100)
+    params = GridParams(Mode.LONG, Spacing.ARITHMETIC, 5000, 15000, 10, 20, investment=Decimal(1000))
+    plan = make_plan(rules, params, 15000)
+    assert plan.liquidation_down is not None and plan.liquidation_down >= Decimal(50)
+    assert any("liquidated before every entry fills" in w for w in plan.warnings)
+    safe = make_plan(rules, GridParams(Mode.LONG, Spacing.ARITHMETIC, 5000, 15000, 10, 1,
+                                       investment=Decimal(1000)), 15000)
+    assert not any("liquidated" in w for w in safe.warnings)

@@ -152,12 +152,22 @@ def make_plan(rules: MarketRules, p: GridParams, start: int, post_only: bool = T
     held_at_start = len(rows) - resting if initial_position and p.mode is not Mode.NEUTRAL else 0
     if start < p.lower or start > p.upper:
         warnings.append("the start price is outside the range: part of the grid cannot work until price returns")
+    liq_down = liquidation_price(rules, Side.BUY, buys, collateral)
+    liq_up = liquidation_price(rules, Side.SELL, sells, collateral)
+    if liq_down is not None and liq_down >= rules.price(min(lv.entry for lv in buys)):
+        warnings.append(f"estimated liquidation {liq_down} is at or above the lowest buy "
+                        f"{rules.price(min(lv.entry for lv in buys))}: the grid would be liquidated before "
+                        f"every entry fills; lower the leverage or add margin")
+    if liq_up is not None and liq_up <= rules.price(max(lv.entry for lv in sells)):
+        warnings.append(f"estimated liquidation {liq_up} is at or below the highest sell "
+                        f"{rules.price(max(lv.entry for lv in sells))}: the grid would be liquidated before "
+                        f"every entry fills; lower the leverage or add margin")
     return Plan(
         start_price=rules.price(start),
         levels=rows,
         orders_at_start=resting + held_at_start,
         margin=margin,
-        liquidation_down=liquidation_price(rules, Side.BUY, buys, collateral),
-        liquidation_up=liquidation_price(rules, Side.SELL, sells, collateral),
+        liquidation_down=liq_down,
+        liquidation_up=liq_up,
         warnings=warnings,
     )

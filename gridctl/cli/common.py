@@ -62,7 +62,7 @@ def fail(message: str, code: int = 1) -> None:
 
 def _default(o: Any) -> Any:
     if isinstance(o, Decimal):
-        return str(o)
+        return format(o, "f")  # 0.00000001, never 1E-8
     if isinstance(o, Path):
         return str(o)
     if hasattr(o, "value"):

@@ -105,7 +105,7 @@ class Level(BaseModel):
     exit_price = DecimalText(null=True)
     size = DecimalText()
     held = DecimalText(default=Decimal(0))
-    exiting = DecimalText(default=Decimal(0))
+    exiting = BooleanField(default=False)  # the entry is done; held steps wait for their exit
     gen = IntegerField(default=0)
     updated_ts = BigIntegerField(null=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from decimal import Decimal
 from typing import Callable, Optional
@@ -40,6 +41,8 @@ class WorkerLoop:
         self.balance = balance
         self.clock = clock
         self.seen: set[tuple] = set()
+        self.placed_qty: dict[object, int] = {}  # orders placed by this process, by client id
+        self.filled_qty: dict[object, int] = {}
         self.actual: list[OpenOrder] = []
         self.cooldown: dict[int, float] = {}
         self.global_cooldown = 0.0
@@ -59,6 +62,9 @@ class WorkerLoop:
         for f in await self.ex.fills_since(last_fill_ts):
             self.apply_fill(f)
         await self.refresh_orders()
+        for o in await self.ex.open_orders():
+            self.placed_qty[o.client_id] = o.qty
+            self.filled_qty[o.client_id] = o.filled
         for o in self.actual:  # generations continue above anything already on the book
             lv = self.e.levels.get(o.level)
             if lv is not None and o.gen > lv.gen:
@@ -83,6 +89,7 @@ class WorkerLoop:
         if key in self.seen:
             return
         self.seen.add(key)
+        self._track_fill(f)
         before = self.e.ledger.realized
         trades_before = len(self.e.trades)
         self.rec.engine_events(f.ts, self.e.on_fill(f))
@@ -92,6 +99,17 @@ class WorkerLoop:
         self.rec.fill(f, level, intent, self.e.ledger.realized - before)
         for t in self.e.trades[trades_before:]:
             self.rec.trade(t)
+
+    def _track_fill(self, f: Fill) -> None:
+        """Mark the order filled in the store once its whole quantity has executed."""
+        cid = f.client_id
+        if cid not in self.placed_qty:
+            return
+        self.filled_qty[cid] = self.filled_qty.get(cid, 0) + f.qty
+        done = self.filled_qty[cid] >= self.placed_qty[cid]
+        self.rec.order_status(f.ts, cid, "filled" if done else "open", filled=self.filled_qty[cid])
+        if done:
+            del self.placed_qty[cid], self.filled_qty[cid]
 
     def apply(self, ev) -> None:
         if isinstance(ev, Fill):
@@ -141,6 +159,7 @@ class WorkerLoop:
             self.rec.event(ts, "warn", f"level {d.level} {d.intent.value} rejected: {exc.reason}; "
                            f"retry in {REJECT_COOLDOWN_S}s", d.level)
             return
+        self.placed_qty[cid] = d.qty
         self.rec.order_placed(ts, cid, d, order.order_id)
 
     async def _stopping(self, ts: int) -> None:
@@ -154,6 +173,7 @@ class WorkerLoop:
             if mo is not None:
                 try:
                     order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, True, False)
+                    self.placed_qty[mo.client_id] = mo.qty
                     self.rec.market_order(ts, mo.client_id, mo.side.value, mo.qty, "close", order.order_id)
                 except ExchangeError as exc:
                     self._error(ts, f"closing the position failed: {exc}")
@@ -182,9 +202,25 @@ class WorkerLoop:
         self.rec.event(ts, "pnl", f"total PnL {self.e.ledger.total_pnl(self.ex.mark()):.4f}")
 
     # -- the loop ------------------------------------------------------------------
-    async def run(self) -> int:
+    async def open_initial_position(self) -> None:
+        """initial_position: buy/sell at market what the mode would hold at the start price."""
+        ts = self.now_ms()
+        for mo in self.e.opening_orders(self.ex.price()):
+            try:
+                order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, False, False)
+            except ExchangeError as exc:
+                self._error(ts, f"initial position: {exc}")
+                return
+            self.placed_qty[mo.client_id] = mo.qty
+            self.rec.market_order(ts, mo.client_id, mo.side.value, mo.qty, "entry", order.order_id)
+        for ev in await self.ex.events() if getattr(self.ex, "pending", None) else []:
+            self.apply(ev)
+
+    async def run(self, fresh: bool = False) -> int:
         """Trade until stopped; returns the process exit code."""
-        self.rec.strategy(self.now_ms(), status="running", pid=None)
+        self.rec.strategy(self.now_ms(), status="running", pid=os.getpid())
+        if fresh:
+            await self.open_initial_position()
         await self.sync()
         while not self.done.is_set():
             try:

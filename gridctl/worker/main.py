@@ -127,7 +127,9 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
         loop.seen.add(_key(f))
         engine.on_fill(f)
         last_ts = max(last_ts, r.ts)
-    rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value}),
+    rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
+                                             "investment": str(s.investment) if s.investment is not None else None,
+                                             "leverage": s.leverage, "grids": s.grids}),
                  config_hash=config_hash(s), status="starting", started_ts=grid["started_ts"],
                  **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
@@ -138,7 +140,7 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     # SIGTERM from the supervisor or systemd: stop as configured (on_stop)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(loop.stop(False)))
     try:
-        code = await loop.run()
+        code = await loop.run(fresh)
     finally:
         server.close()
         await exchange.close()

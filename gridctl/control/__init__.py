@@ -1,0 +1,1 @@
+"""Control: newline-delimited JSON over owner-only Unix sockets (CLI ⇄ supervisor ⇄ workers)."""

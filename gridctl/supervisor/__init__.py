@@ -1,0 +1,1 @@
+"""The supervisor: one process per state dir that forks, restarts and adopts workers."""

@@ -1,0 +1,58 @@
+"""Where things live in a state dir (see docs/operations.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Files of one state dir: the supervisor's and each worker's."""
+
+    root: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "supervisor.lock"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "gridctl.sock"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs_dir / "supervisor.log"
+
+    def worker_pid(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def worker_socket(self, name: str) -> Path:
+        return self.run_dir / f"{name}.sock"
+
+    def worker_exit(self, name: str) -> Path:
+        """Written by a worker process as it ends: '<pid> <exit code>' (read by adopting supervisors)."""
+        return self.run_dir / f"{name}.exit"
+
+    def worker_log(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def make(self) -> None:
+        """Create the state dir tree, owner-only: it holds the sockets, the logs and the database."""
+        for d in (self.root, self.run_dir, self.logs_dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in (self.run_dir,):
+            os.chmod(d, 0o700)

@@ -62,20 +62,24 @@ def escape_cell(value: Any) -> str:
     return s
 
 
-def _open_db(app: AppContext, config_path: str):
-    """The database for this invocation, or a clear error and exit 1."""
-    from peewee import PeeweeException
-
-    from gridctl.store.db import NoDatabase, open_database
-
+def _locate(app: AppContext, config_path: str):
+    """(state dir, database URL) for this invocation."""
     ctx = click.get_current_context()
     explicit = ctx.get_parameter_source("config_path") not in (ParameterSource.DEFAULT, None)
     config = None
     # --state-dir alone is enough; the config is read when given or when ./strategies.yaml is there.
     if explicit or (not app.state_dir_option and _exists(config_path)):
         config = load_config_or_exit(config_path, check_markets=False)
-    state_dir = app.state_dir(config)
-    url = config.database if config is not None else None
+    return app.state_dir(config), (config.database if config is not None else None)
+
+
+def _open_db(app: AppContext, config_path: str):
+    """The database for this invocation, or a clear error and exit 1."""
+    from peewee import PeeweeException
+
+    from gridctl.store.db import NoDatabase, open_database
+
+    state_dir, url = _locate(app, config_path)
     try:
         return open_database(state_dir, url=url, create=False)
     except NoDatabase as exc:
@@ -145,6 +149,7 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
 
     db = _open_db(app, config_path)
     rows = _unknown(read_status, db, [name] if name else None)
+    _overlay_live(rows, _locate(app, config_path)[0])
     if as_json:
         print_json(rows)
         return
@@ -162,6 +167,41 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
                                         "realized", "unrealized", "fees", "funding", "total PnL", "uptime",
                                         "last error / stop reason"],
                         disable_numparse=True, stralign="right"))
+
+
+LIVE_MONEY = ("price", "position", "grid_profit", "realized", "unrealized", "fees", "funding", "total_pnl")
+SUPERVISOR_STATES = ("starting", "backoff", "stopping", "exited", "fatal")
+
+
+def _overlay_live(rows: list[dict], state_dir) -> None:
+    """With the supervisor up, show its process states and the workers' live figures.
+
+    The database holds the last snapshot (every minute); a running worker knows
+    the current price and PnL. A worker in backoff or fatal shows why.
+    """
+    from gridctl.control.client import supervisor_status
+
+    sup = supervisor_status(state_dir, timeout=2.0)
+    if not sup:
+        return
+    by_name = {r["name"]: r for r in rows}
+    for w in sup.get("workers", []):
+        row = by_name.get(w.get("name"))
+        if row is None:
+            continue
+        live = w.get("worker") or {}
+        if w.get("state") in SUPERVISOR_STATES or not live:
+            row["state"] = w.get("state", row["state"])
+            if w.get("reason") and w.get("state") in ("backoff", "fatal", "exited"):
+                row["last_error"] = w["reason"]
+        else:
+            row["state"] = live.get("state", row["state"])
+        for key in LIVE_MONEY:
+            if live.get(key) is not None:
+                row[key] = Decimal(str(live[key]))
+        for key in ("open_buys", "open_sells", "uptime_s"):
+            if live.get(key) is not None:
+                row[key] = live[key]
 
 
 def _types(values: Iterable[str]) -> list[str]:

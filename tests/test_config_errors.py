@@ -249,3 +249,21 @@ def test_absurd_price_is_an_error_not_a_crash(tmp_path):
     assert problems(tmp_path, cfg(lower="1.0e+30", upper="2.0e+30")) == [
         "strategies.sol.lower (line 13): must be at most 1,000,000,000,000,000, got 1.0E+30",
         "strategies.sol.upper (line 14): must be at most 1,000,000,000,000,000, got 2.0E+30"]
+
+
+def test_strategy_name_that_cannot_be_a_file_name_is_refused(tmp_path):
+    """Names become PID-file, socket and log names: a slash must not reach the file system."""
+    from click.testing import CliRunner
+
+    import gridctl.cli.commands  # noqa: F401
+    from gridctl.cli import cli
+
+    text = (Path(__file__).resolve().parents[1] / "strategies.yaml.example").read_text()
+    text = text.replace("  sol-long:\n", "  sol/long:\n")
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text(text)
+    result = CliRunner().invoke(cli, ["validate", "-c", str(cfg)])
+    assert result.exit_code == 2
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  sol/long:"))
+    assert (f"strategies.sol/long (line {line}): strategy names may use letters, digits, '-', '_' and '.' "
+            f"(up to 64, starting with a letter or digit)") in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Optional
@@ -32,6 +33,7 @@ REPORT_KEYS = ["cron", "period", "format", "dir", "strategies"]
 PERIODS = ["1h", "1d", "7d", "30d", "all"]
 REPORT_FORMATS = ["csv", "md", "json", "table"]
 MAX_GRIDS = 500
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class ConfigError(Exception):
@@ -126,6 +128,10 @@ def _risk(r: Reader, m: Any, path: Path) -> RiskConfig:
 
 def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) -> Optional[StrategyConfig]:
     path = ("strategies", name)
+    if not NAME_RE.fullmatch(name):
+        # names become file names (PID file, socket, log) and appear in shell commands
+        r.error(path, "strategy names may use letters, digits, '-', '_' and '.' (up to 64, starting "
+                "with a letter or digit)")
     m = r.mapping(m, path, STRATEGY_KEYS)
     account = r.text(m, path, "account", required=True)
     if account is not None and account not in accounts:

@@ -67,6 +67,21 @@ def _stored_fills(name: str, since_ts: int) -> list:
     return list(rows)
 
 
+def _restore_generations(engine: GridEngine, name: str, since_ts: int) -> None:
+    """Continue every level's order generation above the ids this grid already used,
+    so a restarted worker never reuses a client order id."""
+    from dataclasses import replace
+
+    from gridctl.store.models import Order
+
+    rows = Order.select(Order.client_id).where((Order.strategy == name) & (Order.created_ts >= since_ts))
+    for row in rows:
+        d = engine.decode(_cid(row.client_id))
+        lv = engine.levels.get(d.level) if d is not None else None
+        if lv is not None and d.gen > lv.gen:
+            engine.levels[d.level] = replace(lv, gen=d.gen)
+
+
 def make_exchange(account: AccountConfig, rules: MarketRules, s: StrategyConfig, state_dir: Path):
     """The account's exchange adapter (the paper exchange keeps its state in the state dir)."""
     if not account.is_paper:
@@ -127,6 +142,8 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
         loop.seen.add(_key(f))
         engine.on_fill(f)
         last_ts = max(last_ts, r.ts)
+    if not fresh:
+        _restore_generations(engine, name, grid["started_ts"])
     rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
                                              "investment": str(s.investment) if s.investment is not None else None,
                                              "leverage": s.leverage, "grids": s.grids}),

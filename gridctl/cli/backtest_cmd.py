@@ -12,9 +12,10 @@ import click
 
 from gridctl import datasets
 from gridctl.cli import cli
-from gridctl.cli.common import EXIT_CONFIG, config_option, fail, json_option, load_config_or_exit, print_json, strategy_or_exit
+from gridctl.cli.common import (
+    EXIT_CONFIG, config_option, fail, json_option, positive_number_or_exit, print_json, strategy_market_or_exit,
+)
 from gridctl.core.grid import GridError
-from gridctl.strategy import rules_for
 
 
 def parse_date(value: Optional[str], option: str) -> Optional[int]:
@@ -84,24 +85,12 @@ def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[st
 
         gridctl backtest -c strategies.yaml sol-neutral --data builtin:SOLUSDT_1m --json
     """
-    from decimal import Decimal, InvalidOperation
-
     from gridctl.backtest import BacktestInputError, load_market_data, prepare
     from gridctl.backtest.summary import render, summarize, write_fills_csv, write_trades_csv
 
-    config = load_config_or_exit(config_path)
-    s = strategy_or_exit(config, name)
-    account = config.accounts[s.account]
-    rules = rules_for(account, s.symbol)
-    if rules is None:
-        fail(f"no bundled market rules for {s.symbol} on {account.venue}; backtests need them", EXIT_CONFIG)
+    _, s, account, rules = strategy_market_or_exit(config_path, name, "backtest")
     cwd = Path.cwd()
-    bal = None
-    if balance is not None:
-        try:
-            bal = Decimal(balance)
-        except InvalidOperation:
-            fail(f"--balance must be a number, got {balance!r}", EXIT_CONFIG)
+    bal = positive_number_or_exit(balance, "--balance") if balance is not None else None
     try:
         data = load_market_data(rules, _data_path(data_spec, cwd), _data_path(mark_spec, cwd),
                                 _data_path(funding_spec, cwd), parse_date(date_from, "--from"),

@@ -83,3 +83,30 @@ def strategy_or_exit(config: Config, name: str):
         fail(f"no strategy '{name}' in {config.path}{did_you_mean(name, config.strategies)}; "
              f"strategies: {', '.join(config.strategies)}", EXIT_CONFIG)
     return config.strategies[name]
+
+
+def strategy_market_or_exit(config_path: str, name: str, purpose: str):
+    """(config, strategy, account, market rules) for commands that need the bundled rules."""
+    from gridctl.strategy import rules_for
+
+    config = load_config_or_exit(config_path)
+    s = strategy_or_exit(config, name)
+    account = config.accounts[s.account]
+    rules = rules_for(account, s.symbol)
+    if rules is None:
+        fail(f"no bundled market rules for {s.symbol} on {account.venue}; {purpose} needs them", EXIT_CONFIG)
+    return config, s, account, rules
+
+
+def positive_number_or_exit(value: str, option: str) -> Decimal:
+    """A finite positive decimal from an option, or a clear error naming the option."""
+    from decimal import InvalidOperation
+
+    try:
+        number = Decimal(value)
+        if number.is_finite() and 0 < number < 10**15:
+            return number
+    except InvalidOperation:
+        pass
+    fail(f"{option} must be a positive number, got {value!r}", EXIT_CONFIG)
+    raise AssertionError  # fail() exits

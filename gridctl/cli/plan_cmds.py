@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Optional
 
 import click
 from tabulate import tabulate
 
 from gridctl.cli import cli
-from gridctl.cli.common import EXIT_CONFIG, config_option, fail, json_option, load_config_or_exit, print_json, strategy_or_exit
+from gridctl.cli.common import (
+    EXIT_CONFIG, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
+    strategy_market_or_exit,
+)
 from gridctl.core.grid import GridError
 from gridctl.core.plan import Plan, make_plan
-from gridctl.strategy import default_start, grid_params, rules_for
+from gridctl.strategy import default_start, grid_params
 
 
 @cli.command()
@@ -83,22 +85,11 @@ def plan(config_path: str, name: str, price: Optional[str], as_json: bool) -> No
 
         gridctl plan -c strategies.yaml sol-neutral --price 141.2 --json
     """
-    config = load_config_or_exit(config_path)
-    s = strategy_or_exit(config, name)
-    account = config.accounts[s.account]
-    rules = rules_for(account, s.symbol)
-    if rules is None:
-        fail(f"no bundled market rules for {s.symbol} on {account.venue}; plan needs them", EXIT_CONFIG)
+    _, s, account, rules = strategy_market_or_exit(config_path, name, "plan")
     if price is not None:
-        try:
-            value = Decimal(price)
-            if not value.is_finite() or not 0 < value < 10**15:
-                raise InvalidOperation
-            start = rules.price_to_ticks(value)
-            if start <= 0:
-                raise InvalidOperation
-        except InvalidOperation:
-            fail(f"--price must be a positive number, got {price!r}", EXIT_CONFIG)
+        start = rules.price_to_ticks(positive_number_or_exit(price, "--price"))
+        if start <= 0:
+            fail(f"--price must be at least one tick ({rules.tick}), got {price!r}", EXIT_CONFIG)
     else:
         start = default_start(rules, s, account)
         if start is None:

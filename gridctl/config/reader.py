@@ -79,15 +79,21 @@ class Reader:
 
         return _ENV.sub(sub, value)
 
-    def text(self, m: dict, path: Path, key: str, required: bool = False,
-             default: Optional[str] = None) -> Optional[str]:
-        """A string field."""
+    def _given(self, m: dict, path: Path, key: str, required: bool) -> tuple[Path, Any]:
+        """(path of the field, its interpolated value or None when absent; absent+required is a problem)."""
         p = path + (key,)
         if m.get(key) is None:
             if required:
                 self.error(p, "is required")
+            return p, None
+        return p, self.interpolate(m[key], p)
+
+    def text(self, m: dict, path: Path, key: str, required: bool = False,
+             default: Optional[str] = None) -> Optional[str]:
+        """A string field."""
+        p, value = self._given(m, path, key, required)
+        if value is None:
             return default
-        value = self.interpolate(m[key], p)
         if isinstance(value, (dict, list, bool)):
             self.error(p, f"must be text, got {_show(value)}")
             return default
@@ -97,12 +103,9 @@ class Reader:
                default: Optional[Decimal] = None, positive: bool = False,
                minimum: Optional[Decimal] = None) -> Optional[Decimal]:
         """A decimal field (exact: YAML floats never pass through float)."""
-        p = path + (key,)
-        if m.get(key) is None:
-            if required:
-                self.error(p, "is required")
+        p, raw = self._given(m, path, key, required)
+        if raw is None:
             return default
-        raw = self.interpolate(m[key], p)
         try:
             if isinstance(raw, bool):
                 raise InvalidOperation
@@ -127,12 +130,9 @@ class Reader:
                 default: Optional[int] = None, minimum: Optional[int] = None,
                 maximum: Optional[int] = None) -> Optional[int]:
         """A whole-number field."""
-        p = path + (key,)
-        if m.get(key) is None:
-            if required:
-                self.error(p, "is required")
+        p, raw = self._given(m, path, key, required)
+        if raw is None:
             return default
-        raw = self.interpolate(m[key], p)
         try:
             if isinstance(raw, bool):
                 raise ValueError

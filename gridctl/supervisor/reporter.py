@@ -14,12 +14,8 @@ log = logging.getLogger("gridctl.reporter")
 def run_report(config_path: Path, state_dir: Path, report_name: str) -> None:
     """One scheduled report: write it with gridctl.report.write_report_file; never raise."""
     try:
-        from gridctl.report import write_report_file  # written separately; may be missing
-    except ImportError as exc:
-        log.error("report %s skipped: gridctl.report.write_report_file is not available (%s)", report_name, exc)
-        return
-    try:
         from gridctl.config import load
+        from gridctl.report import write_report_file
         from gridctl.store.db import open_database
 
         config = load(config_path, check_markets=False)

@@ -79,6 +79,8 @@ class Backtest:
         self.mark_i = -1
         self.started = False
         self._open_cache: dict = {}
+        self.book_version = 0  # bumped by every fill, placement and cancel
+        self._synced: tuple = ()
         # candles whose timestamps bring a funding payment or a new mark price
         self._event_idx = self._event_candles()
 
@@ -150,6 +152,7 @@ class Backtest:
 
     def _apply_fills(self, fills: list[Fill]) -> None:
         e, rules = self.engine, self.engine.rules
+        self.book_version += 1
         for f in fills:
             self.events += e.on_fill(f)
             dec = e.decode(f.client_id)
@@ -163,6 +166,7 @@ class Backtest:
 
     def _submit(self, ts: int, cid: object, side: Side, qty: int, price: Optional[int],
                 reduce_only: bool, post_only: bool) -> None:
+        self.book_version += 1
         try:
             _, fills = self.sim.place(ts, cid, side, qty, price, reduce_only=reduce_only, post_only=post_only)
         except Reject as exc:
@@ -193,12 +197,18 @@ class Backtest:
         e = self.engine
         if e.status == STOPPING:
             self.sim.cancel_all()
+            self.book_version += 1
             mo = e.close_order()
             if mo is not None:
                 self._submit(ts, mo.client_id, mo.side, mo.qty, None, True, False)
             self.events += e.finish_stop()
             return
         if e.status == STOPPED:
+            return
+        # nothing the engine desires and nothing on the book changed since the last
+        # sync left them in agreement: reconcile would yield no action
+        key = (e.version, self.book_version, e.price_bucket(self.sim.price))
+        if key == self._synced:
             return
         filled_now = len(self.fills)
         for action in e.sync(self.sim.price, self._actual()):
@@ -207,11 +217,13 @@ class Backtest:
                     self.sim.cancel(action.order.client_id)
                 except Reject:
                     pass
+                self.book_version += 1
                 if action.order.intent is Intent.ENTRY:
                     e.on_entry_cancelled(action.order.level)
             elif isinstance(action, Place):
                 d = action.order
                 self._submit(ts, e.place_id(d), d.side, d.qty, d.price, d.reduce_only, d.post_only)
+        self._synced = (e.version, self.book_version, e.price_bucket(self.sim.price))
         # an order that filled on placement (exit beyond the market) changes the book again
         if len(self.fills) != filled_now and depth < 8:
             self._react(ts, depth + 1)

@@ -7,6 +7,7 @@ on paper and in backtests.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Optional, Sequence
@@ -69,12 +70,24 @@ class GridEngine:
         self.cfg = cfg
         self.levels: dict[int, Level] = {s.index: Level(s) for s in levels}
         self.ledger = Ledger(rules)
-        self.status = WAITING if cfg.trigger is not None else RUNNING
+        self.version = 0  # bumped whenever what the engine desires may have changed
+        self._status = WAITING if cfg.trigger is not None else RUNNING
         self.stop_reason: Optional[str] = None
         self.trigger_from: Optional[int] = None  # which side of the trigger the price started on
         self.close_gen = 0
         self.trades: list[Trade] = []
         self._decoded: dict[object, Optional[clientid.ClientId]] = {}
+        self._prices: Optional[list[int]] = None
+
+    @property
+    def status(self) -> str:
+        """waiting | running | paused | stopping | stopped."""
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._status = value
+        self.version += 1
 
     # -- ids -----------------------------------------------------------------
     def client_id(self, level: int, intent: Intent, gen: int) -> object:
@@ -105,6 +118,7 @@ class GridEngine:
     # -- events in -----------------------------------------------------------
     def on_fill(self, fill: Fill) -> list[Event]:
         """Apply one execution; returns what happened."""
+        self.version += 1
         d = self.decode(fill.client_id)
         rules = self.rules
         msg = f"{fill.side.value} {rules.qty(fill.qty)} @ {rules.price(fill.price)}"
@@ -139,6 +153,7 @@ class GridEngine:
         lv = self.levels.get(level)
         if lv is not None and lv.held and not lv.exiting:
             self.levels[level] = replace(lv, exiting=True)
+            self.version += 1
 
     def on_funding(self, payment: FundingPayment) -> list[Event]:
         self.ledger.add_funding(payment.amount)
@@ -236,6 +251,13 @@ class GridEngine:
         lv = self.levels[d.level]
         self.levels[d.level] = replace(lv, gen=lv.gen + 1)
         return self.client_id(d.level, d.intent, lv.gen + 1)
+
+    def price_bucket(self, market: int) -> tuple[int, int]:
+        """Where the market sits among the level prices: desired orders depend on
+        the market only through this (which entries rest, which exits would cross)."""
+        if self._prices is None:
+            self._prices = sorted({p for lv in self.levels.values() for p in (lv.spec.entry, lv.spec.exit)})
+        return bisect_left(self._prices, market), bisect_right(self._prices, market)
 
     # -- fast-forward support -------------------------------------------------
     def band(self, market: int) -> tuple[int, int]:

@@ -32,11 +32,16 @@ class Side(str, Enum):
     @property
     def sign(self) -> int:
         """+1 for buy, -1 for sell: the sign a fill adds to the position."""
-        return 1 if self is Side.BUY else -1
+        return _SIGN[self]
 
     @property
     def opposite(self) -> "Side":
-        return Side.SELL if self is Side.BUY else Side.BUY
+        return _OPPOSITE[self]
+
+
+# plain dicts: these are on the backtest's hot path, enum attribute access is slow
+_SIGN = {Side.BUY: 1, Side.SELL: -1}
+_OPPOSITE = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
 
 class GridError(ValueError):

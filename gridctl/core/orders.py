@@ -157,13 +157,14 @@ def _exits(levels: Sequence[Level], market: int, policy: OrderPolicy) -> list[De
     if policy.hedge:
         room = {Side.SELL: None, Side.BUY: None}
     else:
-        net = sum(lv.signed_held for lv in levels)
+        net = sum(lv.held if lv.spec.side is Side.BUY else -lv.held for lv in held)
         room = {Side.SELL: max(net, 0), Side.BUY: max(-net, 0)}
     out = []
     # nearest exits first: they fill first, so they get the reduceOnly room
-    for lv in sorted(held, key=lambda lv: lv.spec.exit if lv.spec.exit_side is Side.SELL else -lv.spec.exit):
+    # (a long level's exit is a SELL: ascending price; a short level's a BUY: descending)
+    for lv in sorted(held, key=lambda lv: lv.spec.exit if lv.spec.side is Side.BUY else -lv.spec.exit):
         s = lv.spec
-        side = s.exit_side
+        side = Side.SELL if s.side is Side.BUY else Side.BUY
         left = room[side]
         if left is None:  # hedge mode: an exit always reduces its own leg
             ro = True

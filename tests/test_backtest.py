@@ -136,12 +136,6 @@ def test_fast_equals_reference_through_a_liquidation(key, rules, mode, lo, hi, g
     assert any(f.intent == "liquidation" and f.level is None and f.reduce_only for f in bt.fills)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backtest/runner.py: an entry the sim rejects for insufficient_margin is retried by _react at the end "
-    "of every handled candle; the reference mode handles every candle, so the retry succeeds as soon as the "
-    "margin at that candle's price allows it (L8's sell 47200 placed at ts 1641020520000 here), while the "
-    "fast mode's _next_interesting skips those candles (neither engine.band() nor sim.band() knows of the "
-    "rejected order) and retries only at the next fill: 123 vs 125 fills, grid profit 570 vs 580"))
 def test_fast_equals_reference_when_entries_are_rejected_for_margin():
     s = strategy("short", "46400", "47200", 8, symbol=BTC.symbol, leverage=50, amount="0.1")
     fast, ref = both_modes(BTC, s, account("800"), data("btc"), D(800))

@@ -192,11 +192,6 @@ def test_a_broken_data_file_exits_2_naming_the_file(tmp_path, text, what):
     assert r.exit_code == 2 and str(f) in r.stderr and what in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sim/sources.py load_candles: an unparsable value is reported with numpy's message "
-    "'could not convert string 'x' to float64 at row 1, column 2' (row counted from 0 after the header), "
-    "not the file line 3 that docs/simulation.md promises ('errors name the file and line'); "
-    "_locate only finds rows with too few fields"))
 def test_a_bad_value_in_the_data_is_reported_at_its_file_line(tmp_path):
     f = tmp_path / "bad.csv"
     f.write_text("timestamp_ms,open,high,low,close,volume\n1,1,1,1,1,1\n2,x,1,1,1,1\n")
@@ -209,10 +204,6 @@ def test_an_unknown_strategy_exits_2_listing_the_names():
     assert r.exit_code == 2 and "sol-neutral" in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli/backtest_cmd.py backtest: write_fills_csv/write_trades_csv (backtest/summary.py) open the output "
-    "path unguarded, so an unwritable --fills-csv/--trades-csv path ends in a FileNotFoundError traceback "
-    "with exit 1, after the whole run, instead of a clear error with exit 2"))
 @pytest.mark.parametrize("option", ["--fills-csv", "--trades-csv"])
 def test_an_unwritable_output_path_is_a_clear_error(tmp_path, option):
     target = str(tmp_path / "no-such-dir" / "out.csv")
@@ -245,11 +236,6 @@ strategies:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backtest/runner.py Backtest._submit calls sim.place() without position_side, while prepare() "
-    "(backtest/__init__.py) builds the SimExchange with hedge=True for a position_mode: hedge account: "
-    "every order is rejected 'position_side_required' and the backtest silently reports 0 fills "
-    "(the config validates fine); the one-way account trades 35 times on the same data"))
 def test_a_hedge_mode_account_backtests_or_says_why_not(tmp_path):
     cfg = tmp_path / "hedge.yaml"
     cfg.write_text(HEDGE_CONFIG)

@@ -276,11 +276,6 @@ def test_a_price_stop_cancels_everything_and_closes_the_position(fast, risk):
     assert bt.engine.ledger.fees == D("0.0606") + 3 * px * D("0.0005")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "backtest/runner.py Backtest._move checks price stops only at the candle-path vertices "
-    "(engine.on_price after the sweep reaches open/low/high/close), so a stop_loss_price of 99 "
-    "crossed inside a candle closes at the candle's low 98.50 instead of at 99.00 where the path "
-    "crossed it; the sweep does not stop at the engine's price band"))
 def test_a_price_stop_closes_where_the_path_crosses_the_stop():
     bt = stop_run(True, stop_loss_price="99")
     assert fill_rows(bt)[3] == (2, None, "sell", "close", "99.00", "3.0")
@@ -310,15 +305,25 @@ def test_max_loss_stops_on_total_pnl_and_flattens(fast):
     assert figures(bt)["total_pnl"] <= D("-2")
 
 
-LONG_TP = pytest.mark.parametrize("risk", [dict(take_profit="1.5"), dict(take_profit_price="103.10")],
-                                  ids=["take_profit", "take_profit_price"])
+@MODES
+def test_take_profit_money_stops_where_total_pnl_reaches_it(fast):
+    bt = run_strategy(R, strategy("long", "100", "103", 3, amount="1", take_profit="1.5"), candles(LONG_PATH, R),
+                      fast=fast)
+    # after L1's cycle (grid profit 1.00) L2 holds 1.0 from 102.00; maker fees so far
+    # 0.0002 * (102 + 101 + 102) = 0.061, so total(M) = 1.00 + (M - 102) - 0.061 >= 1.5 from M = 102.561:
+    # the path's first tick there is 102.57, where the grid stops and closes as taker
+    # (fee 0.0005 * 102.57 = 0.051285): total 1.00 + 0.57 - 0.112285 = 1.457715
+    rows = fill_rows(bt)
+    assert rows[-1] == (4, None, "sell", "close", "102.57", "1.0") and len(rows) == 4
+    assert bt.engine.stop_reason == "take_profit" and bt.sim.open_orders() == []
+    assert figures(bt)["total_pnl"] == D("1.4577")
 
 
 @MODES
-@LONG_TP
-def test_take_profit_stops_the_grid(fast, risk):
-    bt = run_strategy(R, strategy("long", "100", "103", 3, amount="1", **risk), candles(LONG_PATH, R), fast=fast)
-    # candle 4 reaches 103.20 after L2's exit: grid profit 2.00 - fees 0.0816 = 1.9184 >= 1.5, price >= 103.10;
+def test_take_profit_price_stops_the_grid(fast):
+    bt = run_strategy(R, strategy("long", "100", "103", 3, amount="1", take_profit_price="103.10"),
+                      candles(LONG_PATH, R), fast=fast)
+    # candle 4 reaches 103.20 after L2's exit: grid profit 2.00 - fees 0.0816 = 1.9184, price >= 103.10;
     # flat, so nothing to close, and candle 5's fall buys nothing
     assert [r[0] for r in fill_rows(bt)] == [1, 2, 3, 4]
     assert bt.engine.stop_reason == "take_profit" and bt.sim.open_orders() == []

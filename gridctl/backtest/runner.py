@@ -81,6 +81,7 @@ class Backtest:
         self._open_cache: dict = {}
         self.book_version = 0  # bumped by every fill, placement and cancel
         self._synced: tuple = ()
+        self.unmet = False  # the last sync left a wanted order off the book (rejected)
         # candles whose timestamps bring a funding payment or a new mark price
         self._event_idx = self._event_candles()
 
@@ -136,19 +137,28 @@ class Backtest:
         self.events += self.engine.on_price(price, self._mark())
         if self.engine.status not in (STOPPING, STOPPED):
             for mo in self.engine.opening_orders(price):
-                self._submit(ts, mo.client_id, mo.side, mo.qty, None, False, False)
+                self._submit(ts, mo.client_id, mo.side, mo.qty, None, False, False, mo.position_side)
         self._react(ts)
 
     def _move(self, ts: int, target: int) -> None:
+        """Walk the price to target, stopping at every fill and at every edge of the
+        engine's band, so a stop or trigger acts at the price where the path crosses it."""
         while True:
-            fills = self.sim.sweep(ts, target)
-            if not fills:
-                break
-            self._apply_fills(fills)
-            self._react(ts)
-        self.events += self.engine.on_price(self.sim.price, self._mark())
-        if self.engine.status == STOPPING:
-            self._react(ts)
+            current = self.sim.price
+            lo, hi = self.engine.band(current)
+            step = target
+            if target < lo < current:
+                step = lo
+            elif current < hi < target:
+                step = hi
+            while fills := self.sim.sweep(ts, step):
+                self._apply_fills(fills)
+                self._react(ts)
+            self.events += self.engine.on_price(self.sim.price, self._mark())
+            if self.engine.status == STOPPING:
+                self._react(ts)
+            if self.sim.price == target:
+                return
 
     def _apply_fills(self, fills: list[Fill]) -> None:
         e, rules = self.engine, self.engine.rules
@@ -165,12 +175,14 @@ class Backtest:
                 self.series.max_abs_position = pos
 
     def _submit(self, ts: int, cid: object, side: Side, qty: int, price: Optional[int],
-                reduce_only: bool, post_only: bool) -> None:
+                reduce_only: bool, post_only: bool, position_side: Optional[str] = None) -> None:
         self.book_version += 1
         try:
-            _, fills = self.sim.place(ts, cid, side, qty, price, reduce_only=reduce_only, post_only=post_only)
+            _, fills = self.sim.place(ts, cid, side, qty, price, reduce_only=reduce_only, post_only=post_only,
+                                      position_side=position_side)
         except Reject as exc:
             self.events.append(("reject", ts, str(cid), exc.reason))
+            self.unmet = True
             return
         if fills:
             self._apply_fills(fills)
@@ -198,9 +210,8 @@ class Backtest:
         if e.status == STOPPING:
             self.sim.cancel_all()
             self.book_version += 1
-            mo = e.close_order()
-            if mo is not None:
-                self._submit(ts, mo.client_id, mo.side, mo.qty, None, True, False)
+            for mo in e.close_orders():
+                self._submit(ts, mo.client_id, mo.side, mo.qty, None, True, False, mo.position_side)
             self.events += e.finish_stop()
             return
         if e.status == STOPPED:
@@ -211,6 +222,7 @@ class Backtest:
         if key == self._synced:
             return
         filled_now = len(self.fills)
+        self.unmet = False
         for action in e.sync(self.sim.price, self._actual()):
             if isinstance(action, Cancel):
                 try:
@@ -222,7 +234,8 @@ class Backtest:
                     e.on_entry_cancelled(action.order.level)
             elif isinstance(action, Place):
                 d = action.order
-                self._submit(ts, e.place_id(d), d.side, d.qty, d.price, d.reduce_only, d.post_only)
+                self._submit(ts, e.place_id(d), d.side, d.qty, d.price, d.reduce_only, d.post_only,
+                             e.position_side(d.level))
         self._synced = (e.version, self.book_version, e.price_bucket(self.sim.price))
         # an order that filled on placement (exit beyond the market) changes the book again
         if len(self.fills) != filled_now and depth < 8:
@@ -293,6 +306,9 @@ class Backtest:
         elo, ehi = self.engine.band(self.sim.price)
         slo, shi = self.sim.band()
         lo, hi = max(elo, slo), min(ehi, shi)
+        if self.unmet:  # a rejected order is retried when the market's place among the levels changes
+            blo, bhi = self.engine.bucket_band(self.sim.price)
+            lo, hi = max(lo, blo), min(hi, bhi)
         ev = int(self._event_idx[np.searchsorted(self._event_idx, k, side="left")])
         stop = min(n, ev)
         d = self.data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -51,6 +52,13 @@ class Progress:
         sys.stderr.flush()
 
 
+def _check_writable(option: str, path: Path) -> None:
+    """Refuse an output path before the run rather than fail after it."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        fail(f"{option}: cannot write {path} (no such folder, or not writable)", EXIT_CONFIG)
+
+
 def _data_path(spec: Optional[str], base: Path) -> Optional[Path]:
     if spec is None:
         return None
@@ -89,6 +97,9 @@ def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[st
     from gridctl.backtest.summary import render, summarize, write_fills_csv, write_trades_csv
 
     _, s, account, rules = strategy_market_or_exit(config_path, name, "backtest")
+    for option, out in (("--fills-csv", fills_csv), ("--trades-csv", trades_csv)):
+        if out is not None:
+            _check_writable(option, Path(out))
     cwd = Path.cwd()
     bal = positive_number_or_exit(balance, "--balance") if balance is not None else None
     try:
@@ -105,10 +116,13 @@ def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[st
     bt = prepared.backtest
     bt.run(fast=not reference, progress=Progress())
     figures = summarize(bt, prepared.investment, prepared.interval_ms)
-    if fills_csv:
-        write_fills_csv(bt, Path(fills_csv))
-    if trades_csv:
-        write_trades_csv(bt, Path(trades_csv))
+    try:
+        if fills_csv:
+            write_fills_csv(bt, Path(fills_csv))
+        if trades_csv:
+            write_trades_csv(bt, Path(trades_csv))
+    except OSError as exc:
+        fail(f"cannot write {exc.filename}: {exc.strerror}", EXIT_CONFIG)
     if as_json:
         print_json({"strategy": name, **figures})
     else:

@@ -55,11 +55,15 @@ class Event:
 
 @dataclass(frozen=True)
 class MarketClose:
-    """A reduce-only market order that flattens the position (on stop)."""
+    """A market order: the close on stop (reduce-only) or an initial-position entry.
+
+    `position_side` is the hedge-mode leg ("long"/"short"); None in one-way mode.
+    """
 
     side: Side
     qty: int
     client_id: object
+    position_side: Optional[str] = None
 
 
 class GridEngine:
@@ -201,15 +205,30 @@ class GridEngine:
         if self.status == PAUSED:
             self.status = RUNNING
 
-    def close_order(self, keep: Optional[bool] = None) -> Optional[MarketClose]:
-        """The market order that flattens the position on stop, if one is due."""
+    def close_orders(self, keep: Optional[bool] = None) -> list[MarketClose]:
+        """The market orders that flatten the position on stop: one for the net
+        position in one-way mode, one per leg in hedge mode."""
         keep = self.cfg.on_stop == "keep" if keep is None else keep
-        pos = self.ledger.position
-        if self.status != STOPPING or keep or pos == 0:
+        if self.status != STOPPING or keep:
+            return []
+        if self.cfg.hedge:
+            legs = [(Side.SELL, "long", sum(lot.qty for lot in self.ledger.lots.values() if lot.sign > 0)),
+                    (Side.BUY, "short", sum(lot.qty for lot in self.ledger.lots.values() if lot.sign < 0))]
+        else:
+            pos = self.ledger.position
+            legs = [(Side.SELL if pos > 0 else Side.BUY, None, abs(pos))]
+        out = []
+        for side, leg, qty in legs:
+            if qty:
+                self.close_gen += 1
+                out.append(MarketClose(side, qty, self.client_id(0, Intent.CLOSE, self.close_gen), leg))
+        return out
+
+    def position_side(self, level: int) -> Optional[str]:
+        """The hedge-mode leg a level's orders trade (None in one-way mode)."""
+        if not self.cfg.hedge:
             return None
-        self.close_gen += 1
-        side = Side.SELL if pos > 0 else Side.BUY
-        return MarketClose(side, abs(pos), self.client_id(0, Intent.CLOSE, self.close_gen))
+        return "long" if self.levels[level].spec.side is Side.BUY else "short"
 
     def finish_stop(self) -> list[Event]:
         self.status = STOPPED
@@ -224,7 +243,8 @@ class GridEngine:
             s = lv.spec
             crosses = s.entry >= market if s.side is Side.BUY else s.entry <= market
             if crosses and lv.held == 0:
-                out.append(MarketClose(s.side, s.size, self.client_id(s.index, Intent.ENTRY, lv.gen + 1)))
+                out.append(MarketClose(s.side, s.size, self.client_id(s.index, Intent.ENTRY, lv.gen + 1),
+                                       self.position_side(s.index)))
                 self.levels[s.index] = replace(lv, gen=lv.gen + 1)
         return out
 
@@ -255,9 +275,13 @@ class GridEngine:
     def price_bucket(self, market: int) -> tuple[int, int]:
         """Where the market sits among the level prices: desired orders depend on
         the market only through this (which entries rest, which exits would cross)."""
+        prices = self._level_prices()
+        return bisect_left(prices, market), bisect_right(prices, market)
+
+    def _level_prices(self) -> list[int]:
         if self._prices is None:
             self._prices = sorted({p for lv in self.levels.values() for p in (lv.spec.entry, lv.spec.exit)})
-        return bisect_left(self._prices, market), bisect_right(self._prices, market)
+        return self._prices
 
     # -- fast-forward support -------------------------------------------------
     def band(self, market: int) -> tuple[int, int]:
@@ -283,6 +307,14 @@ class GridEngine:
         if self.status in (RUNNING, PAUSED):
             lo, hi = self._money_band(lo, hi)
         return lo, hi
+
+    def bucket_band(self, market: int) -> tuple[int, int]:
+        """(lo, hi): the prices between which price_bucket(market) stays the same."""
+        prices = self._level_prices()
+        i = bisect_left(prices, market)
+        if i < len(prices) and prices[i] == market:
+            return market, market
+        return (prices[i - 1] if i > 0 else NEVER_LO), (prices[i] if i < len(prices) else NEVER_HI)
 
     def _money_band(self, lo: int, hi: int) -> tuple[int, int]:
         lim, led = self.cfg.limits, self.ledger

@@ -200,11 +200,12 @@ class PaperExchange:
         return None
 
     async def place(self, client_id: object, side: Side, qty: int, price: Optional[int] = None,
-                    reduce_only: bool = False, post_only: bool = False) -> ExchangeOrder:
+                    reduce_only: bool = False, post_only: bool = False,
+                    position_side: Optional[str] = None) -> ExchangeOrder:
         """Place an order; fills it takes at once (crossing or market) come with the next events()."""
         try:
-            order, fills = self.sim.place(self._now_ms(), client_id, side, qty, price,
-                                          reduce_only=reduce_only, post_only=post_only)
+            order, fills = self.sim.place(self._now_ms(), client_id, side, qty, price, reduce_only=reduce_only,
+                                          post_only=post_only, position_side=position_side)
         except Reject as exc:
             if exc.reason == "insufficient_margin":
                 raise InsufficientMargin(str(exc)) from None

@@ -124,7 +124,7 @@ def load_candles(path: PathLike) -> Candles:
         ts = np.loadtxt(io.StringIO(body), delimiter=",", usecols=0, dtype=np.int64, ndmin=1)
         px = np.loadtxt(io.StringIO(body), delimiter=",", usecols=(1, 2, 3, 4, 5), dtype=np.float64, ndmin=2)
     except ValueError as e:
-        raise DataError(f"{path}: {_locate(body, e)}") from None
+        raise DataError(f"{path}{_locate(body, e)}") from None
     if len(ts) == 0:
         raise DataError(f"{path}: no candles")
     bad = np.flatnonzero(np.diff(ts) <= 0)
@@ -138,12 +138,17 @@ def load_candles(path: PathLike) -> Candles:
 
 def _locate(body: str, err: ValueError) -> str:
     """numpy's parse error, with the file line number where we can tell it."""
-    msg = str(err)
     for n, line in enumerate(body.splitlines(), start=2):
         parts = line.split(",")
         if line.strip() and len(parts) < 5:
-            return f"line {n}: expected 6 fields, got {line!r}"
-    return msg
+            return f":{n}: expected 6 fields, got {line!r}"
+        try:
+            int(parts[0])
+            for value in parts[1:6]:
+                float(value)
+        except ValueError:
+            return f":{n}: not a number in {line!r}"
+    return f": {err}"
 
 
 def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:

@@ -152,7 +152,8 @@ class WorkerLoop:
             return
         cid = self.e.place_id(d)
         try:
-            order = await self.ex.place(cid, d.side, d.qty, d.price, d.reduce_only, d.post_only)
+            order = await self.ex.place(cid, d.side, d.qty, d.price, d.reduce_only, d.post_only,
+                                        self.e.position_side(d.level))
         except Rejected as exc:
             self.cooldown[d.level] = self.clock() + REJECT_COOLDOWN_S
             self.rec.order_status(ts, cid, "rejected", exc.reason)
@@ -168,16 +169,17 @@ class WorkerLoop:
             for o in self.actual:
                 self.rec.order_cancelled(ts, o)
             self.actual = []
-            mo = self.e.close_order(self.keep_position)
             self.close_sent = True
-            if mo is not None:
+            closes = self.e.close_orders(self.keep_position)
+            for mo in closes:
                 try:
-                    order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, True, False)
+                    order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, True, False, mo.position_side)
                     self.placed_qty[mo.client_id] = mo.qty
                     self.rec.market_order(ts, mo.client_id, mo.side.value, mo.qty, "close", order.order_id)
                 except ExchangeError as exc:
                     self._error(ts, f"closing the position failed: {exc}")
-                return  # its fill arrives with the next events
+            if closes:
+                return  # the close fills arrive with the next events
         self.rec.engine_events(ts, self.e.finish_stop())
         self.rec.strategy(ts, status="stopped", stop_reason=self.e.stop_reason)
         self.rec.levels(ts)
@@ -207,7 +209,7 @@ class WorkerLoop:
         ts = self.now_ms()
         for mo in self.e.opening_orders(self.ex.price()):
             try:
-                order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, False, False)
+                order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, False, False, mo.position_side)
             except ExchangeError as exc:
                 self._error(ts, f"initial position: {exc}")
                 return

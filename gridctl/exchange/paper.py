@@ -173,16 +173,18 @@ class PaperExchange:
         return out
 
     async def events(self) -> list[ExchangeEvent]:
-        if self.pending:
-            out: list[ExchangeEvent] = list(self.pending)
-            self.pending.clear()
-            self.save()
-            return out
-        delay = self.next_due - self.clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        self.next_due = max(self.next_due + self.step_s, self.clock() - 5 * self.step_s)
-        out = self.step()
+        """Fills taken at placement first; otherwise wait for the next candle and play it."""
+        if not self.pending:
+            delay = self.next_due - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.next_due = max(self.next_due + self.step_s, self.clock() - 5 * self.step_s)
+            stepped = self.step()
+        else:
+            stepped = []
+        # orders placed while we slept (a stop's close) may have filled at once: report them too
+        out: list[ExchangeEvent] = [*self.pending, *stepped]
+        self.pending.clear()
         self.save()
         return out
 

@@ -24,6 +24,7 @@ from gridctl.worker.recorder import Recorder
 log = logging.getLogger(__name__)
 EQUITY_EVERY_S = 60
 REJECT_COOLDOWN_S = 30
+CLOSE_WAIT_S = 30
 RATE_LIMIT_COOLDOWN_S = 10
 
 
@@ -49,6 +50,7 @@ class WorkerLoop:
         self.last_equity = 0.0
         self.keep_position: Optional[bool] = None
         self.close_sent = False
+        self.close_deadline = 0.0
         self.done = asyncio.Event()
         self.started = clock()
         self.last_error: Optional[str] = None
@@ -179,7 +181,14 @@ class WorkerLoop:
                 except ExchangeError as exc:
                     self._error(ts, f"closing the position failed: {exc}")
             if closes:
+                self.close_deadline = self.clock() + CLOSE_WAIT_S
                 return  # the close fills arrive with the next events
+        closing = self.keep_position is False or (self.keep_position is None and self.e.cfg.on_stop == "close")
+        if closing and self.e.ledger.position:
+            if self.clock() < self.close_deadline:
+                return  # still waiting for the close to fill
+            self._error(ts, f"the close did not fill within {CLOSE_WAIT_S}s; position "
+                        f"{self.e.rules.qty(self.e.ledger.position)} left open")
         self.rec.engine_events(ts, self.e.finish_stop())
         self.rec.strategy(ts, status="stopped", stop_reason=self.e.stop_reason)
         self.rec.levels(ts)

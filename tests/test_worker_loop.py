@@ -1,0 +1,62 @@
+"""The worker loop in-process, on the paper exchange: stops that must flatten do."""
+
+import asyncio
+from pathlib import Path
+
+from gridctl.config import load
+from gridctl.core.engine import GridEngine
+from gridctl.core.plan import build_grid
+from gridctl.exchange.paper import PaperExchange
+from gridctl.store.db import open_database
+from gridctl.store.writer import BufferedWriter
+from gridctl.strategy import engine_config, grid_params, rules_for
+from gridctl.worker.loop import WorkerLoop
+from gridctl.worker.recorder import Recorder
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "strategies.yaml.example"
+
+
+def make_loop(tmp_path: Path, name: str) -> tuple[WorkerLoop, PaperExchange, BufferedWriter]:
+    config = load(EXAMPLE)
+    s = config.strategies[name]
+    account = config.accounts[s.account]
+    rules = rules_for(account, s.symbol)
+    ex = PaperExchange(rules, account, s.leverage, tmp_path / "paper.json")
+    start = ex.price()
+    params = grid_params(rules, s, start)
+    engine = GridEngine(rules, build_grid(rules, params, start), engine_config(rules, s, account, params))
+    writer = BufferedWriter(open_database(tmp_path), strategy=name)
+    return WorkerLoop(name, engine, ex, Recorder(writer, engine, name), account.balance), ex, writer
+
+
+async def _emergency_while_waiting(loop: WorkerLoop) -> int:
+    task = asyncio.create_task(loop.run(fresh=True))
+    await asyncio.sleep(0.3)  # the loop now sleeps in events() until the next candle
+    assert loop.e.ledger.position > 0  # sol-long opened its initial position at market
+    await loop.emergency_close()
+    return await asyncio.wait_for(task, 10)
+
+
+def test_emergency_close_flattens_even_while_the_loop_waits_for_a_candle(tmp_path):
+    # regression: the close's fill was taken at placement but reported by the paper
+    # exchange only before a wait, so the worker stopped with the position still open
+    loop, ex, writer = make_loop(tmp_path, "sol-long")
+    assert asyncio.run(_emergency_while_waiting(loop)) == 0
+    writer.flush(force=True)
+    assert loop.e.status == "stopped" and loop.e.stop_reason == "emergency"
+    assert loop.e.ledger.position == 0 and ex.sim.position == 0
+    assert ex.sim.open_orders() == []
+
+
+async def _stop_keep(loop: WorkerLoop) -> int:
+    task = asyncio.create_task(loop.run(fresh=True))
+    await asyncio.sleep(0.3)
+    await loop.stop(keep_position=True)
+    return await asyncio.wait_for(task, 10)
+
+
+def test_stop_keep_position_leaves_the_position_and_no_orders(tmp_path):
+    loop, ex, _ = make_loop(tmp_path, "sol-long")
+    assert asyncio.run(_stop_keep(loop)) == 0
+    assert loop.e.ledger.position == ex.sim.position > 0
+    assert ex.sim.open_orders() == []

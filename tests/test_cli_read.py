@@ -40,10 +40,11 @@ def test_status_table_shows_what_the_operator_needs(state):
                                 "realized", "unrealized", "fees", "funding", "total", "PnL", "uptime", "last",
                                 "error", "/", "stop", "reason"]
     neutral = next(l for l in lines if "sol-neutral" in l).split()
-    assert neutral == ["sol-neutral", "running", "151.50", "0.5", "1", "2", "0.80", "0.80", "0.75", "0.06348",
-                       "-0.01126", "1.47526", "2d", "00h"]
+    # money to 4 decimals in the table (0.06348 fees show as 0.0635; --json keeps every digit)
+    assert neutral == ["sol-neutral", "running", "151.50", "0.5", "1", "2", "0.8000", "0.8000", "0.7500", "0.0635",
+                       "-0.0113", "1.4753", "2d", "00h"]
     long_ = next(l for l in lines if "sol-long" in l)
-    assert "stopped" in long_ and "-12.72" in long_ and "stop-loss: price 138.10 left the range by 0.5%" in long_
+    assert "stopped" in long_ and "-12.7200" in long_ and "stop-loss: price 138.10 left the range by 0.5%" in long_
 
 
 def test_status_json_has_decimals_as_strings(state):

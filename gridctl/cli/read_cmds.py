@@ -159,9 +159,13 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
     def d(v: Optional[Decimal]) -> str:
         return "-" if v is None else format(v, "f")
 
+    def money(v: Optional[Decimal]) -> str:
+        # the table shows money to 4 decimals; --json keeps every digit
+        return "-" if v is None else format(v.quantize(Decimal("0.0001")), "f")
+
     table = [[r["name"], r["state"], d(r["price"]), d(r["position"]), r["open_buys"], r["open_sells"],
-              d(r["grid_profit"]), d(r["realized"]), d(r["unrealized"]), d(r["fees"]), d(r["funding"]),
-              d(r["total_pnl"]), _uptime(r["uptime_s"]),
+              money(r["grid_profit"]), money(r["realized"]), money(r["unrealized"]), money(r["fees"]),
+              money(r["funding"]), money(r["total_pnl"]), _uptime(r["uptime_s"]),
               _short(r["last_error"] or r["stop_reason"])] for r in rows]
     click.echo(tabulate(table, headers=["strategy", "state", "price", "position", "buys", "sells", "grid profit",
                                         "realized", "unrealized", "fees", "funding", "total PnL", "uptime",

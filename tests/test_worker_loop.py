@@ -60,3 +60,33 @@ def test_stop_keep_position_leaves_the_position_and_no_orders(tmp_path):
     assert asyncio.run(_stop_keep(loop)) == 0
     assert loop.e.ledger.position == ex.sim.position > 0
     assert ex.sim.open_orders() == []
+
+
+class LosesReplies(PaperExchange):
+    """The paper exchange, but the reply to some placements is lost (a timeout)."""
+
+    lose = 0
+
+    async def place(self, *args, **kwargs):
+        order = await super().place(*args, **kwargs)
+        if self.lose:
+            self.lose -= 1
+            from gridctl.exchange.base import UnknownOutcome
+
+            raise UnknownOutcome("read timeout")
+        return order
+
+
+def test_a_placement_whose_reply_was_lost_is_confirmed_not_sent_twice(tmp_path):
+    loop, ex, _ = make_loop(tmp_path, "sol-neutral")
+    ex.__class__ = LosesReplies
+    ex.lose = 3  # the first three entries reach the book but their replies are lost
+
+    async def scenario():
+        await loop.sync()
+        await loop.sync()  # a second pass must find nothing missing
+
+    asyncio.run(scenario())
+    levels = [loop.e.decode(o.client_id).level for o in ex.sim.open_orders()]
+    assert len(levels) == len(set(levels)) == 10  # every level once, none twice
+    assert len(loop.placed_qty) == 10  # the three unconfirmed-by-reply orders are tracked too

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from gridctl.core.engine import PAUSED, STOPPED, STOPPING, GridEngine
 from gridctl.core.fills import Fill, FundingPayment
 from gridctl.core.orders import Cancel, Intent, OpenOrder, Place
-from gridctl.exchange.base import ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary
+from gridctl.exchange.base import ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary, UnknownOutcome
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,23 @@ class WorkerLoop:
             self.rec.event(ts, "warn", f"level {d.level} {d.intent.value} rejected: {exc.reason}; "
                            f"retry in {REJECT_COOLDOWN_S}s", d.level)
             return
+        except UnknownOutcome as exc:
+            # timeout/disconnect: the order may be on the book. Ask by client id before
+            # anything is re-sent; the deterministic id makes the answer unambiguous.
+            order = await self._confirm(cid, exc)
+            if order is None:
+                self.rec.event(ts, "warn", f"level {d.level} {d.intent.value}: placement not confirmed "
+                               f"({exc}); it will be placed again", d.level)
+                return
         self.placed_qty[cid] = d.qty
         self.rec.order_placed(ts, cid, d, order.order_id)
+
+    async def _confirm(self, cid: object, exc: Exception):
+        """The order with this client id if the venue has it, else None (it never arrived)."""
+        try:
+            return await self.ex.fetch_order(cid)
+        except ExchangeError as again:
+            raise Temporary(f"cannot confirm order {cid} after {exc}: {again}") from None
 
     async def _stopping(self, ts: int) -> None:
         if not self.close_sent:

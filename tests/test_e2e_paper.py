@@ -1,0 +1,489 @@
+"""End to end on the paper exchange: the real supervisor, the REAL worker and the paper
+exchange in real processes, driven through the CLI (`python -m gridctl`), each scenario in
+a temporary state dir. Nothing is mocked; the feed replays the bundled SOLUSDT 1m candles
+at 600x (tests/configs/e2e_paper.yaml) so fills come within seconds.
+
+What is checked comes from where a user would look: `gridctl status/logs/export/report`,
+the database, and the paper exchange's own state file (`<state>/paper/NAME.json`, the
+simulated venue's book and position), which plays the role of the exchange's UI.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+import yaml
+
+from gridctl.control.client import ControlClient, supervisor_status
+from gridctl.core.clientid import decode as decode_cid, strategy_tag
+from gridctl.supervisor.pidfile import lock_holder, read_pid
+
+TESTS = Path(__file__).resolve().parent
+CONFIG = TESTS / "configs" / "e2e_paper.yaml"
+GRIDS = {name: s["grids"] for name, s in yaml.safe_load(CONFIG.read_text())["strategies"].items()}
+
+pytestmark = pytest.mark.slow  # real processes; the whole file takes about a minute
+
+
+def alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
+    """Poll pred until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Paper:
+    """One state dir with its own copy of the config; every process it starts dies in cleanup()."""
+
+    def __init__(self, tmp: Path, backoff: float = 0.3):
+        self.root = tmp
+        self.state = tmp / "st"
+        self.config = tmp / "strategies.yaml"
+        shutil.copy(CONFIG, self.config)
+        self.env = dict(os.environ, GRIDCTL_STATE_DIR=str(self.state), GRIDCTL_BACKOFF_BASE=str(backoff))
+        for k in ("GRIDCTL_WORKER_MAIN", "GRIDCTL_PRELOAD", "GRIDCTL_CONFIG"):
+            self.env.pop(k, None)  # the real worker, the real preload
+        self.seen_pids: set[int] = set()
+
+    # -- the CLI ------------------------------------------------------------------------------
+    def gridctl(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gridctl", *args], env=self.env, text=True,
+                              capture_output=True, timeout=timeout, cwd=self.root)
+
+    def ok(self, *args: str) -> str:
+        r = self.gridctl(*args)
+        assert r.returncode == 0, f"gridctl {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def start(self, *names: str) -> str:
+        out = self.ok("start", "-c", str(self.config), *names)
+        self.workers()  # remember the pids for cleanup()
+        return out
+
+    def status(self) -> dict[str, dict]:
+        """`gridctl status --json`, by strategy name."""
+        return {r["name"]: r for r in json.loads(self.ok("status", "-c", str(self.config), "--json"))}
+
+    def workers(self) -> dict[str, dict]:
+        """The supervisor's view (process state, pid, restarts, reason)."""
+        st = supervisor_status(self.state)
+        assert st is not None, "the supervisor does not answer"
+        ws = {w["name"]: w for w in st["workers"]}
+        self.seen_pids.update(w["pid"] for w in ws.values() if w["pid"])
+        return ws
+
+    # -- the paper exchange (the venue) -------------------------------------------------------
+    def paper(self, name: str) -> dict:
+        """The simulated venue's saved state for one strategy (book, account, fill journal)."""
+        path = self.state / "paper" / f"{name}.json"
+        wait_until(path.exists, 10, f"{path} (written after the worker's first candle)")
+        return json.loads(path.read_text())  # replaced atomically: never half-written
+
+    def book(self, name: str) -> dict[str, dict]:
+        """Open orders on the venue, by client id."""
+        return {o["client_id"]: o for o in self.paper(name)["sim"]["orders"] if o["status"] == "open"}
+
+    def venue_position(self, name: str) -> int:
+        """Net position on the venue, in lot steps."""
+        return sum(leg["qty"] for leg in self.paper(name)["sim"]["account"]["legs"].values())
+
+    # -- the database -------------------------------------------------------------------------
+    def sql(self, query: str, *params) -> list[tuple]:
+        con = sqlite3.connect(self.state / "gridctl.db", timeout=10)
+        try:
+            return con.execute(query, params).fetchall()
+        finally:
+            con.close()
+
+    def count(self, table: str, name: str, where: str = "1") -> int:
+        return self.sql(f"SELECT COUNT(*) FROM {table} WHERE strategy = ? AND {where}", name)[0][0]
+
+    # -- teardown -----------------------------------------------------------------------------
+    def kill_all(self) -> None:
+        """SIGKILL the supervisor, then every worker: for a test that leaves a worker that cannot stop."""
+        pids = [read_pid(self.state / "supervisor.pid")]
+        pids += [lock_holder(p) or 0 for p in (self.state / "run").glob("*.pid")]
+        for pid in pids:
+            if pid and alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def cleanup(self) -> None:
+        if ControlClient(self.state).is_running():
+            try:
+                ControlClient(self.state, timeout=60).call("shutdown")
+            except Exception:
+                pass
+        pids = {read_pid(self.state / "supervisor.pid")} | self.seen_pids
+        run = self.state / "run"
+        if run.exists():
+            pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in pids if p) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in pids:
+            if pid and alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def own_ids_unique(book: dict[str, dict], name: str) -> None:
+    """Every open order on the venue is this strategy's, and no (level, intent) has two."""
+    tag = strategy_tag(name)
+    seen: dict[tuple, str] = {}
+    for cid in book:
+        d = decode_cid("binance", cid)
+        assert d is not None and d.tag == tag, f"{cid} on {name}'s book is not {name}'s order"
+        key = (d.level, d.intent.value)
+        assert key not in seen, f"duplicate orders for level {d.level} {d.intent.value}: {seen[key]} and {cid}"
+        seen[key] = cid
+
+
+def grid_placed(p: Paper, name: str) -> bool:
+    return len(p.book(name)) == GRIDS[name]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Every strategy of the e2e config under one supervisor (each test uses its own strategy)."""
+    p = Paper(tmp_path_factory.mktemp("fleet"))
+    try:
+        out = p.start()
+        assert "started supervisor (pid" in out
+        for name in GRIDS:
+            assert f"started {name} (pid" in out
+        yield p
+    finally:
+        p.cleanup()
+
+
+@pytest.fixture
+def solo(tmp_path):
+    p = Paper(tmp_path)
+    yield p
+    p.cleanup()
+
+
+def test_start_shows_every_strategy_running_with_its_grid_placed(fleet):
+    def ready():
+        st = fleet.status()
+        return st if all(st.get(n, {}).get("state") == "running" and
+                         st[n]["open_buys"] + st[n]["open_sells"] == GRIDS[n] for n in GRIDS) else None
+    st = wait_until(ready, 20, "every strategy running with one order per grid level")
+    ws = fleet.workers()
+    for name in GRIDS:
+        assert ws[name]["state"] == "running" and alive(ws[name]["pid"])
+        assert st[name]["symbol"] == "SOL/USDT:USDT" and Decimal(st[name]["price"]) > 0
+        book = fleet.book(name)
+        assert len(book) >= GRIDS[name] - 1  # the venue agrees (a fill may be in flight)
+        own_ids_unique(book, name)
+    # the long grids opened their base position at market at start
+    assert Decimal(st["l-close"]["position"]) > 0 and Decimal(st["l-keep"]["position"]) > 0
+
+
+def test_killed_worker_restarts_and_continues_the_same_grid_without_duplicate_orders(fleet):
+    name = "n-kill"
+    wait_until(lambda: grid_placed(fleet, name), 20, "n-kill's grid placed")
+    wait_until(lambda: fleet.count("fills", name) >= 2, 40, "n-kill trading")
+    grid_before = fleet.sql("SELECT grid_json FROM strategies WHERE name = ?", name)[0][0]
+    old = fleet.workers()[name]["pid"]
+
+    os.kill(old, signal.SIGKILL)
+    w = wait_until(lambda: (w := fleet.workers()[name])["state"] == "running" and w["pid"] != old and w,
+                   20, "n-kill restarted")
+    assert w["restarts"] == 1 and w["last_exit"] == "killed by SIGKILL" and alive(w["pid"])
+    wait_until(lambda: fleet.status()[name]["pid"] == w["pid"], 10, "status shows the new pid")
+    assert fleet.sql("SELECT grid_json FROM strategies WHERE name = ?", name)[0][0] == grid_before
+    logs = wait_until(lambda: fleet.ok("logs", name, "--grep", "continuing grid"), 10, "'continuing grid' logged")
+    assert "continuing grid 165.00..178.00, 26 levels" in logs, logs
+    assert "recovered:" in fleet.ok("logs", name, "--grep", "recovered")
+
+    # The venue: the grid is complete again, with one order per (level, intent), all ours.
+    wait_until(lambda: grid_placed(fleet, name), 15, "n-kill's grid complete after the restart")
+    for _ in range(10):  # over a few candles, while it keeps trading
+        own_ids_unique(fleet.book(name), name)
+        time.sleep(0.2)
+    # No fill is lost across the crash: every fill the venue made (bar the last second, still in
+    # the writer's buffer) is in the database, once.
+    cutoff = int(time.time() * 1000) - 1500
+    time.sleep(1.5)
+    venue = sorted((j["ts"], j["cid"]) for j in fleet.paper(name)["journal"] if j["ts"] < cutoff)
+    stored = sorted(fleet.sql("SELECT ts, client_id FROM fills WHERE strategy = ? AND ts < ?", name, cutoff))
+    assert venue and venue == stored
+
+
+def test_a_second_worker_for_a_running_strategy_is_refused(fleet):
+    name = "n-pause"
+    wait_until(lambda: fleet.workers()[name]["state"] in ("running", "paused"), 20, "n-pause running")
+    pid = fleet.workers()[name]["pid"]
+    code = ("import sys; from pathlib import Path; from gridctl.worker.main import run_worker; "
+            f"sys.exit(run_worker({name!r}, Path({str(fleet.config)!r}), Path({str(fleet.state)!r})))")
+    r = subprocess.run([sys.executable, "-c", code], env=fleet.env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 75, r.stderr
+    assert f"{name} is already running (pid {pid})" in r.stderr
+    w = fleet.workers()[name]
+    assert w["pid"] == pid and w["state"] in ("running", "paused") and alive(pid)
+    assert lock_holder(fleet.state / "run" / f"{name}.pid") == pid
+
+
+def test_pause_and_resume_keep_the_orders_on_the_venue(fleet):
+    name = "n-pause"
+    wait_until(lambda: grid_placed(fleet, name), 20, "n-pause's grid placed")
+    cancelled = fleet.count("orders", name, "status = 'cancelled'")
+    assert "paused n-pause" in fleet.ok("pause", name)
+    assert fleet.workers()[name]["state"] == "paused"
+    wait_until(lambda: fleet.status().get(name, {}).get("state") == "paused", 10, "status says paused")
+    time.sleep(1.5)  # the venue saves after its next candle; the writer flushes every second
+    before = fleet.paper(name)
+    rows = fleet.count("orders", name)
+    paused_ms = int(time.time() * 1000)
+    time.sleep(3)
+    during = fleet.paper(name)
+    assert fleet.count("orders", name) == rows, "orders were placed while paused"
+    assert fleet.count("orders", name, f"created_ts >= {paused_ms}") == 0
+
+    def open_ids(state: dict) -> dict[str, str]:
+        return {o["client_id"]: o["order_id"] for o in state["sim"]["orders"] if o["status"] == "open"}
+
+    def filled_between(a: dict, b: dict) -> set[str]:
+        old = {(j["ts"], j["cid"], j["oid"]) for j in a["journal"]}
+        return {j["cid"] for j in b["journal"] if (j["ts"], j["cid"], j["oid"]) not in old}
+
+    kept = {c: o for c, o in open_ids(before).items() if c not in filled_between(before, during)}
+    assert open_ids(during) == kept  # resting orders stay; only what the market filled is gone
+
+    assert "resumed n-pause" in fleet.ok("resume", name)
+    assert fleet.workers()[name]["state"] == "running"
+    time.sleep(1.5)
+    after = fleet.paper(name)
+    gone = filled_between(during, after)
+    after_ids = open_ids(after)
+    for cid, oid in kept.items():  # same client id and same venue order id: nothing cancelled/replaced
+        assert cid in gone or after_ids.get(cid) == oid, f"{cid} was replaced on resume"
+    assert fleet.count("orders", name, "status = 'cancelled'") == cancelled
+    own_ids_unique(fleet.book(name), name)
+
+
+def test_stop_flattens_and_keep_position_keeps_it(fleet):
+    wait_until(lambda: all(fleet.venue_position(n) > 0 and grid_placed(fleet, n) for n in ("l-close", "l-keep")),
+               20, "the long grids holding their base position")
+    out = fleet.ok("stop", "l-close")
+    assert "stopped l-close" in out and "position kept" not in out
+    st = fleet.status()["l-close"]
+    assert st["state"] == "stopped" and Decimal(st["position"]) == 0
+    assert st["open_buys"] == st["open_sells"] == 0
+    assert fleet.venue_position("l-close") == 0 and fleet.book("l-close") == {}
+    assert fleet.count("orders", "l-close", "status = 'open'") == 0
+    assert fleet.count("fills", "l-close", "intent = 'close'") == 1
+
+    out = fleet.ok("stop", "l-keep", "--keep-position")
+    assert "stopped l-keep (position kept)" in out
+    st = fleet.status()["l-keep"]
+    assert st["state"] == "stopped" and Decimal(st["position"]) > 0
+    assert st["open_buys"] == st["open_sells"] == 0
+    assert fleet.venue_position("l-keep") > 0 and fleet.book("l-keep") == {}
+    assert fleet.count("fills", "l-keep", "intent = 'close'") == 0
+    # status shows what the venue holds: position in lots of 0.01 SOL
+    assert Decimal(st["position"]) == Decimal(fleet.venue_position("l-keep")) / 100
+
+
+def test_status_logs_export_report_on_a_real_run(fleet):
+    name = "n-main"
+    wait_until(lambda: fleet.count("trades", name) >= 1, 45, "a completed cycle on n-main")
+    assert "stopped n-main" in fleet.ok("stop", name)  # a fixed database to compare against
+
+    logs = fleet.ok("logs", name, "-n", "100000")
+    assert "new grid 165.00..178.00, 26 levels" in logs and "placed entry buy" in logs
+    fills_log = fleet.ok("logs", name, "--type", "fill", "-n", "100000").splitlines()
+    assert fills_log and all(" fill " in line for line in fills_log)
+
+    rows = list(csv.DictReader(io.StringIO(fleet.ok("export", name, "fills"))))
+    assert rows and len(fills_log) == len(rows)  # one fill event per fill
+    tag = strategy_tag(name)
+    assert all(decode_cid("binance", r["client_id"]).tag == tag for r in rows)
+    by_intent = {k: sum(1 for r in rows if r["intent"] == k) for k in ("entry", "exit", "close")}
+    assert by_intent["entry"] + by_intent["exit"] + by_intent["close"] == len(rows)
+    out = fleet.root / "fills.csv"
+    fleet.ok("export", name, "fills", "-o", str(out))
+    assert len(list(csv.DictReader(out.open()))) == len(rows)
+
+    rep = json.loads(fleet.ok("report", name, "--period", "all", "--format", "json"))
+    s = rep["strategies"][0]
+    assert s["name"] == name
+    # The report counts filled orders by intent; each grid order fills at once on the paper venue.
+    assert (s["entries"], s["exits"]) == (by_intent["entry"], by_intent["exit"])
+    assert s["trades"] == fleet.count("trades", name) == len(list(csv.DictReader(
+        io.StringIO(fleet.ok("export", name, "trades")))))
+    assert Decimal(s["fees"]) == sum(Decimal(r["fee"]) for r in rows)
+    assert Decimal(s["realized"]) == sum(Decimal(r["realized_pnl"]) for r in rows)
+    st = fleet.status()[name]
+    assert st["state"] == "stopped" and Decimal(st["position"]) == 0 and Decimal(st["realized"]) == Decimal(
+        s["realized"])
+
+
+def test_a_strategy_removed_from_the_file_goes_fatal_when_its_worker_restarts(fleet):
+    name = "vanish"
+    wait_until(lambda: fleet.workers()[name]["state"] == "running", 20, "vanish running")
+    cfg = yaml.safe_load(fleet.config.read_text())
+    del cfg["strategies"][name]
+    tmp = fleet.config.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    os.replace(tmp, fleet.config)  # other workers may re-read it at any moment
+    out = fleet.ok("reload")
+    assert "vanish is no longer in the config; it runs until you stop it" in out
+    pid = fleet.workers()[name]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    w = wait_until(lambda: (w := fleet.workers()[name])["state"] == "fatal" and w, 20, "vanish fatal")
+    assert w["reason"].startswith("configuration error (exit 78)")
+    assert f"no strategy 'vanish' in {fleet.config}" in w["reason"]
+    time.sleep(1)
+    assert fleet.workers()[name]["state"] == "fatal" and fleet.workers()[name]["restarts"] == 1
+    st = fleet.status()[name]
+    assert st["state"] == "fatal" and "no strategy 'vanish'" in st["last_error"]
+    table = fleet.ok("status", "-c", str(fleet.config))
+    assert any(line.split()[:2] == ["vanish", "fatal"] for line in table.splitlines())
+
+
+def test_killed_supervisor_leaves_workers_trading_and_a_new_start_adopts_them(solo):
+    names = ("n-main", "n-kill")
+    solo.start(*names)
+    wait_until(lambda: all(grid_placed(solo, n) for n in names), 20, "grids placed")
+    pids = {n: w["pid"] for n, w in solo.workers().items() if n in names}
+    sup = read_pid(solo.state / "supervisor.pid")
+    os.kill(sup, signal.SIGKILL)
+    wait_until(lambda: not alive(sup), 5, "supervisor gone")
+
+    def activity(n: str) -> int:
+        return solo.count("events", n) + solo.count("fills", n)
+
+    base = {n: activity(n) for n in names}
+    wait_until(lambda: all(activity(n) > base[n] for n in names), 40, "workers still trading without a supervisor")
+    wait_until(lambda: all(solo.count("fills", n) > 0 for n in names), 40, "fills without a supervisor")
+    assert all(alive(p) for p in pids.values())
+    st = solo.status()  # the supervisor is down: read from the database
+    assert all(st[n]["state"] == "running" and st[n]["pid"] == pids[n] for n in names)
+    r = solo.gridctl("pause", "n-main")
+    assert r.returncode == 1 and "gridctl is not running for state dir" in r.stderr
+
+    out = solo.start(*names)
+    assert "started supervisor (pid" in out
+    for n in names:
+        assert f"{n} is already running (pid {pids[n]})" in out
+    ws = solo.workers()
+    assert {n: ws[n]["pid"] for n in names} == pids
+    assert all(ws[n]["state"] == "running" and ws[n]["adopted"] for n in names)
+    st = solo.status()
+    assert all(st[n]["state"] == "running" and st[n]["open_buys"] + st[n]["open_sells"] > 0 for n in names)
+    # adopted workers obey as before, and the venue never saw a duplicate
+    assert "paused n-main" in solo.ok("pause", "n-main")
+    for n in names:
+        own_ids_unique(solo.book(n), n)
+
+
+def _kill_right_after_a_fill(p: Paper, name: str) -> Optional[dict]:
+    """Kill -9 the worker within ~10 ms of a fill reaching the venue's journal, before its
+    buffered writer (1 s period) stores it; the fill then only comes back through recovery.
+    Returns that fill, or None if the writer was faster (the caller retries)."""
+    pid = p.workers()[name]["pid"]
+    seen = {(j["ts"], j["cid"]) for j in p.paper(name)["journal"]}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            journal = p.paper(name)["journal"]
+        except (OSError, ValueError):
+            continue
+        new = [j for j in journal if (j["ts"], j["cid"]) not in seen]
+        if new:
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not alive(pid), 5, "worker gone")
+            fill = new[-1]
+            stored = p.sql("SELECT COUNT(*) FROM fills WHERE strategy = ? AND client_id = ? AND ts = ?",
+                           name, fill["cid"], fill["ts"])[0][0]
+            return None if stored else fill
+        time.sleep(0.01)
+    raise AssertionError(f"no fill on {name} within 20 s")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gridctl/worker/loop.py WorkerLoop.recover(): fills replayed from the exchange at recovery "
+    "(fills_since) go through _track_fill(), which ignores client ids missing from this process's "
+    "placed_qty; recover() fills placed_qty only afterwards and only from orders still open. So an "
+    "order placed by the previous process whose fill is known only from the exchange (filled during "
+    "the crash window or while the worker was down) keeps status='open' in the orders table forever: "
+    "`gridctl status` with the supervisor down shows orders the venue no longer has, and `report` "
+    "misses the fill in entries/exits/fill rate"))
+def test_an_order_filled_just_before_a_crash_is_marked_filled_after_recovery(solo):
+    name = "n-kill"
+    solo.start(name)
+    wait_until(lambda: grid_placed(solo, name), 20, "grid placed")
+    # the grid must be in the database first (see the next test for a crash before that)
+    wait_until(lambda: solo.sql("SELECT COUNT(*) FROM strategies WHERE name = ? AND grid_json IS NOT NULL",
+                                name)[0][0], 10, "grid stored")
+    for _ in range(3):  # at most 3 crashes: far from the crash-loop limit
+        old = solo.workers()[name]["pid"]
+        fill = _kill_right_after_a_fill(solo, name)
+        wait_until(lambda: (w := solo.workers()[name])["state"] == "running" and w["pid"] != old, 20, "restart")
+        if fill is not None:
+            break
+    else:
+        pytest.skip("the writer stored the fill before every kill")
+    cid = fill["cid"]
+    # Recovery applies the fill (the fills table gets it)...
+    wait_until(lambda: solo.sql("SELECT COUNT(*) FROM fills WHERE strategy = ? AND client_id = ? AND ts = ?",
+                                name, cid, fill["ts"])[0][0] == 1, 10, "the recovered fill stored")
+    assert cid not in solo.book(name)
+    # ...and the order it filled must not stay open in the database.
+    time.sleep(2)
+    assert solo.sql("SELECT status FROM orders WHERE strategy = ? AND client_id = ?", name, cid) == [("filled",)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gridctl/worker/main.py _run(): a fresh grid (grid_json) reaches the database only through the "
+    "BufferedWriter, whose first flush is 1 s after start, while loop.run() places the grid's orders at "
+    "once. A worker killed in that second leaves orders (and soon a position) on the exchange but no "
+    "grid in the store, so the restart builds a 'new grid' at the then current price, with other "
+    "buy/sell roles, ignores the fills of the first run (fills_since(new started_ts)), adopts the old "
+    "orders by level and trades against a position its ledger does not know (its reduce-only exits "
+    "get rejected). The grid should be committed synchronously before the first order is placed"))
+def test_a_worker_killed_in_its_first_second_continues_its_grid(solo):
+    name = "n-kill"
+    book = solo.state / "paper" / f"{name}.json"
+    solo.start(name)
+    pid = solo.workers()[name]["pid"]
+    wait_until(lambda: book.exists(), 10, "orders on the venue")
+    os.kill(pid, signal.SIGKILL)  # the venue saved its book: orders are live
+    if solo.count("events", name):  # only the buffered writer stores events
+        pytest.skip("the writer's first flush came before the kill")
+    assert solo.book(name), "no orders on the venue at the kill"
+    try:
+        wait_until(lambda: (w := solo.workers()[name])["state"] == "running" and w["pid"] != pid, 20, "restart")
+        # (with the bug: "new grid 165.00..178.00, 26 levels, start price <the price at the restart>")
+        wait_until(lambda: "continuing grid" in solo.gridctl("logs", name, "--type", "status").stdout, 10,
+                   "'continuing grid' after the restart")
+    finally:
+        solo.kill_all()  # with the bug its stop waits 30 s for a close the venue rejects

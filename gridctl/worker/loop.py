@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Callable, Optional
 
@@ -61,19 +62,26 @@ class WorkerLoop:
     # -- recovery ----------------------------------------------------------------
     async def recover(self, last_fill_ts: int) -> None:
         """Adopt the exchange's state: own open orders, fills the store has not seen."""
-        for f in await self.ex.fills_since(last_fill_ts):
+        missed = [f for f in await self.ex.fills_since(last_fill_ts) if fill_key(f) not in self.seen]
+        for f in missed:
             self.apply_fill(f)
-        await self.refresh_orders()
-        for o in await self.ex.open_orders():
+        open_now = await self.ex.open_orders()
+        for o in open_now:
             self.placed_qty[o.client_id] = o.qty
             self.filled_qty[o.client_id] = o.filled
+        # an order of the previous process that filled while nobody recorded it: its fill
+        # is applied above; its row must not stay "open" for status and reports
+        still_open = {o.client_id for o in open_now}
+        for f in missed:
+            if f.client_id not in still_open:
+                self.rec.order_status(f.ts, f.client_id, "filled")
+        await self.refresh_orders()
         for o in self.actual:  # generations continue above anything already on the book
             lv = self.e.levels.get(o.level)
             if lv is not None and o.gen > lv.gen:
-                from dataclasses import replace
                 self.e.levels[o.level] = replace(lv, gen=o.gen)
         self.rec.event(self.now_ms(), "status", f"recovered: {len(self.actual)} open orders adopted, "
-                       f"position {self.e.rules.qty(self.e.ledger.position)}")
+                       f"{len(missed)} missed fills applied, position {self.e.rules.qty(self.e.ledger.position)}")
 
     async def refresh_orders(self) -> None:
         out = []

@@ -152,6 +152,10 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
               f" {rules.price(params.lower)}..{rules.price(params.upper)}, {len(levels)} levels, "
               f"start price {grid['start_price']}")
+    # the grid must be stored before its first order exists: a worker killed in its
+    # first second would otherwise restart as a new grid beside the old one's orders
+    if not _flush_now(writer):
+        rec.event(now_ms, "warn", "database unavailable: the grid is not stored yet; trading continues")
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
     await loop.recover(last_ts)
     # SIGTERM from the supervisor or systemd: stop as configured (on_stop)
@@ -163,6 +167,15 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
         await exchange.close()
         writer.close()
     return code
+
+
+def _flush_now(writer) -> bool:
+    """Flush, waiting briefly if the background thread is flushing at this moment."""
+    for _ in range(20):
+        if writer.flush(force=True):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _cid(value: Optional[str]) -> object:

@@ -22,14 +22,15 @@ import sys
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import pytest
 import yaml
 
 from gridctl.control.client import ControlClient, supervisor_status
+from tests.proc_helpers import wait_until
 from gridctl.core.clientid import decode as decode_cid, strategy_tag
-from gridctl.supervisor.pidfile import lock_holder, read_pid
+from gridctl.supervisor.pidfile import lock_holder, pid_alive as alive, read_pid
 
 TESTS = Path(__file__).resolve().parent
 CONFIG = TESTS / "configs" / "e2e_paper.yaml"
@@ -38,25 +39,8 @@ GRIDS = {name: s["grids"] for name, s in yaml.safe_load(CONFIG.read_text())["str
 pytestmark = pytest.mark.slow  # real processes; the whole file takes about a minute
 
 
-def alive(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
-def wait_until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
-    """Poll pred until it returns something truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 class Paper:

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+
 
 import pytest
 
 from gridctl.control.client import ControlClient, supervisor_status
-from gridctl.supervisor.pidfile import lock_holder, read_pid
+from tests.proc_helpers import wait_until
+from gridctl.supervisor.pidfile import lock_holder, pid_alive as alive, read_pid
 
 TESTS = Path(__file__).resolve().parent
 CLI = "import gridctl.cli.operate_cmds; from gridctl.cli import main; main()"
@@ -43,22 +44,8 @@ def write_config(path: Path, names: dict[str, str], lower: int = 155, reports: b
     path.write_text(text)
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
-def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Env:

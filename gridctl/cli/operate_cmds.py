@@ -16,7 +16,7 @@ from gridctl.cli.common import AppContext, config_option, fail, load_config_or_e
 from gridctl.config import ConfigError, load
 from gridctl.control.client import ControlClient, ControlError, NotRunning
 from gridctl.supervisor.paths import StatePaths
-from gridctl.supervisor.pidfile import read_pid
+from gridctl.supervisor.pidfile import pid_alive, read_pid
 
 START_TIMEOUT = 30.0   # until a new supervisor's socket answers
 LONG = 600.0           # stop and shutdown wait for workers to flatten
@@ -42,15 +42,6 @@ def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]])
 def _log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _pid_alive(pid: int) -> bool:
-    """Alive and not a zombie (an orphaned daemon's zombie may linger under some inits)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _state_dir(app: AppContext, config_path: str) -> Path:
@@ -117,7 +108,7 @@ def _launch_daemon(config_path: Path, state_dir: Path) -> int:
     client = ControlClient(state_dir)
     deadline = time.monotonic() + START_TIMEOUT
     while not client.is_running():
-        if not _pid_alive(pid) and not client.is_running():
+        if not pid_alive(pid) and not client.is_running():
             fail(f"the supervisor (pid {pid}) exited during start-up; the end of {paths.supervisor_log}:\n"
                  f"{_log_tail(paths.supervisor_log)}")
         if time.monotonic() > deadline:
@@ -254,9 +245,9 @@ def shutdown(app: AppContext, config_path: str) -> None:
     for r in resp.get("results", []):
         click.echo(r["message"] if r.get("ok") else f"error: {r['message']}", err=not r.get("ok"))
     deadline = time.monotonic() + 30
-    while pid and _pid_alive(pid) and time.monotonic() < deadline:
+    while pid and pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if pid and _pid_alive(pid):
+    if pid and pid_alive(pid):
         fail(f"the supervisor (pid {pid}) has not exited yet; see {StatePaths(state_dir).supervisor_log}")
     click.echo(f"supervisor{f' (pid {pid})' if pid else ''} stopped")
     if not all(r.get("ok") for r in resp.get("results", [])):

@@ -18,6 +18,15 @@ from typing import Optional
 from gridctl.supervisor.paths import StatePaths
 
 
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (an orphaned daemon's zombie may linger under some inits)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class AlreadyRunning(Exception):
     """Another process holds the lock; `pid` is what its PID file says (0 if unreadable)."""
 

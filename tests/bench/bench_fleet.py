@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.store_fixture
 
 from gridctl.control.client import ControlClient, supervisor_status  # noqa: E402
-from gridctl.supervisor.pidfile import lock_holder, read_pid  # noqa: E402
+from gridctl.supervisor.pidfile import lock_holder, pid_alive as alive, read_pid  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_PSS_MB = 2500
@@ -76,12 +76,6 @@ def gridctl(env: dict, cwd: Path, *args: str, timeout: float = 900) -> subproces
                           capture_output=True, timeout=timeout)
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def pss_kb(pid: int) -> int:

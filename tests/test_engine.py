@@ -230,6 +230,8 @@ def test_a_highly_leveraged_long_is_liquidated_and_left_flat(fast):
     assert liq.reduce_only and liq.fee == D("0.144240")  # taker: 3 x 96.16 x 0.0005
     assert bt.sim.position == 0 and bt.engine.ledger.position == 0
     assert len(bt.sim.liquidations) == 1 and bt.sim.liquidations[0].position == 30
+    # the grid stops there: no re-entry on what is left of the margin (candle 3 trades nothing)
+    assert bt.engine.stop_reason == "liquidation" and bt.sim.open_orders() == []
     # realized against the levels' lots: 3 x 96.16 - 303 = -14.52, not grid profit
     fig = figures(bt)
     assert (fig["grid_profit"], fig["other_realized"], fig["total_pnl"]) == (

@@ -19,7 +19,7 @@ from gridctl.core.engine import STOPPED, STOPPING, GridEngine
 from gridctl.core.fills import Fill
 from gridctl.core.grid import Side
 from gridctl.core.orders import Cancel, Intent, OpenOrder, Place
-from gridctl.sim import Reject, SimExchange
+from gridctl.sim import LIQUIDATION, Reject, SimExchange
 
 NO_EVENT = np.iinfo(np.int64).max
 
@@ -165,6 +165,8 @@ class Backtest:
         self.book_version += 1
         for f in fills:
             self.events += e.on_fill(f)
+            if f.client_id == LIQUIDATION:
+                self.events += e.on_liquidation()
             dec = e.decode(f.client_id)
             self.fills.append(FillRecord(
                 f.ts, dec.level if dec and dec.intent is not Intent.CLOSE else None, f.side.value,

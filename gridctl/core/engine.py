@@ -152,6 +152,11 @@ class GridEngine:
             if held != lv.held:
                 self.levels[i] = replace(lv, held=held, exiting=held > 0)
 
+    def on_liquidation(self) -> list[Event]:
+        """The venue liquidated the position: the grid stops (re-entering on what is
+        left of the margin would only feed the next liquidation)."""
+        return self.stop("liquidation")
+
     def on_entry_cancelled(self, level: int) -> None:
         """An entry left the book unfilled or partly filled: a partial lot goes to its exit."""
         lv = self.levels.get(level)

@@ -20,6 +20,7 @@ from gridctl.core.engine import PAUSED, STOPPED, STOPPING, GridEngine
 from gridctl.core.fills import Fill, FundingPayment
 from gridctl.core.orders import Cancel, Intent, OpenOrder, Place
 from gridctl.exchange.base import ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary, UnknownOutcome
+from gridctl.sim import LIQUIDATION
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ class WorkerLoop:
         before = self.e.ledger.realized
         trades_before = len(self.e.trades)
         self.rec.engine_events(f.ts, self.e.on_fill(f))
+        if f.client_id == LIQUIDATION:
+            self.rec.engine_events(f.ts, self.e.on_liquidation())
         d = self.e.decode(f.client_id)
         intent = d.intent.value if d else "liquidation"
         level = d.level if d and d.intent is not Intent.CLOSE else None

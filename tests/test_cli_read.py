@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,20 @@ def state(tmp_path_factory):
     db = open_database(d)
     realistic(db)
     db.close()
+    # sol-neutral's worker "runs": its PID file names a live process (this one)
+    (d / "run").mkdir()
+    (d / "run" / "sol-neutral.pid").write_text(f"{os.getpid()}\n")
     return d
+
+
+def test_status_shows_down_for_an_active_strategy_whose_worker_is_gone(tmp_path):
+    db = open_database(tmp_path)
+    realistic(db)
+    db.close()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "sol-neutral.pid").write_text("999999999\n")  # no such process
+    r = run(tmp_path, "status", "sol-neutral", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["state"] == "down"
 
 
 def run(state, *args):

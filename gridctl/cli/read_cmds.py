@@ -187,6 +187,7 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
 
     sup = supervisor_status(state_dir, timeout=2.0)
     if not sup:
+        _mark_dead_workers(rows, state_dir)
         return
     by_name = {r["name"]: r for r in rows}
     for w in sup.get("workers", []):
@@ -206,6 +207,21 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
         for key in ("open_buys", "open_sells", "uptime_s"):
             if live.get(key) is not None:
                 row[key] = live[key]
+
+
+def _mark_dead_workers(rows: list[dict], state_dir) -> None:
+    """Supervisor down: a strategy the database calls active whose worker process is
+    gone is shown as 'down' (workers keep trading without the supervisor; this tells
+    the operator which ones do not)."""
+    from gridctl.supervisor.paths import StatePaths
+    from gridctl.supervisor.pidfile import pid_alive, read_pid
+
+    paths = StatePaths(state_dir)
+    for row in rows:
+        if row["state"] in ("starting", "running", "paused", "stopping"):
+            pid = read_pid(paths.worker_pid(row["name"]))
+            if not (pid and pid_alive(pid)):
+                row["state"] = "down"
 
 
 def _types(values: Iterable[str]) -> list[str]:

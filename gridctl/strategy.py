@@ -30,8 +30,11 @@ def rules_for(account: AccountConfig, symbol: str) -> Optional[MarketRules]:
 
 
 def feed_start_price(account: AccountConfig) -> Optional[Decimal]:
-    """The first price a paper account's feed will show (None for live venues)."""
+    """The first price a paper account's feed will show (None for live venues and live feeds:
+    their start price is the venue's last price when the worker starts)."""
     feed = account.feed
+    if feed.live is not None:
+        return None
     if feed.replay is not None:
         return datasets.first_price(feed.replay)
     return feed.synthetic_price

@@ -33,6 +33,8 @@ class FeedConfig:
     mark: Optional[Path] = None
     funding: Optional[Path] = None
     loop: bool = True
+    live: Optional[str] = None  # a ccxt id: live public ticker data of that venue
+    poll_ms: int = 1000  # live feeds: one ticker poll (and one candle) every poll_ms
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from gridctl.markets import bundled_venues
 TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports"]
 ACCOUNT_KEYS = ["exchange", "like", "balance", "feed", "api_key", "secret", "password",
                 "position_mode", "margin_mode", "sandbox"]
-FEED_KEYS = ["replay", "synthetic", "speed", "mark", "funding", "loop"]
+FEED_KEYS = ["replay", "synthetic", "live", "poll_ms", "speed", "mark", "funding", "loop"]
 SYNTHETIC_KEYS = ["seed", "price", "volatility"]
 STRATEGY_KEYS = ["account", "symbol", "mode", "spacing", "lower", "upper", "range_pct", "grids",
                  "investment", "amount", "leverage", "max_position", "post_only", "initial_position",
@@ -56,7 +56,8 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
             like = None
         feed = _feed(r, m.get("feed"), path + ("feed",), base)
         if "feed" not in m:
-            r.error(path + ("feed",), "is required for a paper account: {replay: FILE} or {synthetic: {seed, price}}")
+            r.error(path + ("feed",), "is required for a paper account: {replay: FILE}, {synthetic: {seed, price}} "
+                    "or {live: VENUE}")
     else:
         market_check.check_exchange_id(r, path + ("exchange",), exchange)
         feed = FeedConfig()
@@ -92,8 +93,15 @@ def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional
 def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
     m = r.mapping(m, path, FEED_KEYS)
     synthetic = r.mapping(m.get("synthetic"), path + ("synthetic",), SYNTHETIC_KEYS)
-    if m and ("replay" in m) == ("synthetic" in m):
-        r.error(path, "needs exactly one of replay or synthetic")
+    if m and sum(k in m for k in ("replay", "synthetic", "live")) != 1:
+        r.error(path, "needs exactly one of replay, synthetic or live")
+    live = r.text(m, path, "live")
+    if live == "paper":
+        r.error(path + ("live",), "needs a real venue's ccxt id (public market data), e.g. binanceusdm")
+    elif live is not None and market_check.ccxt_exchange_ids() and live not in market_check.ccxt_exchange_ids():
+        ids = market_check.ccxt_exchange_ids()
+        r.error(path + ("live",), f"unknown venue '{live}'; use a ccxt exchange id such as binanceusdm, bybit, "
+                f"okx{did_you_mean(live, ids)}")
     sp = path + ("synthetic",)
     return FeedConfig(
         replay=_data_file(r, m, path, "replay", base),
@@ -104,6 +112,8 @@ def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
         mark=_data_file(r, m, path, "mark", base),
         funding=_data_file(r, m, path, "funding", base),
         loop=r.boolean(m, path, "loop", default=True),
+        live=live,
+        poll_ms=r.integer(m, path, "poll_ms", default=1000, minimum=200) or 1000,
     )
 
 

@@ -8,13 +8,14 @@ sends one JSON object per line until either side closes the connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import struct
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, Optional
 
 # Replies can hold the status of 100+ workers; asyncio's 64 KiB default is too small.
 LINE_LIMIT = 16 * 1024 * 1024
@@ -101,3 +102,43 @@ def listen_unix(path: Path, backlog: int = 64) -> socket.socket:
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
+
+
+Answer = Callable[[str, dict, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Optional[dict]]]
+
+
+async def serve_requests(path: Path, answer: Answer, denied: str) -> asyncio.AbstractServer:
+    """Serve newline-delimited JSON requests on the Unix socket `path` (0600, same uid or root).
+
+    `answer(cmd, args, reader, writer)` returns the reply, or None when it took the
+    connection over (a stream), which then ends. Peers of another uid get `denied`.
+    """
+    sock = listen_unix(Path(path))
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not peer_allowed(writer.get_extra_info("socket")):
+                writer.write(encode(error(denied)))
+                await writer.drain()
+                return
+            while line := await reader.readline():
+                try:
+                    req = decode(line)
+                    cmd, args = str(req.get("cmd", "")), req.get("args") or {}
+                    if not isinstance(args, dict):
+                        raise ProtocolError("args must be a JSON object")
+                except ProtocolError as exc:
+                    writer.write(encode(error(str(exc))))
+                    await writer.drain()
+                    continue
+                reply = await answer(cmd, args, reader, writer)
+                if reply is None:
+                    return
+                writer.write(encode(reply))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_unix_server(on_client, sock=sock, limit=LINE_LIMIT)

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Optional, Protocol
 
-from gridctl.control.protocol import LINE_LIMIT, ProtocolError, decode, encode, error, listen_unix, peer_allowed
+from gridctl.control.protocol import encode, error, serve_requests
 
 log = logging.getLogger(__name__)
 
@@ -29,46 +29,22 @@ class CommandError(Exception):
 
 async def serve_control(path: Path, commands: Commands) -> asyncio.AbstractServer:
     """Serve `commands` on `path` (0600; peers must be our uid or root)."""
-    sock = listen_unix(Path(path))
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def answer(cmd: str, args: dict, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> Optional[dict]:
+        it = commands.stream(cmd, args)
+        if it is not None:
+            await _pump(it, reader, writer)
+            return None
         try:
-            if not peer_allowed(writer.get_extra_info("socket")):
-                writer.write(encode(error("permission denied: only the supervisor's user may control it")))
-                await writer.drain()
-                return
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                try:
-                    req = decode(line)
-                    cmd, args = str(req.get("cmd", "")), req.get("args") or {}
-                    if not isinstance(args, dict):
-                        raise ProtocolError("args must be a JSON object")
-                except ProtocolError as exc:
-                    writer.write(encode(error(str(exc))))
-                    await writer.drain()
-                    continue
-                it = commands.stream(cmd, args)
-                if it is not None:
-                    await _pump(it, reader, writer)
-                    return
-                try:
-                    resp = await commands.handle(cmd, args)
-                except CommandError as exc:
-                    resp = error(str(exc))
-                except Exception as exc:  # a bug must not kill the supervisor
-                    log.exception("control command %s failed", cmd)
-                    resp = error(f"internal error in '{cmd}': {exc}; see the supervisor log")
-                writer.write(encode(resp))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+            return await commands.handle(cmd, args)
+        except CommandError as exc:
+            return error(str(exc))
+        except Exception as exc:  # a bug must not kill the supervisor
+            log.exception("control command %s failed", cmd)
+            return error(f"internal error in '{cmd}': {exc}; see the supervisor log")
 
-    return await asyncio.start_unix_server(on_client, sock=sock, limit=LINE_LIMIT)
+    return await serve_requests(path, answer, "permission denied: only the supervisor's user may control it")
 
 
 async def _pump(it: AsyncIterator[dict], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Optional, Protocol
 
-from gridctl.control.protocol import LINE_LIMIT, ProtocolError, decode, encode, error, listen_unix, peer_allowed
+from gridctl.control.protocol import encode, error, serve_requests
 
 log = logging.getLogger(__name__)
 
@@ -51,39 +51,18 @@ async def serve_worker(path: Path, handler: WorkerHandler) -> asyncio.AbstractSe
 
     Call it after taking the PID-file lock: it replaces any socket file left at path.
     """
-    sock = listen_unix(Path(path))
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            if not peer_allowed(writer.get_extra_info("socket")):
-                writer.write(encode(error("permission denied: not the owner of this worker")))
-                await writer.drain()
-                return
-            while True:
-                line = await reader.readline()
-                if not line:
-                    return
-                try:
-                    req = decode(line)
-                except ProtocolError as exc:
-                    writer.write(encode(error(str(exc))))
-                    await writer.drain()
-                    continue
-                if req.get("cmd") == "events":
-                    await _stream_events(handler, req.get("args") or {}, reader, writer)
-                    return
-                writer.write(encode(await _dispatch(handler, req)))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+    async def answer(cmd: str, args: dict, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> Optional[dict]:
+        if cmd == "events":
+            await _stream_events(handler, args, reader, writer)
+            return None
+        return await _dispatch(handler, cmd, args)
 
-    return await asyncio.start_unix_server(on_client, sock=sock, limit=LINE_LIMIT)
+    return await serve_requests(path, answer, "permission denied: not the owner of this worker")
 
 
-async def _dispatch(handler: WorkerHandler, req: dict) -> dict:
-    cmd, args = req.get("cmd"), req.get("args") or {}
+async def _dispatch(handler: WorkerHandler, cmd: str, args: dict) -> dict:
     try:
         if cmd == "status":
             return {"ok": True, "status": handler.status()}

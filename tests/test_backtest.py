@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gridctl.config.model import MarginRatioConfig
+
 from backtest_helpers import (
     BTC_1M, SOL_1M, XRP_1H_MARK, XRP_5M, XRP_8H_FUNDING, account, checked, real_data, strategy, venue_rules,
 )
@@ -123,17 +125,39 @@ def test_fast_equals_reference_when_money_and_price_stops_fire(key, rules, mode,
     assert fast[1]["stop_reason"] is not None
 
 
+NO_MR = MarginRatioConfig(D(1), D(1), D(1))
+
+
 @pytest.mark.parametrize("key, rules, mode, lo, hi, grids, amount, leverage, balance", [
     ("btc", BTC, "short", "46400", "47200", 4, "0.2", 150, "300"),  # BTC rises to 48080
     ("xrp-mark", XRP, "long", "1.00", "1.22", 20, "400", 50, "200"),  # liquidated at a fixed hourly mark
 ], ids=["btc-short", "xrp-long-mark"])
 def test_fast_equals_reference_through_a_liquidation(key, rules, mode, lo, hi, grids, amount, leverage, balance):
-    s = strategy(mode, lo, hi, grids, symbol=rules.symbol, leverage=leverage, amount=amount)
+    # margin-ratio stop at 1.0: nothing closes the grid before the venue liquidates it
+    s = strategy(mode, lo, hi, grids, symbol=rules.symbol, leverage=leverage, amount=amount, margin_ratio=NO_MR)
     fast, ref = both_modes(rules, s, account(balance), data(key), D(balance))
     assert_same(fast, ref)
     bt = fast[0]
     assert len(bt.sim.liquidations) >= 1
     assert any(f.intent == "liquidation" and f.level is None and f.reduce_only for f in bt.fills)
+
+
+@pytest.mark.parametrize("key, rules, mode, lo, hi, grids, amount, leverage, balance", [
+    ("btc", BTC, "short", "46400", "47200", 4, "0.2", 150, "300"),
+], ids=["btc-short"])
+def test_margin_ratio_close_stops_before_the_venue_liquidates(key, rules, mode, lo, hi, grids, amount, leverage,
+                                                              balance):
+    """The same run as the liquidation above, with the default thresholds (warn 0.5, reduce
+    0.75, close 0.95): the grid stops new entries, then closes before liquidation."""
+    s = strategy(mode, lo, hi, grids, symbol=rules.symbol, leverage=leverage, amount=amount)
+    fast, ref = both_modes(rules, s, account(balance), data(key), D(balance))
+    assert_same(fast, ref)
+    bt = fast[0]
+    assert bt.engine.stop_reason == "margin_ratio" and bt.sim.liquidations == []
+    assert bt.sim.position == 0 and any(f.intent == "close" for f in bt.fills)
+    risk = [ev.message for ev in bt.events if getattr(ev, "kind", None) == "risk"]
+    # at 150x one entry fill takes the ratio from under 50 % to 83 %: straight to "no new entries"
+    assert any("no new entries" in m for m in risk)
 
 
 def test_fast_equals_reference_when_entries_are_rejected_for_margin():

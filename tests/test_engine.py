@@ -360,3 +360,23 @@ def test_a_trigger_above_the_start_waits_for_the_price_to_rise(fast):
     # candle 1 dips to 100.40 before the trigger: no buy at 101; candle 2 crosses 102 and the grid starts;
     # candle 3 falls from 102.20: buys at 102 and 101
     assert fill_rows(bt) == [(3, 2, "buy", "entry", "102.00", "1.0"), (3, 1, "buy", "entry", "101.00", "1.0")]
+
+
+def test_margin_ratio_thresholds_warn_then_stop_entries_then_close():
+    from gridctl.core.engine import EngineConfig, GridEngine
+    from gridctl.core.grid import LevelSpec, Mode, Side
+
+    levels = [LevelSpec(0, Side.BUY, 10000, 10100, 10), LevelSpec(1, Side.BUY, 9900, 10000, 10)]
+    e = GridEngine(R, levels, EngineConfig(Mode.LONG, 9900, 10100,
+                                           margin_ratio=(D("0.5"), D("0.75"), D("0.95"))))
+    assert len(e.desired(10050)) == 2  # both entries rest below 100.50
+    assert e.on_price(10050, margin_ratio=D("0.4")) == []
+    warned = e.on_price(10050, margin_ratio=D("0.6"))
+    assert [ev.kind for ev in warned] == ["risk"] and "60.0%" in warned[0].message
+    assert e.on_price(10050, margin_ratio=D("0.65")) == []  # once per crossing
+    assert "no new entries" in e.on_price(10050, margin_ratio=D("0.8"))[0].message
+    assert e.desired(10050) == []  # entries off (exits would stay: nothing held here)
+    assert "back to" in e.on_price(10050, margin_ratio=D("0.3"))[0].message
+    assert len(e.desired(10050)) == 2
+    e.on_price(10050, margin_ratio=D("0.96"))
+    assert e.status == "stopping" and e.stop_reason == "margin_ratio"

@@ -10,12 +10,13 @@ the skipped candles (whose position is constant) with numpy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Callable, Optional
 
 import numpy as np
 
-from gridctl.core.engine import STOPPED, STOPPING, GridEngine
+from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, GridEngine
+from gridctl.core.risk import NEVER_HI, NEVER_LO
 from gridctl.core.fills import Fill
 from gridctl.core.grid import Side
 from gridctl.core.orders import Cancel, Intent, OpenOrder, Place
@@ -134,7 +135,7 @@ class Backtest:
 
     def _start(self, ts: int, price: int) -> None:
         self.started = True
-        self.events += self.engine.on_price(price, self._mark())
+        self.events += self.engine.on_price(price, self._mark(), self.sim.margin_ratio())
         if self.engine.status not in (STOPPING, STOPPED):
             for mo in self.engine.opening_orders(price):
                 self._submit(ts, mo.client_id, mo.side, mo.qty, None, False, False, mo.position_side)
@@ -146,6 +147,8 @@ class Backtest:
         while True:
             current = self.sim.price
             lo, hi = self.engine.band(current)
+            mlo, mhi = self._margin_band()
+            lo, hi = max(lo, mlo), min(hi, mhi)
             step = target
             if target < lo < current:
                 step = lo
@@ -154,7 +157,7 @@ class Backtest:
             while fills := self.sim.sweep(ts, step):
                 self._apply_fills(fills)
                 self._react(ts)
-            self.events += self.engine.on_price(self.sim.price, self._mark())
+            self.events += self.engine.on_price(self.sim.price, self._mark(), self.sim.margin_ratio())
             if self.engine.status == STOPPING:
                 self._react(ts)
             if self.sim.price == target:
@@ -300,6 +303,42 @@ class Backtest:
         if progress is not None:
             progress(n, n)
 
+    def _margin_band(self) -> tuple[int, int]:
+        """Prices (ticks) where the margin ratio crosses one of the engine's thresholds,
+        for the position held and a mark that follows the price.
+
+        maintenance = A·p and equity = E0 + N·(p − p0), so ratio = r at
+        p* = r·(E0 − N·p0) / (A − r·N): one crossing per threshold.
+        """
+        e, sim = self.engine, self.sim
+        if e.cfg.margin_ratio is None or self.data.mark_ts is not None or e.status not in (RUNNING, PAUSED):
+            return NEVER_LO, NEVER_HI
+        rules = e.rules
+        p0 = rules.price(sim.mark)
+        if p0 <= 0:
+            return NEVER_LO, NEVER_HI
+        a = sim.maintenance_margin() / p0
+        if a == 0:
+            return NEVER_LO, NEVER_HI
+        e0 = sim.equity()
+        n = rules.qty(sim.position) * rules.contract_size
+        lo, hi = NEVER_LO, NEVER_HI
+        for r in e.cfg.margin_ratio:
+            den = a - r * n
+            if den == 0:
+                continue
+            p = r * (e0 - n * p0) / den / rules.tick
+            if p <= 0:
+                continue
+            here = Decimal(sim.mark)
+            if p < here:
+                lo = max(lo, int(p.to_integral_value(rounding=ROUND_FLOOR)))
+            elif p > here:
+                hi = min(hi, int(p.to_integral_value(rounding=ROUND_CEILING)))
+            else:
+                return sim.mark, sim.mark
+        return lo, hi
+
     def _next_interesting(self, k: int) -> int:
         """First candle index >= k whose range leaves the band or that brings funding/mark."""
         n = len(self.data)
@@ -308,6 +347,8 @@ class Backtest:
         elo, ehi = self.engine.band(self.sim.price)
         slo, shi = self.sim.band()
         lo, hi = max(elo, slo), min(ehi, shi)
+        mlo, mhi = self._margin_band()
+        lo, hi = max(lo, mlo), min(hi, mhi)
         if self.unmet:  # a rejected order is retried when the market's place among the levels changes
             blo, bhi = self.engine.bucket_band(self.sim.price)
             lo, hi = max(lo, blo), min(hi, bhi)

@@ -41,6 +41,8 @@ class EngineConfig:
     limits: RiskLimits = field(default_factory=RiskLimits)
     tag: str = "000000"
     id_format: str = "binance"
+    # margin ratio (maintenance margin / equity) thresholds: warn, stop new entries, stop and close
+    margin_ratio: Optional[tuple[Decimal, Decimal, Decimal]] = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class GridEngine:
         self.trades: list[Trade] = []
         self._decoded: dict[object, Optional[clientid.ClientId]] = {}
         self._prices: Optional[list[int]] = None
+        self.margin_level = 0  # 0 fine, 1 warned, 2 reducing (no new entries)
 
     @property
     def status(self) -> str:
@@ -169,9 +172,17 @@ class GridEngine:
         return [Event("info", f"funding {payment.amount:.6f} at rate {payment.rate}", None,
                       {"amount": str(payment.amount), "rate": str(payment.rate)})]
 
-    def on_price(self, last: int, mark: Optional[int] = None) -> list[Event]:
-        """Trigger and risk checks at a new price; may start or stop the grid."""
+    def on_price(self, last: int, mark: Optional[int] = None,
+                 margin_ratio: Optional[Decimal] = None) -> list[Event]:
+        """Trigger and risk checks at a new price (and the account's margin ratio, when
+        the venue reports one); may start or stop the grid."""
         mark = last if mark is None else mark
+        if margin_ratio is not None and self.cfg.margin_ratio is not None and self.status in (RUNNING, PAUSED):
+            events = self._margin(margin_ratio)
+            if self.status == STOPPING:
+                return events
+        else:
+            events = []
         if self.status == WAITING:
             if self.trigger_from is None:
                 self.trigger_from = -1 if last < self.cfg.trigger else 1  # type: ignore[operator]
@@ -184,7 +195,26 @@ class GridEngine:
             return []
         reason = price_stop(self.cfg.limits, last) or money_stop(
             self.cfg.limits, self.ledger.total_pnl(mark), self._worst_level_pnl(mark))
-        return self.stop(reason) if reason else []
+        return events + (self.stop(reason) if reason else [])
+
+    def _margin(self, ratio: Decimal) -> list[Event]:
+        """warn once per crossing; at reduce, no new entries (exits stay); at close, stop."""
+        warn, reduce, close = self.cfg.margin_ratio  # type: ignore[misc]
+        if ratio >= close:
+            return self.stop("margin_ratio")
+        level = 2 if ratio >= reduce else 1 if ratio >= warn else 0
+        if level == self.margin_level:
+            return []
+        before, self.margin_level = self.margin_level, level
+        if (before == 2) != (level == 2):
+            self.version += 1  # entries switch on or off
+        pct = f"{ratio * 100:.1f}%"
+        if level == 2:
+            return [Event("risk", f"margin ratio {pct} >= {reduce * 100:.0f}%: no new entries", None,
+                          {"margin_ratio": str(ratio)})]
+        if level == 1 and before == 0:
+            return [Event("risk", f"margin ratio {pct} >= {warn * 100:.0f}%", None, {"margin_ratio": str(ratio)})]
+        return [Event("info", f"margin ratio back to {pct}", None, {"margin_ratio": str(ratio)})]
 
     def _worst_level_pnl(self, mark: int) -> Decimal:
         if self.cfg.limits.max_level_loss is None:
@@ -256,7 +286,8 @@ class GridEngine:
     # -- orders --------------------------------------------------------------
     def policy(self) -> OrderPolicy:
         return OrderPolicy(max_position=self.cfg.max_position, hedge=self.cfg.hedge,
-                           post_only=self.cfg.post_only, entries_enabled=self.status == RUNNING)
+                           post_only=self.cfg.post_only,
+                           entries_enabled=self.status == RUNNING and self.margin_level < 2)
 
     def desired(self, market: int, working_entries: Sequence[int] = ()) -> list[DesiredOrder]:
         """What should rest now; nothing while stopping or stopped."""

@@ -7,6 +7,7 @@ Venue errors are translated once, at this boundary, into the small set below.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Optional, Protocol, Union
 
 from gridctl.core.fills import Fill, FundingPayment
@@ -74,6 +75,7 @@ class PriceUpdate:
     ts: int
     last: int
     mark: int
+    margin_ratio: Optional[Decimal] = None  # maintenance margin / equity, where the venue reports it
 
 
 ExchangeEvent = Union[PriceUpdate, Fill, FundingPayment]

@@ -192,7 +192,7 @@ class PaperExchange:
         for target in SimExchange.candle_path(*candle):
             while fills := self.sim.sweep(ts, target):
                 out += self._record(fills)
-        out.append(PriceUpdate(ts, self.sim.price, self.sim.mark))
+        out.append(PriceUpdate(ts, self.sim.price, self.sim.mark, self.sim.margin_ratio()))
         return out
 
     def step(self) -> list[ExchangeEvent]:

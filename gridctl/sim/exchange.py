@@ -132,6 +132,13 @@ class SimExchange:
         """Maintenance margin at the mark."""
         return self.account.maintenance(self.mark)
 
+    def margin_ratio(self) -> Decimal:
+        """Maintenance margin / equity at the mark (0 when flat; 1 or more means liquidation)."""
+        if self.long_qty == 0 and self.short_qty == 0:
+            return Decimal(0)
+        equity = self.equity()
+        return self.maintenance_margin() / equity if equity > 0 else Decimal(999)
+
     def initial_margin(self) -> Decimal:
         """Initial margin the position and resting orders need at `leverage` (see docs)."""
         return self._required_margin(None)

@@ -131,7 +131,7 @@ class WorkerLoop:
             self.rec.engine_events(ev.ts, self.e.on_funding(ev))
             self.rec.funding(ev)
         elif isinstance(ev, PriceUpdate):
-            self.rec.engine_events(ev.ts, self.e.on_price(ev.last, ev.mark))
+            self.rec.engine_events(ev.ts, self.e.on_price(ev.last, ev.mark, ev.margin_ratio))
 
     # -- sync --------------------------------------------------------------------
     async def sync(self) -> None:

@@ -217,13 +217,17 @@ def test_second_copy_of_a_strategy_is_refused(env):
                            env=env.env, capture_output=True, text=True, timeout=20)
     assert other.returncode == 75 and f"alpha is already running (pid {pid})" in other.stderr
     # beta started by hand outside the supervisor: the supervisor's copy refuses to run.
-    outside = subprocess.Popen([sys.executable, str(TESTS / "fake_worker.py"), "beta", str(env.state)], env=env.env)
+    log = open(env.state.parent / "outside-beta.log", "w+")
+    outside = subprocess.Popen([sys.executable, str(TESTS / "fake_worker.py"), "beta", str(env.state)], env=env.env,
+                               stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: lock_holder(env.state / "run" / "beta.pid") == outside.pid, 10, "outside copy locked")
         r = env.start("beta")
         # either the supervisor's copy was refused by the lock (exit 1), or the supervisor had
         # already adopted the outside copy (it scans PID files); never a second copy
-        assert f"beta is already running (pid {outside.pid})" in r.stdout + r.stderr
+        log.seek(0)
+        why = f"start said {r.stdout + r.stderr!r}; outside copy exit {outside.poll()}, output {log.read()!r}"
+        assert f"beta is already running (pid {outside.pid})" in r.stdout + r.stderr, why
         if r.returncode == 1:
             assert env.workers()["beta"]["state"] == "exited"
         else:
@@ -232,6 +236,7 @@ def test_second_copy_of_a_strategy_is_refused(env):
     finally:
         outside.kill()
         outside.wait()
+        log.close()
 
 
 def test_crash_loop_goes_fatal(tmp_path):

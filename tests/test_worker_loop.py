@@ -90,3 +90,17 @@ def test_a_placement_whose_reply_was_lost_is_confirmed_not_sent_twice(tmp_path):
     levels = [loop.e.decode(o.client_id).level for o in ex.sim.open_orders()]
     assert len(levels) == len(set(levels)) == 10  # every level once, none twice
     assert len(loop.placed_qty) == 10  # the three unconfirmed-by-reply orders are tracked too
+
+
+class RefusesKeys(PaperExchange):
+    async def events(self):
+        from gridctl.exchange.base import AuthError
+
+        raise AuthError("invalid API-key, IP, or permissions for action")
+
+
+def test_refused_api_keys_end_the_worker_with_the_auth_exit_code(tmp_path):
+    loop, ex, writer = make_loop(tmp_path, "sol-neutral")
+    ex.__class__ = RefusesKeys
+    assert asyncio.run(asyncio.wait_for(loop.run(), 10)) == 77  # fatal in the supervisor, not restarted
+    assert "refused the API keys" in loop.last_error

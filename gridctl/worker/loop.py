@@ -19,8 +19,11 @@ from typing import Callable, Optional
 from gridctl.core.engine import PAUSED, STOPPED, STOPPING, GridEngine
 from gridctl.core.fills import Fill, FundingPayment
 from gridctl.core.orders import Cancel, Intent, OpenOrder, Place
-from gridctl.exchange.base import ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary, UnknownOutcome
+from gridctl.exchange.base import (
+    AuthError, ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary, UnknownOutcome,
+)
 from gridctl.sim import LIQUIDATION
+from gridctl.supervisor.states import EX_AUTH
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -254,7 +257,15 @@ class WorkerLoop:
             self.apply(ev)
 
     async def run(self, fresh: bool = False) -> int:
-        """Trade until stopped; returns the process exit code."""
+        """Trade until stopped; returns the process exit code (77 when the venue refuses the keys)."""
+        try:
+            return await self._run(fresh)
+        except AuthError as exc:
+            # restarting cannot help: the supervisor marks the strategy fatal with this reason
+            self._error(self.now_ms(), f"the exchange refused the API keys: {exc}")
+            return EX_AUTH
+
+    async def _run(self, fresh: bool) -> int:
         self.rec.strategy(self.now_ms(), status="running", pid=os.getpid())
         if fresh:
             await self.open_initial_position()

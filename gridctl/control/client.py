@@ -56,15 +56,8 @@ class ControlClient:
                                f"{self.timeout if timeout is None else timeout:g} s") from None
         finally:
             sock.close()
-        if not line:
-            raise ControlError(f"the supervisor closed the connection during '{cmd}'")
-        try:
-            resp = decode(line)
-        except ProtocolError as exc:
-            raise ControlError(str(exc)) from None
-        if not resp.get("ok") and "results" not in resp:
-            raise ControlError(resp.get("error") or f"'{cmd}' failed")
-        return resp  # with "results", each result says whether it worked
+        # with "results", each result says whether it worked
+        return _reply(line, cmd, "the supervisor", allow_results=True)
 
     def stream(self, cmd: str, **args: Any) -> Iterator[dict]:
         """Send a streaming request and yield each message after the header until EOF."""
@@ -120,12 +113,17 @@ async def worker_call(path: Path, cmd: str, timeout: float = 5.0, **args: Any) -
         raise ControlError(f"{path.stem} dropped the connection: {exc}") from None
     finally:
         writer.close()
+    return _reply(line, cmd, path.stem)
+
+
+def _reply(line: bytes, cmd: str, who: str, allow_results: bool = False) -> dict:
+    """The decoded reply; ControlError for a dropped connection, garbage or a refusal."""
     if not line:
-        raise ControlError(f"{path.stem} closed the connection during '{cmd}'")
+        raise ControlError(f"{who} closed the connection during '{cmd}'")
     try:
         resp = decode(line)
     except ProtocolError as exc:
         raise ControlError(str(exc)) from None
-    if not resp.get("ok"):
+    if not resp.get("ok") and not (allow_results and "results" in resp):
         raise ControlError(resp.get("error") or f"'{cmd}' failed")
     return resp

@@ -104,3 +104,23 @@ def test_refused_api_keys_end_the_worker_with_the_auth_exit_code(tmp_path):
     ex.__class__ = RefusesKeys
     assert asyncio.run(asyncio.wait_for(loop.run(), 10)) == 77  # fatal in the supervisor, not restarted
     assert "refused the API keys" in loop.last_error
+
+
+def test_a_replayed_funding_file_pays_again_on_every_loop_of_the_candles(tmp_path):
+    # regression: after the replay wrapped around, no funding was ever paid again
+    from gridctl.config.model import AccountConfig, FeedConfig
+    from gridctl.exchange.paper import CandleFeed
+    from gridctl.markets import load_snapshot
+
+    candles = tmp_path / "c.csv"
+    candles.write_text("timestamp_ms,open,high,low,close,volume\n"
+                       + "".join(f"{t * 60000},1.10,1.11,1.09,1.10,1\n" for t in range(3)))
+    funding = tmp_path / "f.csv"
+    funding.write_text("timestamp_ms,rate\n60000,0.0001\n")
+    account = AccountConfig("p", "paper", feed=FeedConfig(replay=candles, funding=funding))
+    feed = CandleFeed(account, load_snapshot("binanceusdm")["XRP/USDT:USDT"])
+    paid = []
+    for _ in range(9):  # three loops of three candles
+        ts, _ohlc = feed.next()
+        paid += feed.due_funding(ts)
+    assert len(paid) == 3

@@ -87,6 +87,7 @@ class CandleFeed:
             else:  # continue the path: scale the next loop so it opens where this one closed
                 self.offset_ms += int(self.ts[-1] - self.ts[0]) + self.interval_ms
                 self.scale = self.scale * Decimal(int(self.c[-1])) / Decimal(int(self.o[0]))
+                self.funding_i = 0  # the funding file replays with the candles
             self.i = 0
         k = self.i
         self.i += 1
@@ -102,8 +103,6 @@ class CandleFeed:
         while self.funding_i < len(fts) and fts[self.funding_i] <= local:
             out.append(rates[self.funding_i])
             self.funding_i += 1
-        if self.i == 0:
-            self.funding_i = 0
         return out
 
 

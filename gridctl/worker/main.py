@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Optional
@@ -70,8 +71,6 @@ def _stored_fills(name: str, since_ts: int) -> list:
 def _restore_generations(engine: GridEngine, name: str, since_ts: int) -> None:
     """Continue every level's order generation above the ids this grid already used,
     so a restarted worker never reuses a client order id."""
-    from dataclasses import replace
-
     from gridctl.store.models import Order
 
     rows = Order.select(Order.client_id).where((Order.strategy == name) & (Order.created_ts >= since_ts))
@@ -98,7 +97,7 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     from gridctl.store.db import open_database
     from gridctl.store.writer import BufferedWriter
     from gridctl.supervisor.paths import StatePaths
-    from gridctl.worker.loop import WorkerLoop
+    from gridctl.worker.loop import WorkerLoop, fill_key
     from gridctl.worker.recorder import Recorder
 
     try:
@@ -130,8 +129,9 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
         grid = json.loads(grid_text)
         fresh = True
     else:
-        levels, params, fresh = _levels_from_json(grid), grid_params(rules, s, grid["start"]), False
-        params = type(params)(**{**params.__dict__, "lower": grid["lower"], "upper": grid["upper"]})
+        # the stored bounds win: a range_pct grid keeps the range it was started with
+        levels, fresh = _levels_from_json(grid), False
+        params = replace(grid_params(rules, s, grid["start"]), lower=grid["lower"], upper=grid["upper"])
     engine = GridEngine(rules, levels, engine_config(rules, s, account, params))
     rec = Recorder(writer, engine, name)
     loop = WorkerLoop(name, engine, exchange, rec, account.balance)
@@ -139,7 +139,7 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     for r in ([] if fresh else _stored_fills(name, grid["started_ts"])):
         f = Fill(r.ts, _cid(r.client_id), r.order_id or "", Side(r.side), rules.price_to_ticks(r.price),
                  rules.qty_to_steps(r.qty), Decimal(r.fee), r.maker, r.reduce_only)
-        loop.seen.add(_key(f))
+        loop.seen.add(fill_key(f))
         engine.on_fill(f)
         last_ts = max(last_ts, r.ts)
     if not fresh:
@@ -180,12 +180,6 @@ def _flush_now(writer) -> bool:
 
 def _cid(value: Optional[str]) -> object:
     return int(value) if value and value.isdigit() else value
-
-
-def _key(f: Fill) -> tuple:
-    from gridctl.worker.loop import fill_key
-
-    return fill_key(f)
 
 
 def run_worker(name: str, config_path: Path, state_dir: Path) -> int:

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, GridEngine
+from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, Event, GridEngine
 from gridctl.core.risk import NEVER_HI, NEVER_LO
 from gridctl.core.fills import Fill
 from gridctl.core.grid import Side
@@ -186,7 +186,7 @@ class Backtest:
             _, fills = self.sim.place(ts, cid, side, qty, price, reduce_only=reduce_only, post_only=post_only,
                                       position_side=position_side)
         except Reject as exc:
-            self.events.append(("reject", ts, str(cid), exc.reason))
+            self.events.append(Event("warn", f"order {cid} rejected: {exc.reason}", None, {"ts": ts}))
             self.unmet = True
             return
         if fills:

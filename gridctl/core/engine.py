@@ -56,7 +56,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class MarketClose:
+class MarketOrder:
     """A market order: the close on stop (reduce-only) or an initial-position entry.
 
     `position_side` is the hedge-mode leg ("long"/"short"); None in one-way mode.
@@ -240,7 +240,7 @@ class GridEngine:
         if self.status == PAUSED:
             self.status = RUNNING
 
-    def close_orders(self, keep: Optional[bool] = None) -> list[MarketClose]:
+    def close_orders(self, keep: Optional[bool] = None) -> list[MarketOrder]:
         """The market orders that flatten the position on stop: one for the net
         position in one-way mode, one per leg in hedge mode."""
         keep = self.cfg.on_stop == "keep" if keep is None else keep
@@ -256,7 +256,7 @@ class GridEngine:
         for side, leg, qty in legs:
             if qty:
                 self.close_gen += 1
-                out.append(MarketClose(side, qty, self.client_id(0, Intent.CLOSE, self.close_gen), leg))
+                out.append(MarketOrder(side, qty, self.client_id(0, Intent.CLOSE, self.close_gen), leg))
         return out
 
     def position_side(self, level: int) -> Optional[str]:
@@ -269,7 +269,7 @@ class GridEngine:
         self.status = STOPPED
         return [Event("status", f"stopped ({self.stop_reason})", None, {"stop_reason": self.stop_reason})]
 
-    def opening_orders(self, market: int) -> list[MarketClose]:
+    def opening_orders(self, market: int) -> list[MarketOrder]:
         """initial_position: market entries for the levels the mode would hold at start."""
         if not self.cfg.initial_position or self.cfg.mode is Mode.NEUTRAL:
             return []
@@ -278,7 +278,7 @@ class GridEngine:
             s = lv.spec
             crosses = s.entry >= market if s.side is Side.BUY else s.entry <= market
             if crosses and lv.held == 0:
-                out.append(MarketClose(s.side, s.size, self.client_id(s.index, Intent.ENTRY, lv.gen + 1),
+                out.append(MarketOrder(s.side, s.size, self.client_id(s.index, Intent.ENTRY, lv.gen + 1),
                                        self.position_side(s.index)))
                 self.levels[s.index] = replace(lv, gen=lv.gen + 1)
         return out

@@ -88,7 +88,20 @@ class Paper:
         """The simulated venue's saved state for one strategy (book, account, fill journal)."""
         path = self.state / "paper" / f"{name}.json"
         wait_until(path.exists, 10, f"{path} (written after the worker's first candle)")
-        return json.loads(path.read_text())  # replaced atomically: never half-written
+        state = json.loads(path.read_text())  # replaced atomically: never half-written
+        state["journal"] = self.trades(name)
+        return state
+
+    def trades(self, name: str) -> list[dict]:
+        """The venue's trade history of one strategy (appended fill by fill; a line cut by a kill is skipped)."""
+        path = self.state / "paper" / f"{name}.fills.jsonl"
+        out = []
+        for line in (path.read_text().splitlines() if path.exists() else []):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
 
     def book(self, name: str) -> dict[str, dict]:
         """Open orders on the venue, by client id."""

@@ -13,6 +13,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
+from gridctl.config.model import MarginRatioConfig
 from backtest_helpers import (
     MIN, T0, Recorder, account, candles, checked, fill_rows, run_strategy, strategy, toy_rules,
 )
@@ -164,23 +165,23 @@ def funded_run(mode, path, events, fast, marks=None):
 
 
 @MODES
-def test_a_long_pays_a_positive_rate_at_the_first_candle_at_or_after_the_funding_time(fast):
+def test_a_long_pays_a_positive_rate_on_the_position_held_at_the_funding_instant(fast):
     events = [
-        (T0 + 90_000, "0.0003"),    # between candles 1 and 2: settled at candle 2's open 101.60
+        (T0 + 90_000, "0.0003"),    # half-way through candle 1: where its path is at that instant
         (T0 + 4 * MIN, "-0.0002"),  # exactly at candle 4: settled at its open 102.05
         (T0 + 6 * MIN, "0.01"),     # after the last candle: never settled
     ]
     bt, paid = funded_run("long", LONG_PATH, events, fast)
-    # candle 2 opens with 1.0 held (L2); L1's buy later in candle 2 does not count
-    # -1.0 x 101.60 x 0.0003 = -0.03048 (a long pays); at candle 4 (L2 still held, L1 sold):
-    # -1.0 x 102.05 x -0.0002 = +0.02041 (a negative rate pays the long)
+    # candle 1 falls: path 102.50 -> 102.55 -> 101.50 -> 101.60, 120 ticks long; half-way (60 ticks)
+    # is 102.00, where L2's buy fills: -1.0 x 102.00 x 0.0003 = -0.0306 (a long pays), stamped at
+    # the funding instant. At candle 4 (L2 still held, L1 sold): -1.0 x 102.05 x -0.0002 = +0.02041
     assert [(p.ts, p.mark, p.position, p.amount) for p in paid] == [
-        (T0 + 2 * MIN, 10160, 10, D("-0.03048")), (T0 + 4 * MIN, 10205, 10, D("0.02041"))]
-    assert bt.engine.ledger.funding == D("-0.01007") == bt.sim.funding
+        (T0 + 90_000, 10200, 10, D("-0.0306")), (T0 + 4 * MIN, 10205, 10, D("0.02041"))]
+    assert bt.engine.ledger.funding == D("-0.01019") == bt.sim.funding
     fig = figures(bt)
-    # the same fills as without funding; the total moves by exactly the funding: -1.7422 - 0.01007
+    # the same fills as without funding; the total moves by exactly the funding: -1.7422 - 0.01019
     assert len(bt.fills) == 7 and fig["grid_profit"] == D("2.0000")
-    assert (fig["funding"], fig["total_pnl"]) == (D("-0.0101"), D("-1.7523"))
+    assert (fig["funding"], fig["total_pnl"]) == (D("-0.0102"), D("-1.7524"))
 
 
 @MODES
@@ -200,12 +201,14 @@ def test_nothing_is_paid_while_flat(fast):
 
 
 @MODES
-def test_funding_uses_the_mark_series_when_there_is_one(fast):
-    # mark candle at minute 2 closes at 101.70 (the last price opens candle 2 at 101.60)
-    marks = [(T0 + 2 * MIN, "101.70"), (T0 + 3 * MIN, "90.00")]
+def test_funding_uses_the_mark_known_at_its_instant_never_a_later_close(fast):
+    # one-minute mark candles (closes only): 102.40 closes at T0 + 1 min, 101.70 at + 2 min, 90.00 at + 3 min
+    marks = [(T0, "102.40"), (T0 + MIN, "101.70"), (T0 + 2 * MIN, "90.00")]
     bt, paid = funded_run("long", LONG_PATH, [(T0 + 90_000, "0.0001")], fast, marks)
-    assert [(p.mark, p.amount) for p in paid] == [(10170, D("-0.010170"))]
-    # unrealized uses the mark too: the last mark 90.00 holds from minute 3 on;
+    # at T0 + 90 s the mark candle of minute 1 is still open: its close 101.70 is not known yet;
+    # the mark then is the previous close 102.40, on the 1.0 held there: -1.0 x 102.40 x 0.0001
+    assert [(p.mark, p.amount) for p in paid] == [(10240, D("-0.010240"))]
+    # unrealized uses the mark too: 90.00 is known from minute 3 on;
     # lots at 102, 101, 100: (90 - 102) + (90 - 101) + (90 - 100) = -33.00
     assert figures(bt)["unrealized_pnl"] == D("-33.0000")
 
@@ -216,7 +219,8 @@ def test_a_highly_leveraged_long_is_liquidated_and_left_flat(fast):
     path = [("102.50", "102.60", "102.40", "102.50"),
             ("102.50", "102.55", "90.00", "91.00"),    # crash: all three buys fill, then the margin runs out
             ("91.00", "100.80", "90.50", "100.50")]    # recovery: nothing left to trade with
-    s = strategy("long", "100", "103", 3, amount="1", leverage=20)
+    no_margin_stop = MarginRatioConfig(D(2), D(2), D(2))  # the venue liquidates at ratio 1
+    s = strategy("long", "100", "103", 3, amount="1", leverage=20, margin_ratio=no_margin_stop)
     bt = run_strategy(R, s, candles(path, R), balance="16", fast=fast)
     # wallet 16 - maker fees 0.0606 = 15.9394; long 3.0 from 303.00; maintenance 0.5 %:
     # liquidated when 15.9394 + 3M - 303 <= 0.015 M, i.e. M <= 96.1677: at the tick 96.16
@@ -238,6 +242,17 @@ def test_a_highly_leveraged_long_is_liquidated_and_left_flat(fast):
         D("0.0000"), D("-14.5200"), D("-14.7248"))
     assert bt.sim.balance == D("16") + D("-14.72484")
     assert bt.engine.trades == []
+
+
+@MODES
+def test_the_default_margin_ratio_closes_a_leveraged_long_before_the_venue_liquidates_it(fast):
+    path = [("102.50", "102.60", "102.40", "102.50"), ("102.50", "102.55", "90.00", "91.00")]
+    s = strategy("long", "100", "103", 3, amount="1", leverage=20)
+    bt = run_strategy(R, s, candles(path, R), balance="16", fast=fast)
+    # the ratio is re-checked after every fill: after the third buy the walk halts where the
+    # ratio reaches 95 %, three ticks before the liquidation at 96.16 (see the test above)
+    assert fill_rows(bt)[3] == (1, None, "sell", "close", "96.19", "3.0")
+    assert bt.engine.stop_reason == "margin_ratio" and bt.sim.liquidations == []
 
 
 # -- stops ----------------------------------------------------------------------------------
@@ -299,12 +314,13 @@ def test_on_stop_keep_leaves_the_position_and_no_orders(fast):
 def test_max_loss_stops_on_total_pnl_and_flattens(fast):
     bt = stop_run(fast, max_loss="2")
     rows = fill_rows(bt)
-    assert rows[:3] == BUYS and len(rows) == 4 and rows[3][:4] == (1, None, "sell", "close")
+    # re-checked after every fill: with 2.0 from 203 and 0.0406 fees, 2M - 203.0406 <= -2 from
+    # M = 100.5203 on, so the walk halts at 100.52, before the third buy at 100.00 can fill
+    assert rows == BUYS[:2] + [(1, None, "sell", "close", "100.52", "2.0")]
     assert bt.engine.stop_reason == "max_loss"
     assert bt.sim.open_orders() == [] and bt.sim.position == 0
-    # it stops once total PnL <= -2: with 3.0 from 303 and 0.0606 fees, 3M - 303.0606 <= -2 at M <= 100.3535
-    assert D(rows[3][4]) <= D("100.35")
-    assert figures(bt)["total_pnl"] <= D("-2")
+    # other realized 2 x 100.52 - 203 = -1.96; fees 0.0406 + taker 2 x 100.52 x 0.0005 = 0.14112
+    assert figures(bt)["total_pnl"] == D("-2.1011")
 
 
 @MODES

@@ -182,6 +182,14 @@ def test_config_live_feed_errors(tmp_path):
 
 
 # -- the paper exchange and the worker loop ---------------------------------------------
+async def one_poll(ex: PaperExchange) -> list:
+    """Every event of the next poll's candle (the exchange reports it stop by stop)."""
+    out = await ex.events()
+    while ex.playing:
+        out += await ex.events()
+    return out
+
+
 def test_paper_exchange_waits_for_polls_and_survives_faults(venue, tmp_path):
     account = load(write_config(tmp_path, "{live: binanceusdm, poll_ms: 200}")).accounts["live"]
     venue.script("60000.0", "60000.5", Fault(429, retry_after=1), "60001.0")
@@ -192,24 +200,25 @@ def test_paper_exchange_waits_for_polls_and_survives_faults(venue, tmp_path):
             await ex.connect()
             assert ex.price() == t("60000.0")
             t0 = time.monotonic()
-            first = await ex.events()
+            first = await one_poll(ex)
             with pytest.raises(RateLimited):
                 await ex.events()
             t1 = time.monotonic()
-            after = await ex.events()  # waits for the Retry-After, then polls again
+            after = await one_poll(ex)  # waits for the Retry-After, then polls again
             return first, after, t1 - t0, time.monotonic() - t1
         finally:
             await ex.close()
 
     first, after, polls_s, retry_s = asyncio.run(run())
-    assert [e.last for e in first if isinstance(e, PriceUpdate)] == [t("60000.5")]
-    assert [e.last for e in after if isinstance(e, PriceUpdate)] == [t("60001.0")]
+    # the poll's candle is played vertex by vertex (open, low, high, close): the last is the new price
+    assert [e.last for e in first if isinstance(e, PriceUpdate)][-1] == t("60000.5")
+    assert [e.last for e in after if isinstance(e, PriceUpdate)][-1] == t("60001.0")
     assert 0.15 <= polls_s < 1.0  # one poll every poll_ms, speed does not apply
     assert retry_s >= 0.8
 
 
 async def _trade(loop: WorkerLoop, ex: PaperExchange, venue: VenueEmulator) -> int:
-    task = asyncio.create_task(loop.run(fresh=True))
+    task = asyncio.create_task(loop.run())
     deadline = time.monotonic() + 10
     while len(ex.sim.open_orders()) < 10 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -248,15 +257,16 @@ def test_worker_loop_trades_the_live_feed(venue, tmp_path):
     loop, start, code = asyncio.run(run())
     writer.flush(force=True)
     assert start == t("60050.0") and code == 0
-    fills = ex.journal
-    assert [(f["side"], f["price"]) for f in fills] == [("buy", t("59800.0"))]  # filled at its own price
-    assert loop.e.ledger.position == ex.sim.position == fills[0]["qty"] > 0
+    fills = asyncio.run(ex.fills_since(0))  # the paper venue's trade history
+    assert [(f.side.value, f.price) for f in fills] == [("buy", t("59800.0"))]  # filled at its own price
+    assert loop.e.ledger.position == ex.sim.position == fills[0].qty > 0
     assert loop.last_error is not None and "binanceusdm" in loop.last_error  # the faults were seen, not fatal
     assert ex.sim.price == t("59750.0")
 
 
 def test_a_restart_moves_the_saved_book_to_the_venues_price(venue, tmp_path):
     from gridctl.core.grid import Side
+    from gridctl.core.orders import OrderRequest
 
     account = load(write_config(tmp_path, "{live: binanceusdm, poll_ms: 200}")).accounts["live"]
     venue.script("60000.0")
@@ -264,7 +274,7 @@ def test_a_restart_moves_the_saved_book_to_the_venues_price(venue, tmp_path):
     async def first_run():
         ex = PaperExchange(BTC, account, 2, tmp_path / "paper.json", live_client=client(venue))
         await ex.connect()
-        await ex.place("b1", Side.BUY, 10, t("59900.0"))
+        await ex.place(OrderRequest("b1", Side.BUY, 10, t("59900.0")))
         await ex.close()
 
     async def second_run():

@@ -30,7 +30,7 @@ def make_loop(tmp_path: Path, name: str) -> tuple[WorkerLoop, PaperExchange, Buf
 
 
 async def _emergency_while_waiting(loop: WorkerLoop) -> int:
-    task = asyncio.create_task(loop.run(fresh=True))
+    task = asyncio.create_task(loop.run())
     await asyncio.sleep(0.3)  # the loop now sleeps in events() until the next candle
     assert loop.e.ledger.position > 0  # sol-long opened its initial position at market
     await loop.emergency_close()
@@ -49,7 +49,7 @@ def test_emergency_close_flattens_even_while_the_loop_waits_for_a_candle(tmp_pat
 
 
 async def _stop_keep(loop: WorkerLoop) -> int:
-    task = asyncio.create_task(loop.run(fresh=True))
+    task = asyncio.create_task(loop.run())
     await asyncio.sleep(0.3)
     await loop.stop(keep_position=True)
     return await asyncio.wait_for(task, 10)
@@ -67,8 +67,8 @@ class LosesReplies(PaperExchange):
 
     lose = 0
 
-    async def place(self, *args, **kwargs):
-        order = await super().place(*args, **kwargs)
+    async def place(self, request):
+        order = await super().place(request)
         if self.lose:
             self.lose -= 1
             from gridctl.exchange.base import UnknownOutcome
@@ -89,7 +89,7 @@ def test_a_placement_whose_reply_was_lost_is_confirmed_not_sent_twice(tmp_path):
     asyncio.run(scenario())
     levels = [loop.e.decode(o.client_id).level for o in ex.sim.open_orders()]
     assert len(levels) == len(set(levels)) == 10  # every level once, none twice
-    assert len(loop.placed_qty) == 10  # the three unconfirmed-by-reply orders are tracked too
+    assert len(loop.placed) == 10  # the three unconfirmed-by-reply orders are tracked too
 
 
 class RefusesKeys(PaperExchange):

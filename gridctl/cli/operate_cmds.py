@@ -17,6 +17,7 @@ from gridctl.config import ConfigError, load
 from gridctl.control.client import ControlClient, ControlError, NotRunning
 from gridctl.supervisor.paths import StatePaths
 from gridctl.supervisor.pidfile import pid_alive, read_pid
+from gridctl.supervisor.states import EX_ALREADY_RUNNING
 
 START_TIMEOUT = 30.0   # until a new supervisor's socket answers
 LONG = 600.0           # stop and shutdown wait for workers to flatten
@@ -268,7 +269,28 @@ def emergency_close(app: AppContext, config_path: str, name: str, yes: bool) -> 
 
         gridctl emergency-close sol-neutral --yes
     """
-    client = _client_or_exit(_state_dir(app, config_path))
+    state_dir = _state_dir(app, config_path)
     if not yes and not click.confirm(f"Cancel every order of {name} and close its position at market now?"):
         fail("nothing done")
-    _print_results(_call(client, "emergency_close", timeout=LONG, name=name))
+    client = ControlClient(state_dir)
+    if client.is_running():
+        resp = _call(client, "emergency_close", timeout=LONG, name=name)
+        if not all(r.get("not_running") for r in resp.get("results", [])):
+            _print_results(resp)
+            return
+    # no worker trades it: close what it left on the exchange from here, under the worker's lock
+    _flatten_here(config_path, state_dir, name)
+
+
+def _flatten_here(config_path: str, state_dir: Path, name: str) -> None:
+    """Cancel a stopped strategy's orders and close the position it left, in this process."""
+    from gridctl.worker.main import run_worker
+
+    config = load_config_or_exit(config_path)
+    strategy_or_exit(config, name)
+    code = run_worker(name, Path(config_path), state_dir, flatten=True)
+    if code == EX_ALREADY_RUNNING:
+        fail(f"{name} is running in another process; try again once it has stopped")
+    if code != 0:
+        fail(f"emergency close of {name} failed (exit {code}); see `gridctl logs {name}`")
+    click.echo(f"emergency-closed {name} (not running: closed from here; see `gridctl logs {name}`)")

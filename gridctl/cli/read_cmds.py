@@ -163,7 +163,14 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
         # the table shows money to 4 decimals; --json keeps every digit
         return "-" if v is None else format(v.quantize(Decimal("0.0001")), "f")
 
-    table = [[r["name"], r["state"], d(r["price"]), d(r["position"]), r["open_buys"], r["open_sells"],
+    def position(r: dict) -> str:
+        # the ledger's position, and the exchange's beside it when they differ (never overwritten)
+        ex = r.get("exchange_position")
+        if ex is None or ex == r["position"]:
+            return d(r["position"])
+        return f"{d(r['position'])} (exchange {d(ex)})"
+
+    table = [[r["name"], r["state"], d(r["price"]), position(r), r["open_buys"], r["open_sells"],
               money(r["grid_profit"]), money(r["realized"]), money(r["unrealized"]), money(r["fees"]),
               money(r["funding"]), money(r["total_pnl"]), _uptime(r["uptime_s"]),
               _short(r["last_error"] or r["stop_reason"])] for r in rows]
@@ -173,7 +180,7 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
                         disable_numparse=True, stralign="right"))
 
 
-LIVE_MONEY = ("price", "position", "grid_profit", "realized", "unrealized", "fees", "funding", "total_pnl")
+LIVE_MONEY = ("price", "position", "exchange_position", "grid_profit", "realized", "unrealized", "fees", "funding", "total_pnl")
 SUPERVISOR_STATES = ("starting", "backoff", "stopping", "exited", "fatal")
 
 
@@ -185,6 +192,8 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
     """
     from gridctl.control.client import supervisor_status
 
+    for row in rows:
+        row.setdefault("exchange_position", None)  # known only from a running worker
     sup = supervisor_status(state_dir, timeout=2.0)
     if not sup:
         _mark_dead_workers(rows, state_dir)

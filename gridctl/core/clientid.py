@@ -98,3 +98,9 @@ def same_strategy(fmt: str, decoded: ClientId, tag: str) -> bool:
     if fmt == "backpack":
         return decoded.tag == str(tag_bits(tag))
     return decoded.tag == tag
+
+
+def belongs(fmt: str, tag: str, value: Union[str, int, None]) -> bool:
+    """True when `value` is a client order id of the strategy with this tag."""
+    d = decode(fmt, value)
+    return d is not None and same_strategy(fmt, d, tag)

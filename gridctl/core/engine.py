@@ -1,8 +1,8 @@
-"""The grid engine: levels + ledger + risk → desired orders. Pure and clock-free.
+"""The grid engine: levels + ledger + risk + the stop procedure. Pure and clock-free.
 
-The shell (worker, paper exchange, backtest) feeds it fills, funding and prices
-and turns `sync()` actions into exchange requests; the same engine runs live,
-on paper and in backtests.
+The engine decides; `gridctl.core.driver.Driver` feeds it what the exchange
+reported and turns its decisions into typed requests; the shells (worker,
+backtest) only execute those. Time is always passed in (epoch ms).
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from decimal import Decimal
 from typing import Optional, Sequence
 
 from gridctl.core import clientid
-from gridctl.core.fills import Fill, FundingPayment
+from gridctl.core.fills import DELEVERAGING, LIQUIDATION, Fill, FundingPayment
 from gridctl.core.grid import LevelSpec, Mode, Side
 from gridctl.core.ledger import Ledger, Trade
 from gridctl.core.market import MarketRules
 from gridctl.core.orders import (
-    Action, Cancel, DesiredOrder, Intent, Level, OpenOrder, OrderPolicy, Place, desired_orders, reconcile,
+    Action, Cancel, DesiredOrder, Intent, Level, OpenOrder, OrderPolicy, OrderRequest, Submit, desired_orders,
+    reconcile,
 )
-from gridctl.core.risk import NEVER_HI, NEVER_LO, RiskLimits, money_stop, pnl_band, price_band, price_stop
+from gridctl.core.risk import RiskLimits, money_stop, price_stop
 
 WAITING, RUNNING, PAUSED, STOPPING, STOPPED = "waiting", "running", "paused", "stopping", "stopped"
+CLOSE_TRIES = 3  # a close the venue refuses is sent again this many times in all
 
 
 @dataclass(frozen=True)
@@ -43,29 +45,17 @@ class EngineConfig:
     id_format: str = "binance"
     # margin ratio (maintenance margin / equity) thresholds: warn, stop new entries, stop and close
     margin_ratio: Optional[tuple[Decimal, Decimal, Decimal]] = None
+    close_wait_ms: int = 30_000  # how long a stop waits for its close to fill
 
 
 @dataclass(frozen=True)
 class Event:
     """Something the engine decided or saw, for logs, the store and `logs --follow`."""
 
-    kind: str  # fill | trade | status | risk | info | warn
+    kind: str  # fill | trade | status | risk | info | warn | error
     message: str
     level: Optional[int] = None
     data: Optional[dict] = None
-
-
-@dataclass(frozen=True)
-class MarketOrder:
-    """A market order: the close on stop (reduce-only) or an initial-position entry.
-
-    `position_side` is the hedge-mode leg ("long"/"short"); None in one-way mode.
-    """
-
-    side: Side
-    qty: int
-    client_id: object
-    position_side: Optional[str] = None
 
 
 class GridEngine:
@@ -79,8 +69,12 @@ class GridEngine:
         self.version = 0  # bumped whenever what the engine desires may have changed
         self._status = WAITING if cfg.trigger is not None else RUNNING
         self.stop_reason: Optional[str] = None
+        self.keep_position = cfg.on_stop == "keep"
         self.trigger_from: Optional[int] = None  # which side of the trigger the price started on
+        self.opened = False  # the initial position was sent (or is not wanted)
         self.close_gen = 0
+        self.close_sent_at: Optional[int] = None
+        self.close_tries = 0
         self.trades: list[Trade] = []
         self._decoded: dict[object, Optional[clientid.ClientId]] = {}
         self._prices: Optional[list[int]] = None
@@ -114,24 +108,36 @@ class GridEngine:
         self._decoded[cid] = d
         return d
 
-    def open_order(self, cid: object, order_id: str, side: Side, price: int, remaining: int,
+    def is_ours(self, cid: object) -> bool:
+        return self.decode(cid) is not None
+
+    def open_order(self, cid: object, order_id: str, side: Side, price: Optional[int], remaining: int,
                    reduce_only: bool) -> Optional[OpenOrder]:
-        """An exchange order as the reconcile sees it (None if it is not ours)."""
+        """An exchange order as the reconcile sees it (None if it is not a resting order of ours)."""
         d = self.decode(cid)
-        if d is None or d.intent is Intent.CLOSE:
+        if d is None or d.intent is Intent.CLOSE or price is None:
             return None
         return OpenOrder(d.level, d.intent, side, price, remaining, reduce_only, cid, order_id, d.gen)
 
+    def continue_generations(self, level: int, gen: int) -> None:
+        """Make the level's next order id come after `gen` (ids already used by an earlier run)."""
+        lv = self.levels.get(level)
+        if lv is not None and gen > lv.gen:
+            self.levels[level] = replace(lv, gen=gen)
+
     # -- events in -----------------------------------------------------------
     def on_fill(self, fill: Fill) -> list[Event]:
-        """Apply one execution; returns what happened."""
+        """Book one execution of this strategy (or the venue's liquidation of its position)."""
         self.version += 1
-        d = self.decode(fill.client_id)
         rules = self.rules
         msg = f"{fill.side.value} {rules.qty(fill.qty)} @ {rules.price(fill.price)}"
+        if fill.kind in (LIQUIDATION, DELEVERAGING):
+            self._book_close(fill)
+            events = [Event("fill", f"{fill.kind} {msg}", None, {"intent": fill.kind})]
+            return events + (self.stop("liquidation") if fill.kind == LIQUIDATION else [])
+        d = self.decode(fill.client_id)
         if d is None or d.intent is Intent.CLOSE or d.level not in self.levels:
-            self.ledger.close(fill.side, fill.price, fill.qty, fill.fee)
-            self._flatten_levels_if_flat()
+            self._book_close(fill)
             return [Event("fill", f"close {msg}", None, {"intent": "close"})]
         lv = self.levels[d.level]
         events = [Event("fill", f"level {d.level} {d.intent.value} {msg}", d.level, {"intent": d.intent.value})]
@@ -149,16 +155,12 @@ class GridEngine:
                                     d.level, {"profit": str(trade.profit), "fees": str(trade.fees)}))
         return events
 
-    def _flatten_levels_if_flat(self) -> None:
+    def _book_close(self, fill: Fill) -> None:
+        self.ledger.close(fill.side, fill.price, fill.qty, fill.fee)
         for i, lv in self.levels.items():
             held = self.ledger.held(i)
             if held != lv.held:
                 self.levels[i] = replace(lv, held=held, exiting=held > 0)
-
-    def on_liquidation(self) -> list[Event]:
-        """The venue liquidated the position: the grid stops (re-entering on what is
-        left of the margin would only feed the next liquidation)."""
-        return self.stop("liquidation")
 
     def on_entry_cancelled(self, level: int) -> None:
         """An entry left the book unfilled or partly filled: a partial lot goes to its exit."""
@@ -169,30 +171,32 @@ class GridEngine:
 
     def on_funding(self, payment: FundingPayment) -> list[Event]:
         self.ledger.add_funding(payment.amount)
-        return [Event("info", f"funding {payment.amount:.6f} at rate {payment.rate}", None,
-                      {"amount": str(payment.amount), "rate": str(payment.rate)})]
+        self.version += 1
+        rate = "" if payment.rate is None else f" at rate {payment.rate}"
+        return [Event("info", f"funding {payment.amount:.6f}{rate}", None,
+                      {"amount": str(payment.amount), "rate": None if payment.rate is None else str(payment.rate)})]
 
     def on_price(self, last: int, mark: Optional[int] = None,
                  margin_ratio: Optional[Decimal] = None) -> list[Event]:
         """Trigger and risk checks at a new price (and the account's margin ratio, when
         the venue reports one); may start or stop the grid."""
         mark = last if mark is None else mark
+        events: list[Event] = []
         if margin_ratio is not None and self.cfg.margin_ratio is not None and self.status in (RUNNING, PAUSED):
             events = self._margin(margin_ratio)
             if self.status == STOPPING:
                 return events
-        else:
-            events = []
         if self.status == WAITING:
+            t = self.cfg.trigger
+            assert t is not None
             if self.trigger_from is None:
-                self.trigger_from = -1 if last < self.cfg.trigger else 1  # type: ignore[operator]
-            crossed = last >= self.cfg.trigger if self.trigger_from < 0 else last <= self.cfg.trigger  # type: ignore[operator]
-            if not crossed:
-                return []
+                self.trigger_from = -1 if last < t else 1
+            if not (last >= t if self.trigger_from < 0 else last <= t):
+                return events
             self.status = RUNNING
-            return [Event("status", f"trigger {self.rules.price(self.cfg.trigger)} crossed: grid running")]  # type: ignore[arg-type]
+            events.append(Event("status", f"trigger {self.rules.price(t)} crossed: grid running"))
         if self.status not in (RUNNING, PAUSED):
-            return []
+            return events
         reason = price_stop(self.cfg.limits, last) or money_stop(
             self.cfg.limits, self.ledger.total_pnl(mark), self._worst_level_pnl(mark))
         return events + (self.stop(reason) if reason else [])
@@ -224,10 +228,21 @@ class GridEngine:
                    default=Decimal(0))
 
     # -- commands ------------------------------------------------------------
-    def stop(self, reason: str) -> list[Event]:
-        """Stop: cancel everything; the shell then closes the position unless on_stop is keep."""
-        if self.status in (STOPPING, STOPPED):
+    def stop(self, reason: str, keep: Optional[bool] = None) -> list[Event]:
+        """Start the stop procedure: cancel own orders, then close (unless kept), then finish.
+
+        `keep` overrides on_stop (stop --keep-position: True; emergency close: False).
+        An emergency close during a stop that keeps the position turns it into a close.
+        """
+        if self.status == STOPPED:
             return []
+        if self.status == STOPPING:
+            if keep is False and self.keep_position:
+                self.keep_position = False
+                self.version += 1
+                return [Event("status", f"stopping: {reason} (closing the position)", None, {"stop_reason": reason})]
+            return []
+        self.keep_position = self.cfg.on_stop == "keep" if keep is None else keep
         self.status, self.stop_reason = STOPPING, reason
         return [Event("risk" if reason not in ("user", "emergency") else "status", f"stopping: {reason}",
                       None, {"stop_reason": reason})]
@@ -240,24 +255,54 @@ class GridEngine:
         if self.status == PAUSED:
             self.status = RUNNING
 
-    def close_orders(self, keep: Optional[bool] = None) -> list[MarketOrder]:
-        """The market orders that flatten the position on stop: one for the net
-        position in one-way mode, one per leg in hedge mode."""
-        keep = self.cfg.on_stop == "keep" if keep is None else keep
-        if self.status != STOPPING or keep:
-            return []
+    def legs(self) -> list[tuple[Side, Optional[str], int]]:
+        """(closing side, hedge leg, steps) of each open leg of the strategy's position."""
         if self.cfg.hedge:
-            legs = [(Side.SELL, "long", sum(lot.qty for lot in self.ledger.lots.values() if lot.sign > 0)),
-                    (Side.BUY, "short", sum(lot.qty for lot in self.ledger.lots.values() if lot.sign < 0))]
-        else:
-            pos = self.ledger.position
-            legs = [(Side.SELL if pos > 0 else Side.BUY, None, abs(pos))]
-        out = []
-        for side, leg, qty in legs:
-            if qty:
-                self.close_gen += 1
-                out.append(MarketOrder(side, qty, self.client_id(0, Intent.CLOSE, self.close_gen), leg))
-        return out
+            lots = self.ledger.lots.values()
+            return [(side, leg, qty) for side, leg, qty in (
+                (Side.SELL, "long", sum(lot.qty for lot in lots if lot.sign > 0)),
+                (Side.BUY, "short", sum(lot.qty for lot in lots if lot.sign < 0))) if qty]
+        pos = self.ledger.position
+        return [(Side.SELL if pos > 0 else Side.BUY, None, abs(pos))] if pos else []
+
+    def stop_step(self, now_ms: int, actual: Sequence[OpenOrder]) -> tuple[list, list[Event]]:
+        """One step of the stop procedure: (actions, events).
+
+        Cancel every own resting order; once none is left, close each open leg at
+        market with reduceOnly (unless the position is kept); wait for the close
+        fills up to `close_wait_ms`; then finish.
+        """
+        if actual:
+            return [Cancel(o) for o in actual], []
+        legs = [] if self.keep_position else self.legs()
+        if legs:
+            if self.close_sent_at is None:
+                self.close_sent_at, self.close_tries = now_ms, self.close_tries + 1
+                return [self._close(side, leg, qty) for side, leg, qty in legs], []
+            if now_ms - self.close_sent_at < self.cfg.close_wait_ms:
+                return [], []  # the close fills arrive with the next events
+            left = " ".join(f"{self.rules.qty(q)}" + (f" {leg}" if leg else "") for _, leg, q in legs)
+            return [], [Event("error", f"the close did not fill within {self.cfg.close_wait_ms // 1000}s; "
+                                       f"position {left} left open")] + self._finish()
+        return [], self._finish()
+
+    def on_close_rejected(self, reason: str) -> list[Event]:
+        """The venue refused a close: send it again at the next step, a few times in all."""
+        if self.close_tries >= CLOSE_TRIES:
+            legs = " ".join(str(self.rules.qty(q)) for _, _, q in self.legs())
+            return [Event("error", f"the close was refused {self.close_tries} times ({reason}); "
+                                   f"position {legs} left open")] + self._finish()
+        self.close_sent_at = None
+        return [Event("warn", f"close refused ({reason}); sending it again")]
+
+    def _close(self, side: Side, leg: Optional[str], qty: int) -> Submit:
+        self.close_gen += 1
+        cid = self.client_id(0, Intent.CLOSE, self.close_gen)
+        return Submit(OrderRequest(cid, side, qty, None, reduce_only=True, position_side=leg, intent=Intent.CLOSE))
+
+    def _finish(self) -> list[Event]:
+        self.status = STOPPED
+        return [Event("status", f"stopped ({self.stop_reason})", None, {"stop_reason": self.stop_reason})]
 
     def position_side(self, level: int) -> Optional[str]:
         """The hedge-mode leg a level's orders trade (None in one-way mode)."""
@@ -265,22 +310,28 @@ class GridEngine:
             return None
         return "long" if self.levels[level].spec.side is Side.BUY else "short"
 
-    def finish_stop(self) -> list[Event]:
-        self.status = STOPPED
-        return [Event("status", f"stopped ({self.stop_reason})", None, {"stop_reason": self.stop_reason})]
-
-    def opening_orders(self, market: int) -> list[MarketOrder]:
-        """initial_position: market entries for the levels the mode would hold at start."""
+    def opening_requests(self, market: int) -> list[OrderRequest]:
+        """initial_position, once, when the grid first runs: market entries for the levels
+        the mode would hold at this price, nearest first, within max_position, never for
+        a level that already holds (an adopted position)."""
+        if self.opened:
+            return []
+        self.opened = True
         if not self.cfg.initial_position or self.cfg.mode is Mode.NEUTRAL:
             return []
+        cap = self.cfg.max_position
+        exposure = abs(self.ledger.position)
         out = []
-        for lv in self.levels.values():
+        wanted = [lv for lv in self.levels.values() if lv.held == 0 and (
+            lv.spec.entry >= market if lv.spec.side is Side.BUY else lv.spec.entry <= market)]
+        for lv in sorted(wanted, key=lambda lv: abs(lv.spec.entry - market)):
             s = lv.spec
-            crosses = s.entry >= market if s.side is Side.BUY else s.entry <= market
-            if crosses and lv.held == 0:
-                out.append(MarketOrder(s.side, s.size, self.client_id(s.index, Intent.ENTRY, lv.gen + 1),
-                                       self.position_side(s.index)))
-                self.levels[s.index] = replace(lv, gen=lv.gen + 1)
+            if cap is not None and exposure + s.size > cap:
+                break
+            exposure += s.size
+            self.levels[s.index] = replace(lv, gen=lv.gen + 1)
+            out.append(OrderRequest(self.client_id(s.index, Intent.ENTRY, lv.gen + 1), s.side, s.size, None,
+                                    position_side=self.position_side(s.index), level=s.index, intent=Intent.ENTRY))
         return out
 
     # -- orders --------------------------------------------------------------
@@ -297,72 +348,54 @@ class GridEngine:
 
     def sync(self, market: int, actual: Sequence[OpenOrder]) -> list[Action]:
         """Reconcile desired against actual; paused grids and waiting grids leave orders as they are."""
-        if self.status in (PAUSED, WAITING):
+        if self.status in (PAUSED, WAITING, STOPPING, STOPPED):
             return []
         working = [o.level for o in actual if o.intent is Intent.ENTRY]
         return reconcile(self.desired(market, working), actual)
 
-    def place_id(self, d: DesiredOrder) -> object:
-        """Next client id for a placement (bumps the level's generation)."""
+    def request(self, d: DesiredOrder) -> OrderRequest:
+        """The request for a desired order, with the level's next client id."""
         lv = self.levels[d.level]
         self.levels[d.level] = replace(lv, gen=lv.gen + 1)
-        return self.client_id(d.level, d.intent, lv.gen + 1)
+        return OrderRequest(self.client_id(d.level, d.intent, lv.gen + 1), d.side, d.qty, d.price,
+                            d.reduce_only, d.post_only, self.position_side(d.level), d.level, d.intent)
 
     def price_bucket(self, market: int) -> tuple[int, int]:
         """Where the market sits among the level prices: desired orders depend on
         the market only through this (which entries rest, which exits would cross)."""
-        prices = self._level_prices()
+        prices = self.level_prices()
         return bisect_left(prices, market), bisect_right(prices, market)
 
-    def _level_prices(self) -> list[int]:
+    def level_prices(self) -> list[int]:
+        """Every entry and exit price of the grid, ascending."""
         if self._prices is None:
             self._prices = sorted({p for lv in self.levels.values() for p in (lv.spec.entry, lv.spec.exit)})
         return self._prices
 
-    # -- fast-forward support -------------------------------------------------
-    def band(self, market: int) -> tuple[int, int]:
-        """(lo, hi): while the price stays strictly inside, the engine decides nothing new.
-
-        Covers entries that would start to rest, the trigger, price stops and the
-        money stops for the current (fixed) position. Resting orders are the
-        exchange's band, not the engine's.
-        """
-        lo, hi = price_band(self.cfg.limits) if self.status in (RUNNING, PAUSED) else (NEVER_LO, NEVER_HI)
-        if self.status == WAITING and self.cfg.trigger is not None:
-            t = self.cfg.trigger
-            lo, hi = (lo, min(hi, t)) if market < t else (max(lo, t), hi)
-        if self.status == RUNNING:
-            for lv in self.levels.values():
-                if lv.exiting or lv.held >= lv.spec.size:
-                    continue
-                e = lv.spec.entry
-                if lv.spec.side is Side.BUY and e >= market:
-                    hi = min(hi, e + 1)
-                elif lv.spec.side is Side.SELL and e <= market:
-                    lo = max(lo, e - 1)
-        if self.status in (RUNNING, PAUSED):
-            lo, hi = self._money_band(lo, hi)
-        return lo, hi
-
-    def bucket_band(self, market: int) -> tuple[int, int]:
-        """(lo, hi): the prices between which price_bucket(market) stays the same."""
-        prices = self._level_prices()
-        i = bisect_left(prices, market)
-        if i < len(prices) and prices[i] == market:
-            return market, market
-        return (prices[i - 1] if i > 0 else NEVER_LO), (prices[i] if i < len(prices) else NEVER_HI)
-
-    def _money_band(self, lo: int, hi: int) -> tuple[int, int]:
-        lim, led = self.cfg.limits, self.ledger
-        tv = self.rules.tick * self.rules.step * self.rules.contract_size
-        lots = [lot for lot in led.lots.values() if lot.qty]
-        if lim.max_loss is not None or lim.take_profit is not None:
-            net = sum(lot.sign * lot.qty for lot in lots)
-            base = led.realized - led.fees + led.funding - sum((lot.sign * lot.cost for lot in lots), Decimal(0))
-            a, b = pnl_band(lim.max_loss, lim.take_profit, base, Decimal(net), tv)
-            lo, hi = max(lo, a), min(hi, b)
-        if lim.max_level_loss is not None:
-            for lot in lots:
-                a, b = pnl_band(lim.max_level_loss, None, -lot.sign * lot.cost, Decimal(lot.sign * lot.qty), tv)
-                lo, hi = max(lo, a), min(hi, b)
-        return lo, hi
+    # -- adoption ------------------------------------------------------------
+    def adopt(self, ts: int, sign: int, qty: int, entry: Decimal, market: int) -> list[Event]:
+        """Take over a position the exchange holds that no fill of this grid explains
+        (one kept by an earlier stop): full lots on the levels it fits, at their entry
+        lines, nearest the market first; the rest one unpaired lot at the exchange's
+        average entry price. Returns what was adopted, for the log."""
+        side = Side.BUY if sign > 0 else Side.SELL
+        fits = [lv for lv in self.levels.values() if lv.spec.side is side and lv.held == 0 and (
+            lv.spec.exit > market if side is Side.BUY else lv.spec.exit < market)]
+        held_at_start = (lambda lv: lv.spec.entry >= market) if side is Side.BUY else (lambda lv: lv.spec.entry <= market)
+        fits.sort(key=lambda lv: (not held_at_start(lv), abs(lv.spec.entry - market)))
+        left, onto = qty, []
+        for lv in fits:
+            if lv.spec.size > left:
+                continue
+            self.ledger.adopt_lot(lv.spec.index, sign, ts, lv.spec.entry, lv.spec.size)
+            self.levels[lv.spec.index] = replace(lv, held=lv.spec.size, exiting=True)
+            left -= lv.spec.size
+            onto.append(lv.spec.index)
+        if left:
+            self.ledger.adopt_unpaired(sign, left, entry)
+        self.version += 1
+        r = self.rules
+        msg = (f"adopted the exchange's position {r.qty(sign * qty)}: levels {', '.join(map(str, onto)) or 'none'}"
+               f" at their entry lines" + (f", {r.qty(sign * left)} unpaired at {entry}" if left else ""))
+        return [Event("status", msg, None, {"adopted": str(r.qty(sign * qty)), "levels": onto,
+                                            "unpaired": str(r.qty(sign * left))})]

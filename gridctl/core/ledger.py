@@ -182,6 +182,26 @@ class Ledger:
                 if lot.qty:
                     self.other_realized += self._take(lot, price, lot.qty)
 
+    def adopt_lot(self, level: int, sign: int, ts: int, price: int, qty: int) -> None:
+        """A position taken over from the exchange, booked as the level's lot at `price`
+        (its entry line); no fill and no fee."""
+        lot = self.lots.setdefault(level, Lot())
+        value = self._value(price, qty)
+        lot.sign, lot.entry_ts, lot.qty, lot.cost = sign, ts, qty, value
+        lot.entry_fees = lot.exit_fees = lot.exit_value = ZERO
+        lot.exit_qty, lot.cycle_qty, lot.cycle_cost = 0, qty, value
+
+    def adopt_unpaired(self, sign: int, qty: int, entry: Decimal) -> None:
+        """The part of a taken-over position that fits no level: one lot at the
+        exchange's average entry price, realized only by a close."""
+        lot = self.lots.setdefault(UNASSIGNED, Lot())
+        value = entry * self.rules.qty(qty) * self.rules.contract_size
+        if lot.qty == 0:
+            lot.sign, lot.qty, lot.cost = sign, qty, value
+        elif lot.sign == sign:
+            lot.qty += qty
+            lot.cost += value
+
     def add_funding(self, amount: Decimal) -> None:
         """A funding payment: > 0 received, < 0 paid."""
         self.funding += amount

@@ -102,6 +102,36 @@ class Cancel:
 Action = Union[Place, Cancel]
 
 
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """One order to send, fully specified: what the shell hands to the exchange.
+
+    Price in ticks (None = market), qty in steps. `position_side` is the hedge-mode
+    leg ("long"/"short"), None in one-way mode. `level` is None for a close.
+    """
+
+    client_id: object
+    side: Side
+    qty: int
+    price: Optional[int] = None
+    reduce_only: bool = False
+    post_only: bool = False
+    position_side: Optional[str] = None
+    level: Optional[int] = None
+    intent: Intent = Intent.ENTRY
+
+    @property
+    def is_market(self) -> bool:
+        return self.price is None
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """Send this request (a limit placement, an initial-position entry or a close)."""
+
+    request: OrderRequest
+
+
 @dataclass(frozen=True)
 class OrderPolicy:
     """What shapes the desired orders besides the levels themselves."""

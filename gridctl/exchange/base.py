@@ -1,18 +1,33 @@
-"""The one Exchange protocol every venue adapter (paper, ccxt) implements.
+"""The one Exchange protocol every venue adapter (paper, in-memory, ccxt) implements.
 
 Prices are ticks and quantities steps here too: adapters convert at their edge.
 Venue errors are translated once, at this boundary, into the small set below.
+Events (price, fill, order update, funding, stream state) are the core's report
+types; open orders are served from a local mirror the events keep, confirmed by
+`reconcile_orders()` on a timer and after every reconnect; an adapter cancels only
+the strategy's own orders.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Optional, Protocol, Union
+from typing import Callable, Optional, Protocol, Union
 
-from gridctl.core.fills import Fill, FundingPayment
+from gridctl.core.fills import (
+    ACCEPTED, CANCELLED, EXPIRED, FILLED, GONE, PARTIALLY_FILLED, REJECTED, Fill, FundingPayment, OrderUpdate,
+    PriceUpdate, StreamState,
+)
 from gridctl.core.grid import Side
 from gridctl.core.market import MarketRules
+from gridctl.core.orders import OrderRequest
+
+__all__ = [
+    "ACCEPTED", "CANCELLED", "EXPIRED", "FILLED", "PARTIALLY_FILLED", "REJECTED", "AuthError", "Exchange",
+    "ExchangeError", "ExchangeEvent", "ExchangeOrder", "Fill", "FundingPayment", "InsufficientMargin",
+    "OrderMirror", "OrderRequest", "OrderUpdate", "PositionReport", "PriceUpdate", "RateLimited", "Rejected",
+    "StreamState", "Temporary", "UnknownOutcome",
+]
 
 
 class ExchangeError(Exception):
@@ -63,7 +78,8 @@ class ExchangeOrder:
     qty: int
     filled: int
     reduce_only: bool = False
-    status: str = "open"  # open | filled | cancelled | rejected
+    status: str = "open"  # open | filled | cancelled | expired | rejected
+    position_side: Optional[str] = None
 
     @property
     def remaining(self) -> int:
@@ -71,48 +87,111 @@ class ExchangeOrder:
 
 
 @dataclass(frozen=True)
-class PriceUpdate:
-    ts: int
-    last: int
-    mark: int
-    margin_ratio: Optional[Decimal] = None  # maintenance margin / equity, where the venue reports it
+class PositionReport:
+    """The venue's position in the symbol: one per leg in hedge mode (`leg` "long"/"short"),
+    one with `leg` None in one-way mode. `qty` is signed steps; `entry_price` the venue's
+    average entry (0 when flat)."""
+
+    leg: Optional[str]
+    qty: int
+    entry_price: Decimal
 
 
-ExchangeEvent = Union[PriceUpdate, Fill, FundingPayment]
+ExchangeEvent = Union[PriceUpdate, Fill, OrderUpdate, FundingPayment, StreamState]
+
+
+class OrderMirror:
+    """The strategy's own open orders as placements and events left them.
+
+    Serving open orders from here costs no request per sync; `version` changes
+    whenever the mirror does, so a reconcile that cannot change anything is skipped.
+    """
+
+    def __init__(self, owns: Callable[[object], bool] = lambda cid: True):
+        self.owns = owns
+        self._orders: dict[object, ExchangeOrder] = {}
+        self.version = 0
+
+    def orders(self) -> list[ExchangeOrder]:
+        """The open orders, oldest first."""
+        return list(self._orders.values())
+
+    def get(self, client_id: object) -> Optional[ExchangeOrder]:
+        return self._orders.get(client_id)
+
+    def put(self, order: ExchangeOrder) -> None:
+        """A placement's reply (or a confirmed order): resting unless it is done."""
+        if not self.owns(order.client_id):
+            return
+        if order.status in GONE or order.remaining <= 0:
+            self.remove(order.client_id)
+        else:
+            self._orders[order.client_id] = order
+            self.version += 1
+
+    def remove(self, client_id: object) -> None:
+        if self._orders.pop(client_id, None) is not None:
+            self.version += 1
+
+    def apply(self, ev: object) -> None:
+        """Keep the mirror in step with a fill or an order update."""
+        if isinstance(ev, Fill):
+            o = self._orders.get(ev.client_id)
+            if o is not None:
+                self.put(replace(o, filled=o.filled + ev.qty))
+        elif isinstance(ev, OrderUpdate):
+            o = self._orders.get(ev.client_id)
+            if o is not None and ev.status in GONE:
+                self.remove(ev.client_id)
+
+    def confirm(self, venue_orders: list[ExchangeOrder], ts: int) -> list[OrderUpdate]:
+        """Replace the mirror with what the venue says is open; an order the mirror had
+        that the venue no longer has comes back as an update (status unknown until asked:
+        reported as cancelled), so the driver sees it leave the book."""
+        own = {o.client_id: o for o in venue_orders if self.owns(o.client_id)}
+        gone = [OrderUpdate(ts, cid, o.order_id, CANCELLED, o.filled, "not open on the venue")
+                for cid, o in self._orders.items() if cid not in own]
+        if gone or set(own) != set(self._orders) or any(own[c] != self._orders[c] for c in own):
+            self._orders = own
+            self.version += 1
+        return gone
 
 
 class Exchange(Protocol):
     """What a worker needs from a venue for one symbol."""
 
     rules: MarketRules
+    mirror: OrderMirror
 
     async def connect(self) -> None: ...
 
     async def close(self) -> None: ...
 
     async def events(self) -> list[ExchangeEvent]:
-        """Wait for and return the next batch of price updates, fills and funding payments."""
+        """Wait for and return the next batch of events, in the order they happened."""
         ...
 
-    async def open_orders(self) -> list[ExchangeOrder]: ...
+    def pending(self) -> bool:
+        """True when events caused by the last requests wait to be read (fills taken at placement)."""
+        ...
+
+    async def reconcile_orders(self) -> list[ExchangeEvent]:
+        """Ask the venue for the open orders and confirm the mirror; updates for what changed."""
+        ...
 
     async def fetch_order(self, client_id: object) -> Optional[ExchangeOrder]: ...
 
-    async def place(self, client_id: object, side: Side, qty: int, price: Optional[int] = None,
-                    reduce_only: bool = False, post_only: bool = False,
-                    position_side: Optional[str] = None) -> ExchangeOrder:
-        """position_side: the hedge-mode leg ("long"/"short"), None in one-way mode."""
+    async def place(self, request: OrderRequest) -> ExchangeOrder: ...
+
+    async def cancel(self, client_id: object) -> None:
+        """Cancel one of the strategy's own orders."""
         ...
 
-    async def cancel(self, client_id: object) -> None: ...
+    async def positions(self) -> list[PositionReport]: ...
 
-    async def cancel_all(self) -> None: ...
-
-    async def position(self) -> int:
-        """Signed steps of the account's position in the symbol."""
+    async def fills_since(self, ts: int) -> list[Fill]:
+        """Every fill of the account in the symbol at or after ts (epoch ms), oldest first."""
         ...
-
-    async def fills_since(self, ts: int) -> list[Fill]: ...
 
     def price(self) -> int: ...
 

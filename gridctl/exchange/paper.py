@@ -5,8 +5,12 @@ seeded random walk); events are stamped with the wall clock so status, logs and
 reports read like a live run. With `feed: {live: VENUE}` the prices are the
 venue's public ticker instead (`gridctl.sim.live.LiveFeed`), one candle per
 `poll_ms`, stamped with the venue's time. The whole state (book, position, feed
-position, recent fills) is saved in the state dir after every step, so a
-restarted worker finds its orders where it left them.
+position) is saved in the state dir after every step, so a restarted worker finds
+its orders where it left them; every fill is appended to a trade history next to
+it (`NAME.fills.jsonl`, the venue's record that recovery reads), never truncated.
+
+Within a candle the worker reacts between fills: the walk stops at every fill,
+reporting the price there, and at each vertex of the candle's path.
 """
 
 from __future__ import annotations
@@ -17,22 +21,20 @@ import os
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from gridctl.config.model import AccountConfig
-from gridctl.core.fills import Fill, FundingPayment
+from gridctl.core.fills import Fill, PriceUpdate
 from gridctl.core.grid import Side
 from gridctl.core.market import MarketRules
-from gridctl.exchange.base import (
-    ExchangeEvent, ExchangeOrder, InsufficientMargin, PriceUpdate, RateLimited, Rejected, Temporary,
-)
-from gridctl.sim import Reject, SimExchange
+from gridctl.exchange.base import ExchangeEvent, RateLimited, Temporary
+from gridctl.exchange.simulated import SimulatedVenue, exchange_order
+from gridctl.sim import SimExchange
 from gridctl.sim.live import LiveFeed
 from gridctl.sim.sources import load_candles, load_funding, synthetic_candles
 
-JOURNAL = 500  # recent fills kept for fills_since() after a restart
 CONNECT_TRIES = 5  # a live feed's first price: attempts before connect() gives up
 
 
@@ -94,30 +96,31 @@ class CandleFeed:
         return int(self.ts[k]) + self.offset_ms, tuple(self._px(int(x[k])) for x in (self.o, self.h, self.l, self.c))  # type: ignore[return-value]
 
     def due_funding(self, virtual_ts: int) -> list[Decimal]:
-        """Funding rates whose time the feed has reached (matched modulo the replay loop)."""
+        """Funding rates whose instant falls before the end of the candle opening at
+        virtual_ts (matched modulo the replay loop): settled at that candle's open."""
         if self.funding is None:
             return []
         fts, rates = self.funding
         out = []
-        local = virtual_ts - self.offset_ms
-        while self.funding_i < len(fts) and fts[self.funding_i] <= local:
+        local = virtual_ts - self.offset_ms + self.interval_ms
+        while self.funding_i < len(fts) and fts[self.funding_i] < local:
             out.append(rates[self.funding_i])
             self.funding_i += 1
         return out
 
 
-class PaperExchange:
+class PaperExchange(SimulatedVenue):
     """Exchange protocol over SimExchange + CandleFeed, persisted in `state_path`."""
 
     def __init__(self, rules: MarketRules, account: AccountConfig, leverage: int, state_path: Path,
-                 hedge: bool = False, clock: Callable[[], float] = time.time, live_client=None):
+                 hedge: bool = False, clock: Callable[[], float] = time.time, live_client=None,
+                 owns: Callable[[object], bool] = lambda cid: True):
         """live_client: a ccxt instance for a live feed (tests point one at an emulator)."""
-        self.rules = rules
+        super().__init__(rules, owns)
         self.account = account
         self.state_path = state_path
+        self.history_path = state_path.with_suffix(".fills.jsonl")
         self.clock = clock
-        self.journal: list[dict] = []
-        self.pending: list[Fill] = []
         saved = self._load()
         self.feed: CandleFeed | LiveFeed
         if account.feed.live is not None:  # one candle per poll; speed does not apply
@@ -127,14 +130,17 @@ class PaperExchange:
         else:
             self.feed = CandleFeed(account, rules, saved.get("feed") if saved else None)
             self.step_s = self.feed.interval_ms / 1000 / float(account.feed.speed)
+        self._unsaved: list[dict] = []
         if saved:
             self.sim = SimExchange.from_state(rules, saved["sim"])
-            self.journal = saved.get("journal", [])
+            self._restore_tail(saved.get("tail") or [])
         else:  # a live feed's first price comes with connect()
             first = None if isinstance(self.feed, LiveFeed) else self.feed.first_price()
             self.sim = SimExchange(rules, account.balance, leverage, hedge=hedge, price=first)
+        for o in self.sim.open_orders():
+            self.mirror.put(exchange_order(o))
         self.next_due = self.clock()
-        self.seq = saved.get("seq", 0) if saved else 0
+        self._walk: Optional[Iterator[list[ExchangeEvent]]] = None
 
     # -- persistence --------------------------------------------------------------
     def _load(self) -> Optional[dict]:
@@ -144,23 +150,54 @@ class PaperExchange:
             return None
 
     def save(self) -> None:
-        """Atomic write of the whole paper state."""
-        data = {"sim": self.sim.state(), "feed": self.feed.state(), "journal": self.journal[-JOURNAL:],
-                "seq": self.seq}
+        """Atomic write of the whole paper state, then the new trades appended to the history.
+
+        The state carries the trades since the last save ("tail"), so a crash between the
+        two writes loses nothing: the next start appends the tail the history missed.
+        The book, the account and the history therefore always agree.
+        """
+        data = {"sim": self.sim.state(), "feed": self.feed.state(), "tail": self._unsaved}
         tmp = self.state_path.with_suffix(".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.state_path)
+        self._append_history(self._unsaved)
+        self._unsaved = []
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _record(self, fills: list[Fill]) -> list[Fill]:
-        for f in fills:
-            self.journal.append({"ts": f.ts, "cid": f.client_id, "oid": f.order_id, "side": f.side.value,
-                                 "price": f.price, "qty": f.qty, "fee": str(f.fee), "maker": f.maker,
-                                 "ro": f.reduce_only})
-        return fills
+    def keep_fills(self, fills: list[Fill]) -> None:
+        """Fills join the trade history with the next save (see save())."""
+        self._unsaved += [_trade_line(f) for f in fills]
+
+    def _append_history(self, lines: list[dict]) -> None:
+        if not lines:
+            return
+        self.history_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.history_path, "a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(j) + "\n" for j in lines))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _history(self) -> list[dict]:
+        try:
+            text = self.history_path.read_text(encoding="utf-8")
+        except OSError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a line cut by a crash mid-write
+                continue
+        return out
+
+    def _restore_tail(self, tail: list[dict]) -> None:
+        """Trades the last saved state has that the history missed (a crash between the two writes)."""
+        if tail:
+            have = {j.get("tid") for j in self._history()}
+            self._append_history([j for j in tail if j.get("tid") not in have])
 
     # -- protocol -------------------------------------------------------------------
     async def connect(self) -> None:
@@ -178,7 +215,7 @@ class PaperExchange:
             self.feed.candle()  # the first price opens the first candle
             ts = self.feed.ts
             while fills := self.sim.sweep(ts, price):  # a restart: the market moved while we were away
-                self.pending += self._record(fills)
+                self._pending += self._happened(fills)
         self.next_due = self.clock()
 
     async def close(self) -> None:
@@ -186,27 +223,36 @@ class PaperExchange:
         if isinstance(self.feed, LiveFeed):
             await self.feed.close()
 
-    def _play(self, ts: int, candle: tuple[int, int, int, int], out: list[ExchangeEvent]) -> list[ExchangeEvent]:
-        """The intra-candle path; fills as they happen, then the price."""
-        for target in SimExchange.candle_path(*candle):
+    def _play(self, ts: int, candle: tuple[int, int, int, int],
+              first: list[ExchangeEvent]) -> Iterator[list[ExchangeEvent]]:
+        """The intra-candle path: a batch at every fill (with the price there) and at every vertex."""
+        if first:
+            yield first
+        path = SimExchange.candle_path(*candle)
+        for i, target in enumerate(path):
             while fills := self.sim.sweep(ts, target):
-                out += self._record(fills)
-        out.append(PriceUpdate(ts, self.sim.price, self.sim.mark, self.sim.margin_ratio()))
-        return out
+                yield [*self._happened(fills), self._price(ts)]
+            if i == len(path) - 1:
+                self._walk = None  # the candle is played: `playing` says so before the next call
+            yield [self._price(ts)]
 
-    def step(self) -> list[ExchangeEvent]:
-        """Play one candle: funding due, then the intra-candle path; fills as they happen."""
+    @property
+    def playing(self) -> bool:
+        """True while a candle (or poll) is being played: more of it comes with the next events()."""
+        return self._walk is not None
+
+    def _price(self, ts: int) -> PriceUpdate:
+        return PriceUpdate(ts, self.sim.price, self.sim.mark, self.sim.margin_ratio())
+
+    def _next_candle(self) -> Iterator[list[ExchangeEvent]]:
+        """Funding due, then the next candle's path; events stamped with the wall clock."""
         assert isinstance(self.feed, CandleFeed)
-        now = self._now_ms()
+        now = self.now_ms()
         vts, candle = self.feed.next()
-        out: list[ExchangeEvent] = []
-        for rate in self.feed.due_funding(vts):
-            pay = self.sim.pay_funding(now, rate)
-            if pay is not None:
-                out.append(pay)
-        return self._play(now, candle, out)
+        pays = [p for p in (self.sim.pay_funding(now, rate) for rate in self.feed.due_funding(vts)) if p is not None]
+        return self._play(now, candle, list(pays))
 
-    async def live_step(self) -> list[ExchangeEvent]:
+    async def _next_poll(self) -> Iterator[list[ExchangeEvent]]:
         """Poll the venue once and play the candle since the previous poll (at the venue's time)."""
         assert isinstance(self.feed, LiveFeed)
         try:
@@ -217,73 +263,40 @@ class PaperExchange:
         return self._play(ts, candle, [])
 
     async def events(self) -> list[ExchangeEvent]:
-        """Fills taken at placement first; otherwise wait for the next candle (or poll) and play it.
+        """Fills taken at placement first; then the next stop of the candle being played;
+        otherwise wait for the next candle (or poll) and start playing it.
 
         A live feed's Temporary / RateLimited errors propagate: the worker loop backs off and calls again.
         """
-        if not self.pending:
+        if self._pending:
+            return self.take_pending()
+        while True:
+            if self._walk is not None:
+                batch = next(self._walk, None)
+                if batch is not None:
+                    self.save()
+                    return batch
+                self._walk = None  # a walk that ended early (cannot happen while _play marks its end)
             delay = self.next_due - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if self._pending:  # orders placed while we slept (a stop's close) may have filled at once
+                return self.take_pending()
             if isinstance(self.feed, LiveFeed):  # no catching up on missed polls
                 self.next_due = max(self.next_due + self.step_s, self.clock())
-                stepped = await self.live_step()
+                self._walk = await self._next_poll()
             else:
                 self.next_due = max(self.next_due + self.step_s, self.clock() - 5 * self.step_s)
-                stepped = self.step()
-        else:
-            stepped = []
-        # orders placed while we slept (a stop's close) may have filled at once: report them too
-        out: list[ExchangeEvent] = [*self.pending, *stepped]
-        self.pending.clear()
-        self.save()
-        return out
-
-    def _order(self, o) -> ExchangeOrder:
-        return ExchangeOrder(o.client_id, o.order_id, o.side, o.price, o.qty, o.filled, o.reduce_only,
-                             "open" if o.remaining > 0 else "filled")
-
-    async def open_orders(self) -> list[ExchangeOrder]:
-        return [self._order(o) for o in self.sim.open_orders()]
-
-    async def fetch_order(self, client_id: object) -> Optional[ExchangeOrder]:
-        for o in self.sim.open_orders():
-            if o.client_id == client_id:
-                return self._order(o)
-        return None
-
-    async def place(self, client_id: object, side: Side, qty: int, price: Optional[int] = None,
-                    reduce_only: bool = False, post_only: bool = False,
-                    position_side: Optional[str] = None) -> ExchangeOrder:
-        """Place an order; fills it takes at once (crossing or market) come with the next events()."""
-        try:
-            order, fills = self.sim.place(self._now_ms(), client_id, side, qty, price, reduce_only=reduce_only,
-                                          post_only=post_only, position_side=position_side)
-        except Reject as exc:
-            if exc.reason == "insufficient_margin":
-                raise InsufficientMargin(str(exc)) from None
-            raise Rejected(str(exc), exc.reason) from None
-        self.pending += self._record(fills)
-        return self._order(order)
-
-    async def cancel(self, client_id: object) -> None:
-        try:
-            self.sim.cancel(client_id)
-        except Reject as exc:
-            raise Rejected(str(exc), exc.reason) from None
-
-    async def cancel_all(self) -> None:
-        self.sim.cancel_all()
-
-    async def position(self) -> int:
-        return self.sim.position
+                self._walk = self._next_candle()
 
     async def fills_since(self, ts: int) -> list[Fill]:
-        return [Fill(j["ts"], j["cid"], j["oid"], Side(j["side"]), j["price"], j["qty"], Decimal(j["fee"]),
-                     j["maker"], j["ro"]) for j in self.journal if j["ts"] >= ts]
+        lines = self._history() + self._unsaved
+        return [Fill(j["ts"], j["cid"], j["oid"], Side(j["side"]), j["price"], j["qty"], Decimal(j["fee"]), j["maker"],
+                     j["ro"], j.get("tid", ""), j.get("asset", ""), j.get("kind", "own")) for j in lines if j["ts"] >= ts]
 
-    def price(self) -> int:
-        return self.sim.price
 
-    def mark(self) -> int:
-        return self.sim.mark
+def _trade_line(f: Fill) -> dict:
+    """One fill of the paper venue's trade history, as JSON."""
+    return {"ts": f.ts, "cid": f.client_id, "oid": f.order_id, "side": f.side.value, "price": f.price, "qty": f.qty,
+            "fee": str(f.fee), "maker": f.maker, "ro": f.reduce_only, "tid": f.trade_id, "asset": f.fee_asset,
+            "kind": f.kind}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Optional
 
-from gridctl.core.fills import Fill, FundingPayment
+from gridctl.core.fills import LIQUIDATION as LIQUIDATION_KIND, Fill, FundingPayment
 from gridctl.core.grid import Side
 from gridctl.core.market import MarketRules
 from gridctl.sim.account import ZERO, Account, LiquidationEvent
@@ -43,6 +43,7 @@ class SimExchange:
         self._mark: Optional[int] = None  # fixed by set_mark(); None = the mark is the last price
         self._seq = 0
         self._liq_seq = 0
+        self._trade_seq = 0  # venue trade ids: every fill has its own
         self._expired: list[SimOrder] = []
         # notional of resting orders that can add exposure, per (leg, side): the margin check
         self._open_notional: dict[tuple[str, Side], Decimal] = {}
@@ -294,6 +295,7 @@ class SimExchange:
             "slippage_ticks": self.slippage_ticks, "price": self._price, "mark": self._mark,
             "initial_balance": str(self.initial_balance), "account": self.account.to_dict(),
             "orders": [o.to_dict() for o in self.book], "seq": self._seq, "liq_seq": self._liq_seq,
+            "trade_seq": self._trade_seq,
             "liquidations": [{"ts": e.ts, "mark": e.mark, "position": e.position,
                               "balance": str(e.balance)} for e in self.liquidations],
         }
@@ -307,6 +309,7 @@ class SimExchange:
         sim._mark = d["mark"]
         sim._seq = int(d["seq"])
         sim._liq_seq = int(d["liq_seq"])
+        sim._trade_seq = int(d.get("trade_seq", 0))
         for od in d["orders"]:
             sim._rest(SimOrder.from_dict(od))
         sim.liquidations = [LiquidationEvent(e["ts"], e["mark"], e["position"], Decimal(e["balance"]))
@@ -368,7 +371,7 @@ class SimExchange:
             self.account.apply_fill(key, order.side, price, qty, fee)
             order.filled += qty
             fills.append(Fill(int(ts), order.client_id, order.order_id, order.side, price, qty, fee,
-                              maker, order.reduce_only))
+                              maker, order.reduce_only, self._trade_id(), self.rules.quote))
         if order.remaining:
             order.status = "expired"
             self._expired.append(order)
@@ -387,6 +390,10 @@ class SimExchange:
                     self._unrest(o)
                     o.status = "expired"
                     self._expired.append(o)
+
+    def _trade_id(self) -> str:
+        self._trade_seq += 1
+        return f"t{self._trade_seq}"
 
     def _check_liquidation(self, ts: int) -> list[Fill]:
         """Close everything at the mark as a taker when equity <= maintenance margin."""
@@ -407,6 +414,6 @@ class SimExchange:
                 self.account.apply_fill(key, side, mark, qty, fee)
                 self._liq_seq += 1
                 fills.append(Fill(int(ts), LIQUIDATION, f"liq-{self._liq_seq}", side, mark, qty, fee,
-                                  False, True))
+                                  False, True, self._trade_id(), self.rules.quote, LIQUIDATION_KIND))
         self.liquidations.append(LiquidationEvent(int(ts), mark, before, self.account.balance, fills))
         return fills

@@ -156,6 +156,7 @@ class FillRow(BaseModel):
     maker = BooleanField(default=True)
     reduce_only = BooleanField(default=False)
     realized_pnl = DecimalText(null=True)
+    trade_id = CharField(null=True)  # the venue's id of the execution (temporary until the outage branch lands)
 
     class Meta:
         table_name = "fills"

@@ -72,8 +72,7 @@ class Operations:
             if self.config and name not in self.config.strategies and w is None:
                 return _result(name, False, f"no strategy '{name}' is known to this supervisor")
             if emergency:
-                return _result(name, False, f"{name} is not running; nothing to close "
-                                            f"(a position it left, if any, is still on the exchange)")
+                return _result(name, False, f"{name} is not running", not_running=True)
             return _result(name, True, f"{name} is not running ({w.state.value if w else 'stopped'})")
         if w.state == S.BACKOFF:
             self.set_state(w, S.STOPPED, "stopped while waiting to restart")

@@ -1,9 +1,12 @@
-"""The worker's engine loop: exchange events → engine → reconcile → exchange requests.
+"""The worker's engine loop: exchange events → driver → typed requests → exchange.
 
 Startup and crash recovery are one path (`recover`): the engine has been rebuilt
-from the stored fills; the exchange's open orders are adopted by client id, fills
-the store missed are applied, and the next sync cancels orphans and places what
-is missing.
+from the stored fills; fills the store missed are applied once (deduplicated by
+the venue's trade id), the exchange's open orders confirm the mirror and are
+adopted by client id, and the exchange's position is compared with the ledger: a
+position a previous run kept is adopted by a new grid, a difference nobody can
+explain is shown, never silently overwritten. The next sync cancels orphans and
+places what is missing.
 """
 
 from __future__ import annotations
@@ -12,30 +15,22 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import replace
 from decimal import Decimal
 from typing import Callable, Optional
 
-from gridctl.core.engine import PAUSED, STOPPED, STOPPING, GridEngine
-from gridctl.core.fills import Fill, FundingPayment
-from gridctl.core.orders import Cancel, Intent, OpenOrder, Place
-from gridctl.exchange.base import (
-    AuthError, ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary, UnknownOutcome,
-)
-from gridctl.sim import LIQUIDATION
+from gridctl.core.driver import Driver
+from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, WAITING, GridEngine
+from gridctl.core.fills import Fill, FundingPayment, OrderUpdate, PriceUpdate, StreamState
+from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest
+from gridctl.exchange.base import AuthError, ExchangeError, RateLimited, Rejected, Temporary, UnknownOutcome
 from gridctl.supervisor.states import EX_AUTH
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
 EQUITY_EVERY_S = 60
-REJECT_COOLDOWN_S = 30
-CLOSE_WAIT_S = 30
+RECONCILE_EVERY_S = 60  # open orders and position confirmed against the venue
 RATE_LIMIT_COOLDOWN_S = 10
-
-
-def fill_key(f: Fill) -> tuple:
-    """Identity of a fill across the store and the exchange."""
-    return (str(f.client_id), str(f.order_id), f.ts, f.price, f.qty)
+MAX_ROUNDS = 8  # reconcile rounds at one price (mirrors the backtest)
 
 
 class WorkerLoop:
@@ -44,148 +39,209 @@ class WorkerLoop:
     def __init__(self, name: str, engine: GridEngine, exchange, recorder: Recorder, balance: Decimal,
                  clock: Callable[[], float] = time.time):
         self.name, self.e, self.ex, self.rec = name, engine, exchange, recorder
+        self.d = Driver(engine)
         self.balance = balance
         self.clock = clock
-        self.seen: set[tuple] = set()
-        self.placed_qty: dict[object, int] = {}  # orders placed by this process, by client id
-        self.filled_qty: dict[object, int] = {}
-        self.actual: list[OpenOrder] = []
-        self.cooldown: dict[int, float] = {}
+        self.placed: dict[object, list[int]] = {}  # client id -> [qty, filled] of orders this process tracks
         self.global_cooldown = 0.0
         self.last_equity = 0.0
-        self.keep_position: Optional[bool] = None
-        self.close_sent = False
-        self.close_deadline = 0.0
+        self.last_reconcile = 0.0
+        self.exchange_position: Optional[int] = None  # the venue's net position, when it differs from the ledger
         self.done = asyncio.Event()
         self.started = clock()
         self.last_error: Optional[str] = None
+        self._open_cache: dict = {}
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     # -- recovery ----------------------------------------------------------------
-    async def recover(self, last_fill_ts: int) -> None:
-        """Adopt the exchange's state: own open orders, fills the store has not seen."""
-        missed = [f for f in await self.ex.fills_since(last_fill_ts) if fill_key(f) not in self.seen]
+    async def recover(self, last_fill_ts: int, fresh: bool) -> Optional[dict]:
+        """Adopt the exchange's state (see module doc). Returns the adoption to store with
+        the grid, when a new grid took over a kept position."""
+        ts = self.now_ms()
+        missed = [f for f in await self.ex.fills_since(last_fill_ts) if not self.d.seen(f)]
         for f in missed:
             self.apply_fill(f)
-        open_now = await self.ex.open_orders()
-        for o in open_now:
-            self.placed_qty[o.client_id] = o.qty
-            self.filled_qty[o.client_id] = o.filled
-        # an order of the previous process that filled while nobody recorded it: its fill
-        # is applied above; its row must not stay "open" for status and reports
-        still_open = {o.client_id for o in open_now}
-        for f in missed:
-            if f.client_id not in still_open:
-                self.rec.order_status(f.ts, f.client_id, "filled")
-        await self.refresh_orders()
-        for o in self.actual:  # generations continue above anything already on the book
-            lv = self.e.levels.get(o.level)
-            if lv is not None and o.gen > lv.gen:
-                self.e.levels[o.level] = replace(lv, gen=o.gen)
-        self.rec.event(self.now_ms(), "status", f"recovered: {len(self.actual)} open orders adopted, "
-                       f"{len(missed)} missed fills applied, position {self.e.rules.qty(self.e.ledger.position)}")
-
-    async def refresh_orders(self) -> None:
-        out = []
-        for o in await self.ex.open_orders():
-            if o.price is None:
+        for ev in await self.ex.reconcile_orders():
+            self.apply(ev)
+        self._store_filled_orders(ts, missed)
+        adopted_orders = 0
+        for o in self.ex.mirror.orders():
+            d = self.e.decode(o.client_id)
+            if d is None:
                 continue
-            oo = self.e.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
-            if oo is not None:
-                out.append(oo)
-        self.actual = out
+            self.e.continue_generations(d.level, d.gen)  # never reuse an id already on the book
+            if o.client_id not in self.placed:
+                self.placed[o.client_id] = [o.qty, o.filled]
+                adopted_orders += 1
+                if o.price is not None:
+                    self.rec.order_adopted(ts, o, d.level, d.intent.value)
+        if not fresh and self.e.status == WAITING and (missed or self.ex.mirror.orders() or self.e.ledger.fills):
+            self.e.status = RUNNING  # the trigger was crossed before the restart
+        adoption = await self._check_position(ts, fresh)
+        self.rec.event(ts, "status", f"recovered: {adopted_orders} open orders adopted, {len(missed)} missed "
+                       f"fills applied, position {self.e.rules.qty(self.e.ledger.position)}")
+        return adoption
+
+    def _store_filled_orders(self, ts: int, missed: list[Fill]) -> None:
+        """An order of the previous process that filled while nobody recorded it: its row
+        (which may never have been written) is stored as filled, with what its fills say."""
+        done: dict[object, list[Fill]] = {}
+        for f in missed:
+            if f.kind == "own" and self.ex.mirror.get(f.client_id) is None and self.e.is_ours(f.client_id):
+                done.setdefault(f.client_id, []).append(f)
+        for cid, fills in done.items():
+            d = self.e.decode(cid)
+            assert d is not None
+            level = d.level if d.intent is not Intent.CLOSE else None
+            self.rec.order_filled(ts, fills, level, d.intent.value)
+            self.placed.pop(cid, None)
+
+    async def _check_position(self, ts: int, fresh: bool) -> Optional[dict]:
+        """The exchange's position against the ledger: adopt a kept one into a new grid,
+        show a difference, never overwrite it."""
+        reports = await self.ex.positions()
+        ours = {(r.leg, 1 if r.qty > 0 else -1): r for r in reports if r.qty}
+        net = sum(r.qty for r in reports)
+        led = self.e.ledger
+        adoption: Optional[dict] = None
+        if fresh and not led.fills and led.position == 0 and ours:
+            adoption = {"ts": ts, "legs": []}
+            for (leg, sign), r in ours.items():
+                self.rec.engine_events(ts, self.e.adopt(ts, sign, abs(r.qty), r.entry_price, self.ex.price()))
+                adoption["legs"].append([sign, abs(r.qty), str(r.entry_price)])
+            self.e.opened = False  # initial_position still buys what the adopted position does not cover
+        self._compare(ts, net)
+        return adoption
+
+    def _compare(self, ts: int, net: int) -> None:
+        if net == self.e.ledger.position:
+            if self.exchange_position is not None:
+                self.rec.event(ts, "info", "the exchange's position matches the ledger again")
+            self.exchange_position = None
+            return
+        if self.exchange_position != net:
+            r = self.e.rules
+            self.rec.event(ts, "warn", f"position differs: ledger {r.qty(self.e.ledger.position)}, exchange "
+                           f"{r.qty(net)} (not changed; see gridctl status)")
+        self.exchange_position = net
 
     # -- events ------------------------------------------------------------------
     def apply_fill(self, f: Fill) -> None:
-        key = fill_key(f)
-        if key in self.seen:
+        booked = self.d.on_fill(f)
+        if booked is None:
             return
-        self.seen.add(key)
+        if not booked.ours:  # reported for the account-level reconcile, never booked here
+            self.rec.event(f.ts, "info", f"fill of another order on the account: {f.side.value} "
+                           f"{self.e.rules.qty(f.qty)} @ {self.e.rules.price(f.price)} ({f.client_id})")
+            return
         self._track_fill(f)
-        before = self.e.ledger.realized
-        trades_before = len(self.e.trades)
-        self.rec.engine_events(f.ts, self.e.on_fill(f))
-        if f.client_id == LIQUIDATION:
-            self.rec.engine_events(f.ts, self.e.on_liquidation())
-        d = self.e.decode(f.client_id)
-        intent = d.intent.value if d else "liquidation"
-        level = d.level if d and d.intent is not Intent.CLOSE else None
-        self.rec.fill(f, level, intent, self.e.ledger.realized - before)
-        for t in self.e.trades[trades_before:]:
+        self.rec.engine_events(f.ts, booked.events)
+        self.rec.fill(f, booked.level, booked.intent, booked.realized)
+        for t in booked.trades:
             self.rec.trade(t)
 
     def _track_fill(self, f: Fill) -> None:
         """Mark the order filled in the store once its whole quantity has executed."""
-        cid = f.client_id
-        if cid not in self.placed_qty:
+        entry = self.placed.get(f.client_id)
+        if entry is None:
             return
-        self.filled_qty[cid] = self.filled_qty.get(cid, 0) + f.qty
-        done = self.filled_qty[cid] >= self.placed_qty[cid]
-        self.rec.order_status(f.ts, cid, "filled" if done else "open", filled=self.filled_qty[cid])
+        entry[1] += f.qty
+        done = entry[1] >= entry[0]
+        self.rec.order_status(f.ts, f.client_id, "filled" if done else "open", filled=entry[1])
         if done:
-            del self.placed_qty[cid], self.filled_qty[cid]
+            del self.placed[f.client_id]
 
     def apply(self, ev) -> None:
         if isinstance(ev, Fill):
             self.apply_fill(ev)
-        elif isinstance(ev, FundingPayment):
-            self.rec.engine_events(ev.ts, self.e.on_funding(ev))
-            self.rec.funding(ev)
         elif isinstance(ev, PriceUpdate):
-            self.rec.engine_events(ev.ts, self.e.on_price(ev.last, ev.mark, ev.margin_ratio))
+            self.rec.engine_events(ev.ts, self.d.on_price(ev))
+        elif isinstance(ev, OrderUpdate):
+            self.rec.engine_events(ev.ts, self.d.on_order_update(ev))
+            if ev.status in ("cancelled", "expired", "rejected") and ev.client_id in self.placed:
+                del self.placed[ev.client_id]
+                self.rec.order_status(ev.ts, ev.client_id, ev.status, ev.reason or None)
+        elif isinstance(ev, FundingPayment):
+            self.rec.engine_events(ev.ts, self.d.on_funding(ev))
+            self.rec.funding(ev)
+        elif isinstance(ev, StreamState):
+            self.rec.event(ev.ts, "warn" if ev.state == "lost" else "info", f"exchange stream {ev.state}"
+                           + (f": {ev.detail}" if ev.detail else ""))
+            if ev.state == "restored":
+                self.last_reconcile = 0.0  # confirm the open orders at once
 
     # -- sync --------------------------------------------------------------------
+    def _open_orders(self) -> list[OpenOrder]:
+        out, cache = [], self._open_cache
+        for o in self.ex.mirror.orders():
+            key = (o.client_id, o.remaining)
+            oo = cache.get(key)
+            if oo is None:
+                oo = self.e.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
+                if len(cache) > 10_000:
+                    cache.clear()
+                cache[key] = oo
+            if oo is not None:
+                out.append(oo)
+        return out
+
     async def sync(self) -> None:
-        """Reconcile the book with the engine; finish a stop once the position is flat."""
-        ts = self.now_ms()
-        await self.refresh_orders()
-        if self.e.status == STOPPING:
-            await self._stopping(ts)
-            return
-        if self.clock() < self.global_cooldown:
-            return
-        for action in self.e.sync(self.ex.price(), self.actual):
+        """Execute what the driver wants until it wants nothing more (or fills wait to be read)."""
+        for _ in range(MAX_ROUNDS):
+            ts = self.now_ms()
+            if self.clock() < self.global_cooldown and self.e.status != STOPPING:
+                break
+            actions, events = self.d.actions(ts, self.ex.price(), self.ex.mirror.version, self._open_orders)
+            self.rec.engine_events(ts, events)
+            if not actions:
+                break
             try:
-                if isinstance(action, Cancel):
-                    await self.ex.cancel(action.order.client_id)
-                    self.rec.order_cancelled(ts, action.order)
-                    if action.order.intent is Intent.ENTRY:
-                        self.e.on_entry_cancelled(action.order.level)
-                elif isinstance(action, Place):
-                    await self._place(ts, action.order)
+                for a in actions:
+                    if isinstance(a, Cancel):
+                        await self._cancel(ts, a.order)
+                    else:
+                        await self._submit(ts, a.request)
             except RateLimited as exc:
                 self._error(ts, f"rate limited: {exc}; pausing requests {RATE_LIMIT_COOLDOWN_S}s")
                 self.global_cooldown = self.clock() + RATE_LIMIT_COOLDOWN_S
-                return
+                break
             except Temporary as exc:
                 self._error(ts, f"temporary exchange error: {exc}")
-                return
+                break
+            if self.ex.pending():
+                break  # fills taken at placement are read before anything else is decided
+        if self.e.status == STOPPED and not self.done.is_set():
+            self._finished(self.now_ms())
 
-    async def _place(self, ts: int, d) -> None:
-        if self.clock() < self.cooldown.get(d.level, 0):
-            return
-        cid = self.e.place_id(d)
+    async def _cancel(self, ts: int, o: OpenOrder) -> None:
         try:
-            order = await self.ex.place(cid, d.side, d.qty, d.price, d.reduce_only, d.post_only,
-                                        self.e.position_side(d.level))
+            await self.ex.cancel(o.client_id)
+        except Rejected as exc:  # already gone (filled or cancelled): the next events say which
+            self.rec.event(ts, "info", f"cancel of level {o.level} {o.intent.value}: {exc.reason}", o.level)
+        self.placed.pop(o.client_id, None)
+        self.rec.order_cancelled(ts, o)
+        self.d.on_cancelled(o)
+
+    async def _submit(self, ts: int, r: OrderRequest) -> None:
+        try:
+            order = await self.ex.place(r)
         except Rejected as exc:
-            self.cooldown[d.level] = self.clock() + REJECT_COOLDOWN_S
-            self.rec.order_status(ts, cid, "rejected", exc.reason)
-            self.rec.event(ts, "warn", f"level {d.level} {d.intent.value} rejected: {exc.reason}; "
-                           f"retry in {REJECT_COOLDOWN_S}s", d.level)
+            self.rec.order_rejected(ts, r, exc.reason)
+            self.rec.engine_events(ts, self.d.rejected(r, ts, exc.reason))
             return
         except UnknownOutcome as exc:
             # timeout/disconnect: the order may be on the book. Ask by client id before
             # anything is re-sent; the deterministic id makes the answer unambiguous.
-            order = await self._confirm(cid, exc)
+            order = await self._confirm(r.client_id, exc)
             if order is None:
-                self.rec.event(ts, "warn", f"level {d.level} {d.intent.value}: placement not confirmed "
-                               f"({exc}); it will be placed again", d.level)
+                self.rec.event(ts, "warn", f"level {r.level} {r.intent.value}: placement not confirmed "
+                               f"({exc}); it will be placed again", r.level)
                 return
-        self.placed_qty[cid] = d.qty
-        self.rec.order_placed(ts, cid, d, order.order_id)
+            self.ex.mirror.put(order)
+        self.placed[r.client_id] = [r.qty, 0]
+        self.rec.order_placed(ts, r, order.order_id)
 
     async def _confirm(self, cid: object, exc: Exception):
         """The order with this client id if the venue has it, else None (it never arrived)."""
@@ -194,31 +250,7 @@ class WorkerLoop:
         except ExchangeError as again:
             raise Temporary(f"cannot confirm order {cid} after {exc}: {again}") from None
 
-    async def _stopping(self, ts: int) -> None:
-        if not self.close_sent:
-            await self.ex.cancel_all()
-            for o in self.actual:
-                self.rec.order_cancelled(ts, o)
-            self.actual = []
-            self.close_sent = True
-            closes = self.e.close_orders(self.keep_position)
-            for mo in closes:
-                try:
-                    order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, True, False, mo.position_side)
-                    self.placed_qty[mo.client_id] = mo.qty
-                    self.rec.market_order(ts, mo.client_id, mo.side.value, mo.qty, "close", order.order_id)
-                except ExchangeError as exc:
-                    self._error(ts, f"closing the position failed: {exc}")
-            if closes:
-                self.close_deadline = self.clock() + CLOSE_WAIT_S
-                return  # the close fills arrive with the next events
-        closing = self.keep_position is False or (self.keep_position is None and self.e.cfg.on_stop == "close")
-        if closing and self.e.ledger.position:
-            if self.clock() < self.close_deadline:
-                return  # still waiting for the close to fill
-            self._error(ts, f"the close did not fill within {CLOSE_WAIT_S}s; position "
-                        f"{self.e.rules.qty(self.e.ledger.position)} left open")
-        self.rec.engine_events(ts, self.e.finish_stop())
+    def _finished(self, ts: int) -> None:
         self.rec.strategy(ts, status="stopped", stop_reason=self.e.stop_reason)
         self.rec.levels(ts)
         self.snapshot(force=True)
@@ -229,50 +261,50 @@ class WorkerLoop:
         self.rec.event(ts, "error", message)
         self.rec.strategy(ts, last_error=message)
 
-    # -- snapshots ---------------------------------------------------------------
+    # -- timers ------------------------------------------------------------------
     def snapshot(self, force: bool = False) -> None:
         now = self.clock()
         if not force and now - self.last_equity < EQUITY_EVERY_S:
             return
         self.last_equity = now
         ts = self.now_ms()
-        buys = sum(1 for o in self.actual if o.side.value == "buy")
-        self.rec.equity(ts, self.ex.price(), self.ex.mark(), self.balance, buys, len(self.actual) - buys)
+        orders = self._open_orders()
+        buys = sum(1 for o in orders if o.side.value == "buy")
+        self.rec.equity(ts, self.ex.price(), self.ex.mark(), self.balance, buys, len(orders) - buys)
         self.rec.levels(ts)
         self.rec.event(ts, "pnl", f"total PnL {self.e.ledger.total_pnl(self.ex.mark()):.4f}")
 
-    # -- the loop ------------------------------------------------------------------
-    async def open_initial_position(self) -> None:
-        """initial_position: buy/sell at market what the mode would hold at the start price."""
-        ts = self.now_ms()
-        for mo in self.e.opening_orders(self.ex.price()):
-            try:
-                order = await self.ex.place(mo.client_id, mo.side, mo.qty, None, False, False, mo.position_side)
-            except ExchangeError as exc:
-                self._error(ts, f"initial position: {exc}")
-                return
-            self.placed_qty[mo.client_id] = mo.qty
-            self.rec.market_order(ts, mo.client_id, mo.side.value, mo.qty, "entry", order.order_id)
-        for ev in await self.ex.events() if getattr(self.ex, "pending", None) else []:
+    async def reconcile(self, force: bool = False) -> None:
+        """Confirm the mirror of open orders and the position against the venue, on a timer."""
+        if not force and self.clock() - self.last_reconcile < RECONCILE_EVERY_S:
+            return
+        self.last_reconcile = self.clock()
+        for ev in await self.ex.reconcile_orders():
             self.apply(ev)
+        if not self.ex.pending():  # a fill still to be read would show as a difference
+            self._compare(self.now_ms(), sum(r.qty for r in await self.ex.positions()))
 
-    async def run(self, fresh: bool = False) -> int:
+    # -- the loop ------------------------------------------------------------------
+    async def run(self) -> int:
         """Trade until stopped; returns the process exit code (77 when the venue refuses the keys)."""
         try:
-            return await self._run(fresh)
+            return await self._run()
         except AuthError as exc:
             # restarting cannot help: the supervisor marks the strategy fatal with this reason
             self._error(self.now_ms(), f"the exchange refused the API keys: {exc}")
             return EX_AUTH
 
-    async def _run(self, fresh: bool) -> int:
-        self.rec.strategy(self.now_ms(), status="running", pid=os.getpid())
-        if fresh:
-            await self.open_initial_position()
+    async def _run(self) -> int:
+        ts = self.now_ms()
+        if self.e.status != STOPPING:
+            self.rec.strategy(ts, status="paused" if self.e.status == PAUSED else "running", pid=os.getpid())
+        # trigger and stops at the current price before anything is placed
+        self.rec.engine_events(ts, self.d.on_price(PriceUpdate(ts, self.ex.price(), self.ex.mark())))
         await self.sync()
         while not self.done.is_set():
             try:
                 events = await self.ex.events()
+                await self.reconcile()
             except Temporary as exc:
                 self._error(self.now_ms(), f"exchange stream: {exc}")
                 await asyncio.sleep(1)
@@ -297,30 +329,34 @@ class WorkerLoop:
         return {"state": "running"}
 
     async def stop(self, keep_position: bool) -> dict:
-        self.keep_position = True if keep_position else None
-        self.rec.engine_events(self.now_ms(), self.e.stop("user"))
+        self.rec.engine_events(self.now_ms(), self.e.stop("user", keep=True if keep_position else None))
         self.rec.strategy(self.now_ms(), status="stopping")
         return {"state": "stopping"}
 
     async def emergency_close(self) -> dict:
-        self.keep_position = False
-        self.rec.engine_events(self.now_ms(), self.e.stop("emergency"))
+        self.rec.engine_events(self.now_ms(), self.e.stop("emergency", keep=False))
+        self.rec.strategy(self.now_ms(), status="stopping")
         await self.sync()
         return {"state": "stopping"}
 
     def status(self) -> dict:
-        led, mark = self.e.ledger, self.ex.mark()
+        led, mark, r = self.e.ledger, self.ex.mark(), self.e.rules
         q = Decimal("0.0001")
-        buys = sum(1 for o in self.actual if o.side.value == "buy")
+        orders = self._open_orders()
+        buys = sum(1 for o in orders if o.side.value == "buy")
+        stats = self.rec.w.stats()
         return {
             "name": self.name, "state": self.e.status, "paused": self.e.status == PAUSED,
-            "price": str(self.e.rules.price(self.ex.price())), "position": str(self.e.rules.qty(led.position)),
-            "open_buys": buys, "open_sells": len(self.actual) - buys,
+            "price": str(r.price(self.ex.price())), "position": str(r.qty(led.position)),
+            "exchange_position": str(r.qty(led.position if self.exchange_position is None
+                                           else self.exchange_position)),
+            "position_differs": self.exchange_position is not None,
+            "open_buys": buys, "open_sells": len(orders) - buys,
             "grid_profit": str(led.grid_profit.quantize(q)), "realized": str(led.realized.quantize(q)),
             "unrealized": str(led.unrealized(mark).quantize(q)), "fees": str(led.fees.quantize(q)),
             "funding": str(led.funding.quantize(q)), "total_pnl": str(led.total_pnl(mark).quantize(q)),
             "uptime_s": int(self.clock() - self.started), "last_error": self.last_error,
-            "stop_reason": self.e.stop_reason,
+            "stop_reason": self.e.stop_reason, "db_unavailable_since": stats.get("unavailable_since_ms"),
         }
 
     def recent_events(self, n: int) -> list[dict]:

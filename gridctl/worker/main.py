@@ -7,6 +7,7 @@ Exit codes the supervisor understands: 0 stopped, 75 already running,
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -16,15 +17,17 @@ import time
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from gridctl.config import ConfigError, load
 from gridctl.config.model import AccountConfig, StrategyConfig
+from gridctl.core import clientid
 from gridctl.core.engine import GridEngine
 from gridctl.core.fills import Fill
 from gridctl.core.grid import GridError, LevelSpec, Side
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
+from gridctl.exchange.venues import quirk
 from gridctl.strategy import engine_config, grid_params, rules_for
 from gridctl.supervisor.states import EX_ALREADY_RUNNING, EX_CONFIG
 
@@ -81,7 +84,8 @@ def _restore_generations(engine: GridEngine, name: str, since_ts: int) -> None:
             engine.levels[d.level] = replace(lv, gen=d.gen)
 
 
-def make_exchange(account: AccountConfig, rules: MarketRules, s: StrategyConfig, state_dir: Path):
+def make_exchange(account: AccountConfig, rules: MarketRules, s: StrategyConfig, state_dir: Path,
+                  owns: Callable[[object], bool]):
     """The account's exchange adapter (the paper exchange keeps its state in the state dir)."""
     if not account.is_paper:
         raise WorkerConfigError(f"account '{account.name}': live venues ({account.exchange}) are not "
@@ -89,15 +93,32 @@ def make_exchange(account: AccountConfig, rules: MarketRules, s: StrategyConfig,
     from gridctl.exchange.paper import PaperExchange
 
     return PaperExchange(rules, account, s.leverage, state_dir / "paper" / f"{s.name}.json",
-                         hedge=account.position_mode == "hedge")
+                         hedge=account.position_mode == "hedge", owns=owns)
 
 
-async def _run(name: str, config_path: Path, state_dir: Path) -> int:
+def _stored_fill(rules: MarketRules, r) -> Fill:
+    return Fill(r.ts, _cid(r.client_id), r.order_id or "", Side(r.side), rules.price_to_ticks(r.price),
+                rules.qty_to_steps(r.qty), Decimal(r.fee), r.maker, r.reduce_only, getattr(r, "trade_id", None) or "",
+                kind=r.intent if r.intent in ("liquidation", "deleveraging") else "own")
+
+
+def _readopt(engine: GridEngine, grid: dict, market: int) -> None:
+    """A restarted grid takes over again the position its first start adopted."""
+    adopted = grid.get("adopted")
+    if not adopted:
+        return
+    for sign, qty, entry in adopted["legs"]:
+        engine.adopt(adopted["ts"], sign, qty, Decimal(entry), grid["start"])
+
+
+async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = False) -> int:
+    """Run one strategy (or, with `flatten`, only close what it holds: emergency-close of a
+    strategy that is not running)."""
     from gridctl.control.worker_server import serve_worker
     from gridctl.store.db import open_database
     from gridctl.store.writer import BufferedWriter
     from gridctl.supervisor.paths import StatePaths
-    from gridctl.worker.loop import WorkerLoop, fill_key
+    from gridctl.worker.loop import WorkerLoop
     from gridctl.worker.recorder import Recorder
 
     try:
@@ -114,7 +135,10 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     db = open_database(state_dir, config.database)
     writer = BufferedWriter(db, strategy=name)
     writer.start_background(1.0)
-    exchange = make_exchange(account, rules, s, state_dir)
+    tag = clientid.strategy_tag(s.name)
+    id_format = quirk(account.venue, "client_id")
+    owns = functools.partial(clientid.belongs, id_format, tag)  # the adapter cancels only these
+    exchange = make_exchange(account, rules, s, state_dir, owns)
     await exchange.connect()
     now_ms = int(time.time() * 1000)
     grid = _stored_grid(name)
@@ -125,8 +149,7 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
             levels = build_grid(rules, params, start)
         except GridError as exc:
             raise WorkerConfigError(f"{name}: {exc} at the start price {rules.price(start)}") from None
-        grid_text = _grid_json(rules, levels, start, now_ms, params)
-        grid = json.loads(grid_text)
+        grid = json.loads(_grid_json(rules, levels, start, now_ms, params))
         fresh = True
     else:
         # the stored bounds win: a range_pct grid keeps the range it was started with
@@ -136,18 +159,22 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     rec = Recorder(writer, engine, name)
     loop = WorkerLoop(name, engine, exchange, rec, account.balance)
     last_ts = grid["started_ts"]
-    for r in ([] if fresh else _stored_fills(name, grid["started_ts"])):
-        f = Fill(r.ts, _cid(r.client_id), r.order_id or "", Side(r.side), rules.price_to_ticks(r.price),
-                 rules.qty_to_steps(r.qty), Decimal(r.fee), r.maker, r.reduce_only)
-        loop.seen.add(fill_key(f))
-        engine.on_fill(f)
-        last_ts = max(last_ts, r.ts)
     if not fresh:
+        engine.opened = True  # the initial position was taken when this grid started
+        _readopt(engine, grid, exchange.price())
+        for r in _stored_fills(name, grid["started_ts"]):
+            f = _stored_fill(rules, r)
+            loop.d.remember(f)
+            engine.on_fill(f)
+            last_ts = max(last_ts, r.ts)
         _restore_generations(engine, name, grid["started_ts"])
+    if flatten:
+        engine.stop("emergency", keep=False)
     rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
                                              "investment": str(s.investment) if s.investment is not None else None,
                                              "leverage": s.leverage, "grids": s.grids}),
-                 config_hash=config_hash(s), status="starting", started_ts=grid["started_ts"],
+                 config_hash=config_hash(s), status="stopping" if flatten else "starting",
+                 started_ts=grid["started_ts"],
                  **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
               f" {rules.price(params.lower)}..{rules.price(params.upper)}, {len(levels)} levels, "
@@ -157,11 +184,15 @@ async def _run(name: str, config_path: Path, state_dir: Path) -> int:
     if not _flush_now(writer):
         rec.event(now_ms, "warn", "database unavailable: the grid is not stored yet; trading continues")
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
-    await loop.recover(last_ts)
+    adoption = await loop.recover(last_ts, fresh)
+    if adoption is not None:  # stored with the grid, so a restart takes the same position over again
+        grid["adopted"] = adoption
+        rec.strategy(now_ms, grid_json=json.dumps(grid))
+        _flush_now(writer)
     # SIGTERM from the supervisor or systemd: stop as configured (on_stop)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(loop.stop(False)))
     try:
-        code = await loop.run(fresh)
+        code = await loop.run()
     finally:
         server.close()
         await exchange.close()
@@ -182,8 +213,11 @@ def _cid(value: Optional[str]) -> object:
     return int(value) if value and value.isdigit() else value
 
 
-def run_worker(name: str, config_path: Path, state_dir: Path) -> int:
-    """Run one strategy until it stops; returns the exit code (see module doc)."""
+def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = False) -> int:
+    """Run one strategy until it stops; returns the exit code (see module doc).
+
+    `flatten`: cancel the strategy's orders and close its position, then exit
+    (emergency-close of a strategy whose worker is not running)."""
     from gridctl.supervisor.pidfile import AlreadyRunning, acquire_worker_lock
 
     try:
@@ -192,7 +226,7 @@ def run_worker(name: str, config_path: Path, state_dir: Path) -> int:
         print(f"{name} is already running (pid {exc.pid})", file=sys.stderr)
         return EX_ALREADY_RUNNING
     try:
-        return asyncio.run(_run(name, Path(config_path), Path(state_dir)))
+        return asyncio.run(_run(name, Path(config_path), Path(state_dir), flatten))
     except WorkerConfigError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -9,7 +9,8 @@ from typing import Any, Optional
 from gridctl.core.engine import Event, GridEngine
 from gridctl.core.fills import Fill, FundingPayment
 from gridctl.core.ledger import Trade
-from gridctl.core.orders import DesiredOrder, OpenOrder
+from gridctl.core.orders import OpenOrder, OrderRequest
+from gridctl.exchange.base import ExchangeOrder
 from gridctl.store.writer import BufferedWriter
 
 
@@ -35,21 +36,50 @@ class Recorder:
         for ev in events:
             self.event(ts, ev.kind, ev.message, ev.level, None, ev.data)
 
-    def order_placed(self, ts: int, cid: object, d: DesiredOrder, order_id: str) -> None:
+    def order_placed(self, ts: int, r: OrderRequest, order_id: str) -> None:
+        """A request the venue accepted: a limit order resting, or a market order (price None)."""
+        rules = self.rules
         self.w.upsert("orders", {
-            "strategy": self.name, "client_id": str(cid), "order_id": order_id, "level": d.level,
-            "intent": d.intent.value, "side": d.side.value, "price": self.rules.price(d.price),
-            "qty": self.rules.qty(d.qty), "filled": Decimal(0), "status": "open", "reduce_only": d.reduce_only,
-            "post_only": d.post_only, "created_ts": ts, "updated_ts": ts})
-        self.event(ts, "order", f"placed {d.intent.value} {d.side.value} {self.rules.qty(d.qty)} @ "
-                   f"{self.rules.price(d.price)} (level {d.level})", d.level, order_id)
+            "strategy": self.name, "client_id": str(r.client_id), "order_id": order_id, "level": r.level,
+            "intent": r.intent.value, "side": r.side.value,
+            "price": rules.price(r.price) if r.price is not None else None,
+            "qty": rules.qty(r.qty), "filled": Decimal(0), "status": "open", "reduce_only": r.reduce_only,
+            "post_only": r.post_only, "created_ts": ts, "updated_ts": ts})
+        if r.price is None:
+            self.event(ts, "order", f"market {r.intent.value} {r.side.value} {rules.qty(r.qty)}", r.level, order_id)
+        else:
+            self.event(ts, "order", f"placed {r.intent.value} {r.side.value} {rules.qty(r.qty)} @ "
+                       f"{rules.price(r.price)} (level {r.level})", r.level, order_id)
 
-    def market_order(self, ts: int, cid: object, side: str, qty: int, intent: str, order_id: str) -> None:
+    def order_rejected(self, ts: int, r: OrderRequest, reason: str) -> None:
+        """A request the venue refused: stored with its reason (no event: the driver says why)."""
+        rules = self.rules
         self.w.upsert("orders", {
-            "strategy": self.name, "client_id": str(cid), "order_id": order_id, "level": None, "intent": intent,
-            "side": side, "price": None, "qty": self.rules.qty(qty), "filled": Decimal(0), "status": "open",
-            "reduce_only": intent == "close", "post_only": False, "created_ts": ts, "updated_ts": ts})
-        self.event(ts, "order", f"market {intent} {side} {self.rules.qty(qty)}", None, order_id)
+            "strategy": self.name, "client_id": str(r.client_id), "order_id": None, "level": r.level,
+            "intent": r.intent.value, "side": r.side.value,
+            "price": rules.price(r.price) if r.price is not None else None,
+            "qty": rules.qty(r.qty), "filled": Decimal(0), "status": "rejected", "reason": reason,
+            "reduce_only": r.reduce_only, "post_only": r.post_only, "created_ts": ts, "updated_ts": ts})
+
+    def order_adopted(self, ts: int, o: ExchangeOrder, level: int, intent: str) -> None:
+        """An own order found on the venue at start: written with everything the venue says of it."""
+        rules = self.rules
+        self.w.upsert("orders", {
+            "strategy": self.name, "client_id": str(o.client_id), "order_id": o.order_id, "level": level,
+            "intent": intent, "side": o.side.value, "price": rules.price(o.price) if o.price is not None else None,
+            "qty": rules.qty(o.qty), "filled": rules.qty(o.filled), "status": "open", "reduce_only": o.reduce_only,
+            "post_only": False, "created_ts": ts, "updated_ts": ts})
+
+    def order_filled(self, ts: int, fills: list[Fill], level: Optional[int], intent: str) -> None:
+        """An order known only from its fills (placed and filled by a process that died
+        before storing it): written whole, as filled."""
+        f, rules = fills[0], self.rules
+        qty = sum(x.qty for x in fills)
+        self.w.upsert("orders", {
+            "strategy": self.name, "client_id": str(f.client_id), "order_id": f.order_id, "level": level,
+            "intent": intent, "side": f.side.value, "price": rules.price(f.price) if f.maker else None,
+            "qty": rules.qty(qty), "filled": rules.qty(qty), "status": "filled", "reduce_only": f.reduce_only,
+            "post_only": False, "created_ts": f.ts, "updated_ts": ts})
 
     def order_status(self, ts: int, cid: object, status: str, reason: Optional[str] = None,
                      filled: Optional[int] = None) -> None:
@@ -70,7 +100,7 @@ class Recorder:
             "strategy": self.name, "ts": f.ts, "client_id": str(f.client_id), "order_id": f.order_id,
             "level": level, "intent": intent, "side": f.side.value, "price": self.rules.price(f.price),
             "qty": self.rules.qty(f.qty), "fee": f.fee, "maker": f.maker, "reduce_only": f.reduce_only,
-            "realized_pnl": realized})
+            "realized_pnl": realized, "trade_id": f.trade_id or None})
 
     def trade(self, t: Trade) -> None:
         self.w.add("trades", {

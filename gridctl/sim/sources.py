@@ -182,19 +182,29 @@ def funding_candle_index(candle_ts: np.ndarray, funding_ts: np.ndarray) -> np.nd
     return np.searchsorted(candle_ts, funding_ts, side="left")
 
 
-def synthetic_candles(seed: int, price: Union[Decimal, float, int], volatility: float, n: int,
-                      interval_ms: int, start_ts: int, rules: MarketRules, substeps: int = 8) -> TickCandles:
+def synthetic_candles(seed: int, price: Union[Decimal, float, int], volatility: Union[Decimal, float],
+                      n: int, interval_ms: int, start_ts: int, rules: MarketRules, substeps: int = 8) -> TickCandles:
     """A seeded geometric random walk as candles on the tick grid (deterministic per seed).
 
-    `volatility` is the standard deviation of the log return per candle; each candle
-    is built from `substeps` sub-moves so high/low differ from open/close.
+    `price` (the configured Decimal) is rounded to the nearest tick exactly and the walk
+    starts there; every price after it is a whole number of ticks (at least 1).
+    `volatility` is the standard deviation of the log return per candle (a Decimal from
+    the config, or a float); each candle is built from `substeps` sub-moves so high/low
+    differ from open/close.
     """
     if n <= 0:
         raise ValueError("n must be positive")
+    start = rules.price_to_ticks(Decimal(str(price)))
+    if start < 1:
+        raise ValueError(f"synthetic price {price} is below one tick ({rules.tick})")
+    # the config holds Decimals; the random walk itself is float maths in tick units,
+    # rounded back onto the integer tick grid below
+    sigma = float(volatility) / float(np.sqrt(substeps))
     rng = np.random.default_rng(seed)
-    steps = rng.normal(0.0, volatility / np.sqrt(substeps), size=(n, substeps))
-    logp = np.log(float(price)) + np.concatenate([[0.0], np.cumsum(steps.ravel())])
-    path = np.maximum(np.rint(np.exp(logp) / float(rules.tick)), 1).astype(np.int64)
+    steps = rng.normal(0.0, sigma, size=(n, substeps))
+    logp = np.log(float(start)) + np.concatenate([[0.0], np.cumsum(steps.ravel())])
+    path = np.maximum(np.rint(np.exp(logp)), 1).astype(np.int64)
+    path[0] = start  # exp(log(x)) may be off by an ulp; the open is the configured price exactly
     # candle k spans path[k*substeps .. (k+1)*substeps]: it opens at the previous close
     idx = np.arange(n) * substeps
     window = np.lib.stride_tricks.sliding_window_view(path, substeps + 1)[idx]

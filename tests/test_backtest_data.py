@@ -178,3 +178,25 @@ def test_a_duplicate_candle_is_reported_as_a_duplicate(tmp_path):
     with pytest.raises(DataError) as exc:
         load_market_data(R, bad)
     assert str(exc.value) == f"{bad}:4: duplicate timestamp {T0 + MIN} (also on line 3)"
+
+
+def test_dates_beyond_the_candle_file_are_reported(tmp_path):
+    c = write_candles(tmp_path / "c.csv", [FLAT] * 10)  # T0 .. T0 + 10 min
+    d = load_market_data(R, c, start_ms=T0 - 3 * HOUR, end_ms=T0 + 15 * MIN)
+    assert d.warnings == [
+        "candles c.csv start 2023-11-14 22:13 UTC, 3 hours after the requested start (2023-11-14 19:13 UTC);"
+        " the backtest begins there",
+        "candles c.csv end 2023-11-14 22:23 UTC, 5 minutes before the requested end (2023-11-14 22:28 UTC);"
+        " the backtest stops there",
+    ]
+    # less than one candle short of the dates is just where the candles fall
+    assert load_market_data(R, c, start_ms=T0 - 30_000, end_ms=T0 + 10 * MIN + 59_000).warnings == []
+
+
+def test_the_cli_reports_a_from_date_before_the_data():
+    r = CliRunner().invoke(cli, ["backtest", "-c", EXAMPLE, "sol-long", "--data", "builtin:SOLUSDT_1m",
+                                 "--from", "2024-07-01", "--to", "2024-08-01T01:00", "--json"])
+    expected = ("candles SOLUSDT_1m.csv start 2024-08-01 00:00 UTC, 31 days after the requested start"
+                " (2024-07-01 00:00 UTC); the backtest begins there")
+    assert r.exit_code == 0 and r.stderr == f"warning: {expected}\n"
+    assert json.loads(r.stdout)["warnings"] == [expected] and json.loads(r.stdout)["candles"] == 60

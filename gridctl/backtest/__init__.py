@@ -64,6 +64,7 @@ def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = N
     first, last = int(c.ts[0]), int(c.ts[-1])
     window_end = last + interval
     data = LoadedData(ts=c.ts, open=c.open, high=c.high, low=c.low, close=c.close, interval_ms=interval)
+    data.warnings += coverage.window_warnings(candles.name, interval, first, window_end, start_ms, end_ms)
     if mark is not None:
         m = load_candles(mark).to_ticks(rules)
         data.warnings += coverage.mark_warnings(mark.name, m.ts, _common_step(m.ts, interval), first, last)

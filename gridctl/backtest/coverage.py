@@ -10,6 +10,7 @@ what the candles cover.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Optional
 
 import numpy as np
 
@@ -72,4 +73,18 @@ def funding_warnings(name: str, ts: np.ndarray, step_ms: int, first: int, last: 
     if last - end > step_ms:
         out.append(f"funding series {name} ends {when(end)} UTC, {span(last - end)} before the candles "
                    f"({when(last)} UTC); no funding is paid after it {rng}")
+    return out
+
+
+def window_warnings(name: str, interval_ms: int, first: int, window_end: int,
+                    start_ms: Optional[int], end_ms: Optional[int]) -> list[str]:
+    """Warnings when the candle file does not reach a requested --from / --to by at least
+    one candle: the backtest then covers less time than was asked for."""
+    out = []
+    if start_ms is not None and first - start_ms >= interval_ms:
+        out.append(f"candles {name} start {when(first)} UTC, {span(first - start_ms)} after the requested "
+                   f"start ({when(start_ms)} UTC); the backtest begins there")
+    if end_ms is not None and end_ms - window_end >= interval_ms:
+        out.append(f"candles {name} end {when(window_end)} UTC, {span(end_ms - window_end)} before the requested "
+                   f"end ({when(end_ms)} UTC); the backtest stops there")
     return out

@@ -200,3 +200,13 @@ def test_the_cli_reports_a_from_date_before_the_data():
                 " (2024-07-01 00:00 UTC); the backtest begins there")
     assert r.exit_code == 0 and r.stderr == f"warning: {expected}\n"
     assert json.loads(r.stdout)["warnings"] == [expected] and json.loads(r.stdout)["candles"] == 60
+
+
+def test_a_cut_keeps_the_mark_in_force_at_the_first_candle_and_none_past_the_end(tmp_path):
+    c = write_candles(tmp_path / "c.csv", [FLAT] * 10)
+    m = write_candles(tmp_path / "m.csv", [(p, p, p, p) for p in ("90", "91", "92", "93", "94")],
+                      start=T0, interval=2 * MIN)  # marks at minutes 0, 2, 4, 6, 8
+    d = load_market_data(R, c, mark=m, start_ms=T0 + 3 * MIN, end_ms=T0 + 6 * MIN)
+    # minute 2's mark is the one in force when the window opens at minute 3; minute 6 is the window's end
+    assert list(d.mark_ts) == [T0 + 2 * MIN, T0 + 4 * MIN] and list(d.mark_close) == [9100, 9200]
+    assert d.warnings == []

@@ -185,7 +185,13 @@ def test_prices_are_read_onto_the_tick_grid_without_float_noise():
     d = data("xrp-funding")
     assert d.open[0] == 11893 and d.close[0] == 11941  # 1.1893 / 1.1941 at tick 0.0001
     assert (d.low <= d.open).all() and (d.open <= d.high).all() and (d.low <= d.close).all()
-    assert len(d.funding_ts) == 91 and d.funding_rates[0] == D("0.0001")
+    # the file has 91 rows to 2021-12-18; the 12 from 11-18 00:00 to 11-21 16:00 fall inside the candles
+    assert len(d.funding_ts) == 12 and d.funding_rates[0] == D("0.0001")
+    assert d.funding_ts[0] == 1637193600017 and d.funding_ts[-1] < d.ts[-1] + 300_000
+    # and the series starts 3 days after the first candle, which is reported
+    assert [w.split(";")[0] for w in d.warnings] == [
+        "funding series freqtrade_XRPUSDT-PERP_8h.csv starts 2021-11-18 00:00 UTC, 3 days after the candles"
+        " (2021-11-15 00:00 UTC)"]
 
 
 def test_progress_reports_reach_the_end():

@@ -132,3 +132,44 @@ def test_replaying_real_candles_through_the_exchange_keeps_the_book_consistent()
             lo, hi = s.band()
             assert lo < s.price < hi
     assert n > 20
+
+
+# -- synthetic feeds as a paper account configures them (volatility is a Decimal there) --------
+@pytest.mark.parametrize("symbol, price", [("SOL/USDT:USDT", D("152.347")), ("BTC/USDT:USDT", D("64123.45"))])
+def test_synthetic_candles_with_config_decimals_land_on_the_binance_tick_grid(symbol, price):
+    from gridctl.markets import load_snapshot
+
+    rules = load_snapshot("binanceusdm")[symbol]
+    a = synthetic_candles(7, price, D("0.0008"), 2000, 60_000, 0, rules)
+    b = synthetic_candles(7, price, D("0.0008"), 2000, 60_000, 0, rules)
+    for f in ("open", "high", "low", "close"):
+        ticks = getattr(a, f)
+        assert ticks.dtype == np.int64 and (ticks > 0).all()
+        assert (ticks == getattr(b, f)).all()  # deterministic for a seed
+        # each tick count is an exact price on the venue's grid
+        assert all(rules.is_on_tick(rules.price(int(t))) for t in ticks[:50])
+    # the walk starts at the configured price, rounded to the nearest tick
+    assert a.open[0] == rules.price_to_ticks(price)
+    assert (a.open[1:] == a.close[:-1]).all()
+    assert (a.low <= np.minimum(a.open, a.close)).all() and (a.high >= np.maximum(a.open, a.close)).all()
+
+
+def test_the_paper_candle_feed_of_a_synthetic_account_yields_candles():
+    """The worker's path: CandleFeed(account, rules).next() for `feed: {synthetic: {seed, price}}`."""
+    from gridctl.config.model import AccountConfig, FeedConfig
+    from gridctl.exchange.paper import CandleFeed
+    from gridctl.markets import load_snapshot
+
+    rules = load_snapshot("binanceusdm")["SOL/USDT:USDT"]
+    acct = AccountConfig(name="p", exchange="paper", like="binanceusdm", balance=D("1000"),
+                         feed=FeedConfig(synthetic_seed=3, synthetic_price=D("150.00")))
+    feed = CandleFeed(acct, rules)
+    assert feed.first_price() == 15000
+    seen = [feed.next() for _ in range(5)]
+    assert [ts for ts, _ in seen] == [0, 60_000, 120_000, 180_000, 240_000]
+    o, h, l, c = seen[0][1]
+    assert o == 15000 and l <= min(o, c) and h >= max(o, c)
+    assert all(isinstance(x, int) for _, ohlc in seen for x in ohlc)
+    # the same seed gives the same path after a restart from saved state
+    again = CandleFeed(acct, rules)
+    assert [again.next() for _ in range(5)] == seen

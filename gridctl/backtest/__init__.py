@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from gridctl.backtest import coverage
 from gridctl.backtest.runner import Backtest, MarketData
 from gridctl.config.model import AccountConfig, StrategyConfig
 from gridctl.core.engine import GridEngine
@@ -30,35 +31,77 @@ class Prepared:
     interval_ms: int
 
 
+@dataclass
+class LoadedData(MarketData):
+    """MarketData as read from files, with what the backtest's user should be told.
+
+    `warnings`: one sentence per input series that does not cover the candles (the
+    backtest then uses a stale or missing mark / funding there). `interval_ms`: the
+    candle interval of the whole file, so a window of one candle still knows it.
+    """
+
+    warnings: list[str] = field(default_factory=list)
+    interval_ms: int = 60_000
+
+
 def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = None,
                      funding: Optional[Path] = None, start_ms: Optional[int] = None,
-                     end_ms: Optional[int] = None) -> MarketData:
-    """Candles (and mark / funding) in ticks, cut to [start_ms, end_ms)."""
-    c = load_candles(candles).to_ticks(rules)
-    keep = np.ones(len(c.ts), dtype=bool)
-    if start_ms is not None:
-        keep &= c.ts >= start_ms
-    if end_ms is not None:
-        keep &= c.ts < end_ms
-    if not keep.any():
+                     end_ms: Optional[int] = None) -> LoadedData:
+    """Candles (and mark / funding) in ticks, cut to [start_ms, end_ms).
+
+    The window the backtest covers runs from the first kept candle's timestamp to the
+    end of the last kept candle (its timestamp + the candle interval). Funding rows
+    outside it are dropped: they belong to time the backtest does not simulate. Mark
+    rows are kept from the one in force at the first candle up to the window's end.
+    Series that do not reach the candles' ends are kept but reported in `.warnings`.
+    Raises BacktestInputError for an empty window and DataError for a broken file.
+    """
+    full = load_candles(candles).to_ticks(rules)
+    interval = _common_step(full.ts, 60_000)
+    c = full.between(start_ms, end_ms)
+    if not len(c):
         raise BacktestInputError(f"no candles in {candles} between the given dates")
-    data = MarketData(ts=c.ts[keep], open=c.open[keep], high=c.high[keep], low=c.low[keep], close=c.close[keep])
+    first, last = int(c.ts[0]), int(c.ts[-1])
+    window_end = last + interval
+    data = LoadedData(ts=c.ts, open=c.open, high=c.high, low=c.low, close=c.close, interval_ms=interval)
+    data.warnings += coverage.window_warnings(candles.name, interval, first, window_end, start_ms, end_ms)
     if mark is not None:
         m = load_candles(mark).to_ticks(rules)
-        data.mark_ts, data.mark_close = m.ts, m.close
+        data.warnings += coverage.mark_warnings(mark.name, m.ts, _common_step(m.ts, interval), first, last)
+        # the mark in force at the first candle is the last one at or before it
+        i = max(int(np.searchsorted(m.ts, first, side="right")) - 1, 0)
+        j = int(np.searchsorted(m.ts, window_end, side="left"))
+        if j > i:  # else no mark row reaches the window: the last price is the mark throughout
+            data.mark_ts, data.mark_close = m.ts[i:j].copy(), m.close[i:j].copy()
     if funding is not None:
         fts, rates = load_funding(funding)
-        data.funding_ts, data.funding_rates = np.asarray(fts, dtype=np.int64), list(rates)
+        f_step = _common_step(fts, coverage.DEFAULT_FUNDING_MS, round_to=60_000)
+        data.warnings += coverage.funding_warnings(funding.name, fts, f_step, first, last)
+        keep = (fts >= first) & (fts < window_end)
+        data.funding_ts = fts[keep]
+        data.funding_rates = [r for r, k in zip(rates, keep) if k]
     return data
+
+
+def _common_step(ts: np.ndarray, default: int, round_to: int = 1) -> int:
+    """The most common step between timestamps (of the first 1000), `default` for one row.
+
+    `round_to` absorbs jitter: real funding times carry millisecond offsets
+    (00:00:00.017, 08:00:00.014), so their steps are rounded to the minute.
+    """
+    if len(ts) < 2:
+        return default
+    steps = np.diff(ts[: min(len(ts), 1000)])
+    if round_to > 1:
+        steps = np.rint(steps / round_to).astype(np.int64) * round_to
+    values, counts = np.unique(steps, return_counts=True)
+    return int(values[counts.argmax()])
 
 
 def interval_of(data: MarketData) -> int:
     """The candle interval in ms (the most common step between timestamps)."""
-    if len(data.ts) < 2:
-        return 60_000
-    steps = np.diff(data.ts[: min(len(data.ts), 1000)])
-    values, counts = np.unique(steps, return_counts=True)
-    return int(values[counts.argmax()])
+    known = getattr(data, "interval_ms", None)
+    return int(known) if known else _common_step(data.ts, 60_000)
 
 
 def prepare(rules: MarketRules, s: StrategyConfig, account: AccountConfig, data: MarketData,

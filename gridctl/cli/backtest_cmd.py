@@ -113,6 +113,9 @@ def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[st
         fail(f"{name}: {exc} at the first price of the data", EXIT_CONFIG)
     except (OSError, ValueError) as exc:
         fail(f"cannot read the data: {exc}", EXIT_CONFIG)
+    # said before the run (it can take a while), on stderr so --json output stays clean
+    for warning in data.warnings:
+        click.echo(f"warning: {warning}", err=True)
     bt = prepared.backtest
     bt.run(fast=not reference, progress=Progress())
     figures = summarize(bt, prepared.investment, prepared.interval_ms)
@@ -124,6 +127,6 @@ def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[st
     except OSError as exc:
         fail(f"cannot write {exc.filename}: {exc.strerror}", EXIT_CONFIG)
     if as_json:
-        print_json({"strategy": name, **figures})
+        print_json({"strategy": name, **figures, "warnings": list(data.warnings)})
     else:
         click.echo(render(name, figures))

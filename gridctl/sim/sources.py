@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -103,15 +103,17 @@ def _to_ticks(values: np.ndarray, tick: Decimal) -> np.ndarray:
 def load_candles(path: PathLike) -> Candles:
     """Read a ``timestamp_ms,open,high,low,close,volume`` CSV (empty volume allowed).
 
-    Raises DataError for a missing file, a wrong header, an unparsable row or
-    timestamps that do not strictly increase.
+    Raises DataError for a missing file, a wrong header, an unparsable row,
+    a duplicate timestamp or timestamps that do not strictly increase; the
+    message names the file and its line.
     """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    header, _, body = text.replace("\r\n", "\n").partition("\n")
+    text = text.replace("\r\n", "\n")
+    header, _, body = text.partition("\n")
     body = body.strip("\n") + "\n" if body.strip() else ""
     cols = [c.strip().lower() for c in header.strip().split(",")]
     if cols[:5] != ["timestamp_ms", "open", "high", "low", "close"]:
@@ -124,23 +126,46 @@ def load_candles(path: PathLike) -> Candles:
         ts = np.loadtxt(io.StringIO(body), delimiter=",", usecols=0, dtype=np.int64, ndmin=1)
         px = np.loadtxt(io.StringIO(body), delimiter=",", usecols=(1, 2, 3, 4, 5), dtype=np.float64, ndmin=2)
     except ValueError as e:
-        raise DataError(f"{path}{_locate(body, e)}") from None
+        raise DataError(f"{path}{_locate(text, e)}") from None
     if len(ts) == 0:
         raise DataError(f"{path}: no candles")
-    bad = np.flatnonzero(np.diff(ts) <= 0)
-    if len(bad):
-        raise DataError(f"{path}:{bad[0] + 3}: timestamps must increase ({ts[bad[0]]} then {ts[bad[0] + 1]})")
+    _check_increasing(path, ts, lambda: _row_lines(text))
     if not np.isfinite(px[:, :4]).all() or (px[:, :4] <= 0).any():
         row = int(np.flatnonzero(~np.isfinite(px[:, :4]).all(axis=1) | (px[:, :4] <= 0).any(axis=1))[0])
-        raise DataError(f"{path}:{row + 2}: prices must be positive numbers")
+        raise DataError(f"{path}:{_row_lines(text)[row]}: prices must be positive numbers")
     return Candles(ts, px[:, 0].copy(), px[:, 1].copy(), px[:, 2].copy(), px[:, 3].copy(), px[:, 4].copy())
 
 
-def _locate(body: str, err: ValueError) -> str:
+def _row_lines(text: str) -> list[int]:
+    """The file line number of each data row, as numpy's reader counts rows (it skips
+    blank lines and ``#`` comments), so errors point at the line the user sees."""
+    return [n for n, line in enumerate(text.split("\n")[1:], start=2)
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _check_increasing(path: Path, ts: np.ndarray, lines: Callable[[], list[int]]) -> None:
+    """DataError at the first row whose timestamp repeats or goes back in time.
+
+    A duplicate is named as such (two rows for one time: which is right is not ours to
+    guess); `lines` maps rows to file lines and is only called on an error.
+    """
+    bad = np.flatnonzero(np.diff(ts) <= 0)
+    if not len(bad):
+        return
+    i = int(bad[0])
+    where = lines()
+    if ts[i] == ts[i + 1]:
+        raise DataError(f"{path}:{where[i + 1]}: duplicate timestamp {ts[i + 1]} (also on line {where[i]})")
+    raise DataError(f"{path}:{where[i + 1]}: timestamps must increase ({ts[i]} then {ts[i + 1]})")
+
+
+def _locate(text: str, err: ValueError) -> str:
     """numpy's parse error, with the file line number where we can tell it."""
-    for n, line in enumerate(body.splitlines(), start=2):
+    for n, line in enumerate(text.split("\n")[1:], start=2):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
         parts = line.split(",")
-        if line.strip() and len(parts) < 5:
+        if len(parts) < 5:
             return f":{n}: expected 6 fields, got {line!r}"
         try:
             int(parts[0])
@@ -152,7 +177,12 @@ def _locate(body: str, err: ValueError) -> str:
 
 
 def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:
-    """Read a ``timestamp_ms,rate`` CSV: (int64 timestamps, rates as Decimal from the text)."""
+    """Read a ``timestamp_ms,rate`` CSV: (int64 timestamps, rates as Decimal from the text).
+
+    Checked like candles: header, parsable rows, finite rates, strictly increasing
+    timestamps (a duplicate is named as one) and at least one row; errors name the
+    file and line.
+    """
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -162,6 +192,7 @@ def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:
         raise DataError(f"{path}:1: expected header timestamp_ms,rate")
     ts: list[int] = []
     rates: list[Decimal] = []
+    where: list[int] = []
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -170,11 +201,16 @@ def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:
             t, r = int(parts[0]), Decimal(parts[1].strip())
         except (IndexError, ValueError, InvalidOperation):
             raise DataError(f"{path}:{n}: expected timestamp_ms,rate, got {line!r}") from None
-        if not r.is_finite() or (ts and t <= ts[-1]):
-            raise DataError(f"{path}:{n}: bad rate or non-increasing timestamp: {line!r}")
+        if not r.is_finite():
+            raise DataError(f"{path}:{n}: the rate must be a finite number, got {line!r}")
         ts.append(t)
         rates.append(r)
-    return np.array(ts, dtype=np.int64), rates
+        where.append(n)
+    if not ts:
+        raise DataError(f"{path}: no funding rates")
+    out = np.array(ts, dtype=np.int64)
+    _check_increasing(path, out, lambda: where)
+    return out, rates
 
 
 def funding_candle_index(candle_ts: np.ndarray, funding_ts: np.ndarray) -> np.ndarray:
@@ -182,19 +218,29 @@ def funding_candle_index(candle_ts: np.ndarray, funding_ts: np.ndarray) -> np.nd
     return np.searchsorted(candle_ts, funding_ts, side="left")
 
 
-def synthetic_candles(seed: int, price: Union[Decimal, float, int], volatility: float, n: int,
-                      interval_ms: int, start_ts: int, rules: MarketRules, substeps: int = 8) -> TickCandles:
+def synthetic_candles(seed: int, price: Union[Decimal, float, int], volatility: Union[Decimal, float],
+                      n: int, interval_ms: int, start_ts: int, rules: MarketRules, substeps: int = 8) -> TickCandles:
     """A seeded geometric random walk as candles on the tick grid (deterministic per seed).
 
-    `volatility` is the standard deviation of the log return per candle; each candle
-    is built from `substeps` sub-moves so high/low differ from open/close.
+    `price` (the configured Decimal) is rounded to the nearest tick exactly and the walk
+    starts there; every price after it is a whole number of ticks (at least 1).
+    `volatility` is the standard deviation of the log return per candle (a Decimal from
+    the config, or a float); each candle is built from `substeps` sub-moves so high/low
+    differ from open/close.
     """
     if n <= 0:
         raise ValueError("n must be positive")
+    start = rules.price_to_ticks(Decimal(str(price)))
+    if start < 1:
+        raise ValueError(f"synthetic price {price} is below one tick ({rules.tick})")
+    # the config holds Decimals; the random walk itself is float maths in tick units,
+    # rounded back onto the integer tick grid below
+    sigma = float(volatility) / float(np.sqrt(substeps))
     rng = np.random.default_rng(seed)
-    steps = rng.normal(0.0, volatility / np.sqrt(substeps), size=(n, substeps))
-    logp = np.log(float(price)) + np.concatenate([[0.0], np.cumsum(steps.ravel())])
-    path = np.maximum(np.rint(np.exp(logp) / float(rules.tick)), 1).astype(np.int64)
+    steps = rng.normal(0.0, sigma, size=(n, substeps))
+    logp = np.log(float(start)) + np.concatenate([[0.0], np.cumsum(steps.ravel())])
+    path = np.maximum(np.rint(np.exp(logp)), 1).astype(np.int64)
+    path[0] = start  # exp(log(x)) may be off by an ulp; the open is the configured price exactly
     # candle k spans path[k*substeps .. (k+1)*substeps]: it opens at the previous close
     idx = np.arange(n) * substeps
     window = np.lib.stride_tricks.sliding_window_view(path, substeps + 1)[idx]

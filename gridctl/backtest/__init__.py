@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Optional
@@ -31,29 +31,18 @@ class Prepared:
     interval_ms: int
 
 
-@dataclass
-class LoadedData(MarketData):
-    """MarketData as read from files, with what the backtest's user should be told.
-
-    `warnings`: one sentence per input series that does not cover the candles (the
-    backtest then uses a stale or missing mark / funding there). `interval_ms`: the
-    candle interval of the whole file, so a window of one candle still knows it.
-    """
-
-    warnings: list[str] = field(default_factory=list)
-    interval_ms: int = 60_000
-
-
 def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = None,
                      funding: Optional[Path] = None, start_ms: Optional[int] = None,
-                     end_ms: Optional[int] = None) -> LoadedData:
+                     end_ms: Optional[int] = None) -> MarketData:
     """Candles (and mark / funding) in ticks, cut to [start_ms, end_ms).
 
     The window the backtest covers runs from the first kept candle's timestamp to the
     end of the last kept candle (its timestamp + the candle interval). Funding rows
     outside it are dropped: they belong to time the backtest does not simulate. Mark
     rows are kept from the one in force at the first candle up to the window's end.
-    Series that do not reach the candles' ends are kept but reported in `.warnings`.
+    Series that do not reach the candles' ends are kept but reported in `.warnings`
+    (one sentence each: the backtest then uses a stale or missing mark / funding there).
+    The candle interval is the whole file's, so a window of one candle still knows it.
     Raises BacktestInputError for an empty window and DataError for a broken file.
     """
     full = load_candles(candles).to_ticks(rules)
@@ -63,7 +52,7 @@ def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = N
         raise BacktestInputError(f"no candles in {candles} between the given dates")
     first, last = int(c.ts[0]), int(c.ts[-1])
     window_end = last + interval
-    data = LoadedData(ts=c.ts, open=c.open, high=c.high, low=c.low, close=c.close, interval_ms=interval)
+    data = MarketData(ts=c.ts, open=c.open, high=c.high, low=c.low, close=c.close, interval_hint=interval)
     data.warnings += coverage.window_warnings(candles.name, interval, first, window_end, start_ms, end_ms)
     if mark is not None:
         m = load_candles(mark).to_ticks(rules)
@@ -72,7 +61,7 @@ def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = N
         i = max(int(np.searchsorted(m.ts, first, side="right")) - 1, 0)
         j = int(np.searchsorted(m.ts, window_end, side="left"))
         if j > i:  # else no mark row reaches the window: the last price is the mark throughout
-            data.mark_ts, data.mark_close = m.ts[i:j].copy(), m.close[i:j].copy()
+            data.mark_ts, data.mark_close, data.mark_open = m.ts[i:j].copy(), m.close[i:j].copy(), m.open[i:j].copy()
     if funding is not None:
         fts, rates = load_funding(funding)
         f_step = _common_step(fts, coverage.DEFAULT_FUNDING_MS, round_to=60_000)
@@ -100,8 +89,7 @@ def _common_step(ts: np.ndarray, default: int, round_to: int = 1) -> int:
 
 def interval_of(data: MarketData) -> int:
     """The candle interval in ms (the most common step between timestamps)."""
-    known = getattr(data, "interval_ms", None)
-    return int(known) if known else _common_step(data.ts, 60_000)
+    return data.interval_ms
 
 
 def prepare(rules: MarketRules, s: StrategyConfig, account: AccountConfig, data: MarketData,

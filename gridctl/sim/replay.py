@@ -47,7 +47,8 @@ class MarketData:
     funding_ts: Optional[np.ndarray] = None
     funding_rates: list = field(default_factory=list)
     mark_open: Optional[np.ndarray] = None
-    warnings: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # what the data's user should be told (coverage)
+    interval_hint: Optional[int] = None  # the candle interval of the whole file, when cut to a window
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -55,6 +56,8 @@ class MarketData:
     @property
     def interval_ms(self) -> int:
         """The candle interval (the most common step between timestamps)."""
+        if self.interval_hint:
+            return self.interval_hint
         if len(self.ts) < 2:
             return 60_000
         values, counts = np.unique(np.diff(self.ts[: min(len(self.ts), 1000)]), return_counts=True)

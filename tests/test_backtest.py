@@ -16,7 +16,7 @@ from backtest_helpers import (
 from gridctl.backtest import BacktestInputError, interval_of, load_market_data, prepare
 from gridctl.backtest.summary import summarize
 from gridctl.config import load
-from gridctl.strategy import rules_for
+from gridctl.config.strategy import rules_for
 
 D = Decimal
 EXAMPLE = Path(__file__).resolve().parent.parent / "strategies.yaml.example"

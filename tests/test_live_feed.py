@@ -25,7 +25,7 @@ from gridctl.markets import load_snapshot  # noqa: E402
 from gridctl.sim.live import LiveFeed, translate  # noqa: E402
 from gridctl.store.db import open_database  # noqa: E402
 from gridctl.store.writer import BufferedWriter  # noqa: E402
-from gridctl.strategy import engine_config, feed_start_price, grid_params, rules_for  # noqa: E402
+from gridctl.config.strategy import engine_config, feed_start_price, grid_params, rules_for  # noqa: E402
 from gridctl.worker.loop import WorkerLoop  # noqa: E402
 from gridctl.worker.recorder import Recorder  # noqa: E402
 

@@ -23,7 +23,7 @@ from gridctl.exchange.base import (
     AuthError, ExchangeError, PriceUpdate, RateLimited, Rejected, Temporary, UnknownOutcome,
 )
 from gridctl.sim import LIQUIDATION
-from gridctl.supervisor.states import EX_AUTH
+from gridctl.process.exits import EX_AUTH
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)

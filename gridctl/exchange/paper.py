@@ -29,7 +29,7 @@ from gridctl.exchange.base import (
     ExchangeEvent, ExchangeOrder, InsufficientMargin, PriceUpdate, RateLimited, Rejected, Temporary,
 )
 from gridctl.sim import Reject, SimExchange
-from gridctl.sim.live import LiveFeed
+from gridctl.exchange.live_feed import LiveFeed
 from gridctl.sim.sources import load_candles, load_funding, synthetic_candles
 
 JOURNAL = 500  # recent fills kept for fills_since() after a restart

@@ -23,6 +23,7 @@ What counts as an import edge, and why:
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,19 @@ def test_every_module_imports_on_its_own():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                        cwd=ROOT.parent)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_missing_shared_data_skips_locally_and_fails_under_ci(tmp_path):
+    """tests/shared_data.require: a CI run must not pass by skipping its real-data tests."""
+    test = tmp_path / "test_needs.py"
+    test.write_text("from pathlib import Path\nfrom shared_data import require\n\n"
+                    "def test_x():\n    require(Path('/nonexistent/gridctl-data.csv'))\n")
+    tests_dir = Path(__file__).resolve().parent
+    base = {k: v for k, v in os.environ.items() if k != "CI"}
+    base["PYTHONPATH"] = str(tests_dir)
+    run = lambda env: subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)],  # noqa: E731
+                                     capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    local = run(base)
+    assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout
+    ci = run({**base, "CI": "true"})
+    assert ci.returncode == 1 and "shared data missing" in ci.stdout, ci.stdout

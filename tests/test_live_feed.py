@@ -32,7 +32,13 @@ from gridctl.worker.recorder import Recorder  # noqa: E402
 
 from venue_emulator import EXCHANGE_INFO, Fault, VenueEmulator  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not EXCHANGE_INFO.is_file(), reason=f"missing sample {EXCHANGE_INFO}")
+from shared_data import require  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_exchange_info_sample():
+    """Skip without the shared exchangeInfo sample (fail under CI)."""
+    require(EXCHANGE_INFO)
 
 BTC = load_snapshot("binanceusdm")["BTC/USDT:USDT"]  # tick 0.1
 

@@ -24,7 +24,7 @@ from peewee import Database, fn
 from tabulate import tabulate
 
 from gridctl.store.read import ZERO, check_names, iso, now_ms as wall_ms
-from gridctl.store.models import Equity, Event, FillRow, Funding, Level, Order, Run, Strategy, Trade
+from gridctl.store.models import Equity, Event, FillRow, Funding, Level, Order, Strategy, Trade
 
 DAY_MS = 86_400_000
 PERIODS: dict[str, Optional[int]] = {"1h": 3_600_000, "1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS,
@@ -135,8 +135,11 @@ def strategy_stats(db: Database, name: str, since: Optional[int], until: int) ->
     fees = sum((_dec(f[0]) for f in fills), ZERO)
     unrealized = last.unrealized if last else ZERO
     investment = _investment(s)
-    first = (Run.select(fn.MIN(Run.started_ts)).where(Run.strategy == name).scalar()
-             or s.started_ts or Equity.select(fn.MIN(Equity.ts)).where(Equity.strategy == name).scalar())
+    # when the strategy began: its current grid's start, or an earlier fill of a previous
+    # grid (started_ts is reset by a new grid), else its first equity snapshot
+    first_fill = FillRow.select(fn.MIN(FillRow.ts)).where(FillRow.strategy == name).scalar()
+    began = [x for x in (s.started_ts, first_fill) if x is not None]
+    first = min(began) if began else Equity.select(fn.MIN(Equity.ts)).where(Equity.strategy == name).scalar()
     starts = [x for x in (since, first) if x is not None]
     start = max(starts) if starts else None
     days = Decimal(until - start) / DAY_MS if start is not None and until > start else None

@@ -17,9 +17,10 @@ from gridctl.core.grid import Mode, Side, Spacing
 from gridctl.core.market import MarketRules
 from gridctl.core.orders import Intent
 from gridctl.markets import load_snapshot
+from shared_data import require, shared_data
 
 D = Decimal
-DATA = Path("/work/shared/data")
+DATA = shared_data()
 SOL_1M = DATA / "candles" / "gridtradingbot_SOLUSDT_1m.csv"
 XRP_5M = DATA / "candles" / "freqtrade_XRPUSDT-PERP_5m.csv"
 XRP_1H_MARK = DATA / "candles" / "freqtrade_XRPUSDT-PERP_1h_mark.csv"
@@ -77,7 +78,10 @@ def candles(rows: Sequence[tuple[str, str, str, str]], rules: MarketRules, start
 
 def real_data(rules: MarketRules, path: Path, rows: Optional[int] = None, mark: Optional[Path] = None,
               funding: Optional[Path] = None) -> MarketData:
-    """A real candle file (its first `rows` candles) in ticks, with optional mark and funding."""
+    """A real candle file (its first `rows` candles) in ticks, with optional mark and funding.
+
+    Skips (fails under CI) when the shared data is missing."""
+    require(path, mark, funding)
     data = load_market_data(rules, path, mark, funding)
     if rows is not None and rows < len(data):
         end = int(data.ts[rows])

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from gridctl.control.worker_server import serve_worker
-from gridctl.supervisor.paths import StatePaths
-from gridctl.supervisor.pidfile import AlreadyRunning, acquire_worker_lock
+from gridctl.process.paths import StatePaths
+from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock
 
 
 class FakeHandler:

@@ -109,7 +109,6 @@ def realistic(db: Database) -> None:
                             "grid_json": {"lower": "148", "upper": "156", "lines": ["150.00", "151.00", "152.00",
                                                                                     "153.00", "154.00"]},
                             "status": "running", "pid": 4242, "started_ts": T0, "updated_ts": NOW - 60_000})
-    w.add("runs", {"strategy": "sol-neutral", "started_ts": T0, "pid": 4242})
     for idx, side, entry, exit_, held in [(0, "buy", "150.00", "151.00", "0.5"), (1, "buy", "151.00", "152.00", "0"),
                                           (2, "sell", "153.00", "152.00", "0"), (3, "sell", "154.00", "153.00", "0")]:
         w.upsert("levels", {"strategy": "sol-neutral", "idx": idx, "side": side, "entry_price": Decimal(entry),
@@ -188,8 +187,6 @@ def realistic(db: Database) -> None:
                                                                  "leverage": 1}, "status": "stopped",
                             "stop_reason": "stop-loss: price 138.10 left the range by 0.5%",
                             "started_ts": T0 + H, "updated_ts": NOW - 6 * H})
-    w.add("runs", {"strategy": "sol-long", "started_ts": T0 + H, "ended_ts": NOW - 6 * H, "exit_code": 0,
-                   "reason": "stop-loss"})
     w.upsert("orders", {"strategy": "sol-long", "client_id": "gx-def456-000c1", "level": None, "intent": "close",
                         "side": "sell", "price": Decimal("138.10"), "qty": Decimal("1.0"), "filled": Decimal("1.0"),
                         "status": "filled", "reduce_only": True, "post_only": False,

@@ -16,7 +16,8 @@ from backtest_helpers import (
 from gridctl.backtest import BacktestInputError, interval_of, load_market_data, prepare
 from gridctl.backtest.summary import summarize
 from gridctl.config import load
-from gridctl.strategy import rules_for
+from gridctl.config.strategy import rules_for
+from shared_data import require
 
 D = Decimal
 EXAMPLE = Path(__file__).resolve().parent.parent / "strategies.yaml.example"
@@ -168,6 +169,7 @@ def test_fast_equals_reference_when_entries_are_rejected_for_margin():
 
 # -- data ---------------------------------------------------------------------------------
 def test_from_and_to_cut_the_candles_half_open():
+    require(SOL_1M)
     full = load_market_data(SOL, SOL_1M)
     start, end = int(full.ts[100]), int(full.ts[160])
     cut = load_market_data(SOL, SOL_1M, start_ms=start, end_ms=end)
@@ -177,6 +179,7 @@ def test_from_and_to_cut_the_candles_half_open():
 
 
 def test_an_empty_window_is_an_input_error_naming_the_file():
+    require(SOL_1M)
     with pytest.raises(BacktestInputError, match="gridtradingbot_SOLUSDT_1m.csv"):
         load_market_data(SOL, SOL_1M, start_ms=0, end_ms=1)
 

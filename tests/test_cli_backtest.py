@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import gridctl.cli.commands  # noqa: F401  (registers the commands)
 from backtest_helpers import XRP_1H_MARK
+from shared_data import require
 from gridctl.cli import cli
 
 D = Decimal
@@ -151,6 +152,7 @@ def test_from_and_to_cut_the_data():
 
 
 def test_a_mark_series_changes_the_valuation_not_the_fills(results):
+    require(XRP_1H_MARK)
     marked = as_json("xrp-short", "--mark", str(XRP_1H_MARK))
     plain = results["xrp-short"]
     assert marked["candles"] == plain["candles"] and marked["unrealized_pnl"] != plain["unrealized_pnl"]

@@ -267,3 +267,42 @@ def test_strategy_name_that_cannot_be_a_file_name_is_refused(tmp_path):
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  sol/long:"))
     assert (f"strategies.sol/long (line {line}): strategy names may use letters, digits, '-', '_' and '.' "
             f"(up to 64, starting with a letter or digit)") in result.output
+
+
+# -- reserved keys this version does not implement: refused by name, never silently ignored --
+FEED = '    feed: {replay: "builtin:SOLUSDT_1m"}\n'
+UNSUPPORTED = {
+    "refresh_interval_ms": (
+        BASE + "    refresh_interval_ms: 500\n",
+        ["strategies.sol.refresh_interval_ms (line 18): is not supported yet: the worker's order refresh "
+         "interval is not configurable; remove the field"]),
+    "margin_mode isolated": (
+        BASE.replace(FEED, FEED + "    margin_mode: isolated\n"),
+        ["accounts.paper.margin_mode (line 7): is not supported yet: isolated margin (gridctl simulates "
+         "cross margin only); use cross or remove the field"]),
+    "sandbox on a live account": (
+        LIVE.replace("    secret: ${GX_TEST_SECRET}\n", "    secret: ${GX_TEST_SECRET}\n    sandbox: true\n"),
+        ["accounts.main.sandbox (line 7): is not supported yet: venue sandbox/testnet endpoints; "
+         "remove the field (false is the default)"]),
+    "feed.mark": (
+        BASE.replace(FEED, '    feed:\n      replay: "builtin:SOLUSDT_1m"\n      mark: "builtin:SOLUSDT_1m"\n'),
+        ["accounts.paper.feed.mark (line 8): is not supported yet: separate mark-price candles for the paper "
+         "exchange (its mark price follows the feed); remove the field"]),
+    "feed.loop": (
+        BASE.replace(FEED, '    feed:\n      replay: "builtin:SOLUSDT_1m"\n      loop: false\n'),
+        ["accounts.paper.feed.loop (line 8): is not supported yet: choosing whether a replay loops (it always "
+         "loops, each loop continuing where the last one closed); remove the field"]),
+}
+LIVE_ENV = {"GX_TEST_KEY": "k", "GX_TEST_SECRET": SECRET}
+
+
+@pytest.mark.parametrize("name", list(UNSUPPORTED))
+def test_reserved_keys_are_refused_with_their_reason(tmp_path, name):
+    text, want = UNSUPPORTED[name]
+    assert problems(tmp_path, text, LIVE_ENV) == want
+
+
+def test_the_implemented_values_of_reserved_keys_are_accepted(tmp_path):
+    text = BASE.replace(FEED, FEED + "    margin_mode: cross\n    sandbox: false\n")
+    result, _ = validate(tmp_path, text)
+    assert result.exit_code == 0, result.output

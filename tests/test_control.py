@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from gridctl.control.client import ControlClient, ControlError, NotRunning, worker_call
 from gridctl.control.protocol import encode, request
 from gridctl.control.worker_server import serve_worker
-from gridctl.supervisor.paths import StatePaths
-from gridctl.supervisor.pidfile import AlreadyRunning, SupervisorLock, acquire_worker_lock, lock_holder, read_pid
-from gridctl.supervisor.states import RestartPolicy, describe_exit
+from gridctl.process.paths import StatePaths
+from gridctl.process.pidfile import AlreadyRunning, SupervisorLock, acquire_worker_lock, lock_holder, read_pid
+from gridctl.process.exits import describe_exit
+from gridctl.supervisor.states import RestartPolicy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_worker import FakeHandler  # noqa: E402
@@ -106,7 +107,7 @@ def test_client_reports_no_supervisor(tmp_path):
 
 def test_worker_lock_allows_one_holder_and_frees_with_the_process(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c",
-                               "import sys,time; from gridctl.supervisor.pidfile import acquire_worker_lock as a;"
+                               "import sys,time; from gridctl.process.pidfile import acquire_worker_lock as a;"
                                f"a({str(tmp_path)!r}, 'alpha'); print('locked', flush=True); time.sleep(30)"],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -131,8 +132,8 @@ def test_supervisor_lock_replaces_a_stale_pid_file_and_removes_its_own(tmp_path)
     lock.acquire()
     assert lock.stale_pid == int(dead.stdout) and read_pid(paths.pid_file) == os.getpid()
     second = subprocess.run([sys.executable, "-c",
-                             "import sys; from pathlib import Path; from gridctl.supervisor.paths import StatePaths;"
-                             "from gridctl.supervisor.pidfile import SupervisorLock, AlreadyRunning\n"
+                             "import sys; from pathlib import Path; from gridctl.process.paths import StatePaths;"
+                             "from gridctl.process.pidfile import SupervisorLock, AlreadyRunning\n"
                              f"try: SupervisorLock(StatePaths(Path({str(tmp_path)!r}))).acquire()\n"
                              "except AlreadyRunning as e: print(e)"], capture_output=True, text=True)
     assert f"is already running (pid {os.getpid()})" in second.stdout

@@ -30,7 +30,7 @@ import yaml
 from gridctl.control.client import ControlClient, supervisor_status
 from tests.proc_helpers import wait_until
 from gridctl.core.clientid import decode as decode_cid, strategy_tag
-from gridctl.supervisor.pidfile import lock_holder, pid_alive as alive, read_pid
+from gridctl.process.pidfile import lock_holder, pid_alive as alive, read_pid
 
 TESTS = Path(__file__).resolve().parent
 CONFIG = TESTS / "configs" / "e2e_paper.yaml"

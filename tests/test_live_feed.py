@@ -22,16 +22,23 @@ from gridctl.core.plan import build_grid  # noqa: E402
 from gridctl.exchange.base import ExchangeError, PriceUpdate, RateLimited, Temporary  # noqa: E402
 from gridctl.exchange.paper import PaperExchange  # noqa: E402
 from gridctl.markets import load_snapshot  # noqa: E402
-from gridctl.sim.live import LiveFeed, translate  # noqa: E402
+from gridctl.exchange.ccxt_errors import classify  # noqa: E402
+from gridctl.exchange.live_feed import LiveFeed  # noqa: E402
 from gridctl.store.db import open_database  # noqa: E402
 from gridctl.store.writer import BufferedWriter  # noqa: E402
-from gridctl.strategy import engine_config, feed_start_price, grid_params, rules_for  # noqa: E402
+from gridctl.config.strategy import engine_config, feed_start_price, grid_params, rules_for  # noqa: E402
 from gridctl.worker.loop import WorkerLoop  # noqa: E402
 from gridctl.worker.recorder import Recorder  # noqa: E402
 
 from venue_emulator import EXCHANGE_INFO, Fault, VenueEmulator  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not EXCHANGE_INFO.is_file(), reason=f"missing sample {EXCHANGE_INFO}")
+from shared_data import require  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_exchange_info_sample():
+    """Skip without the shared exchangeInfo sample (fail under CI)."""
+    require(EXCHANGE_INFO)
 
 BTC = load_snapshot("binanceusdm")["BTC/USDT:USDT"]  # tick 0.1
 
@@ -119,11 +126,11 @@ def test_venue_faults_become_temporary_and_the_feed_continues(venue):
     (ccxt.DDoSProtection("x"), RateLimited), (ccxt.BadResponse("x"), Temporary),
 ])
 def test_ccxt_errors_are_translated_once(exc, want):
-    assert type(translate(exc)) is want
+    assert type(classify(exc)) is want
 
 
 def test_a_symbol_the_venue_does_not_list_is_not_temporary():
-    err = translate(ccxt.BadSymbol("binanceusdm does not have market symbol FOO/USDT:USDT"))
+    err = classify(ccxt.BadSymbol("binanceusdm does not have market symbol FOO/USDT:USDT"))
     assert isinstance(err, ExchangeError) and not isinstance(err, Temporary) and err.reason == "bad_symbol"
 
 

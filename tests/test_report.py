@@ -92,3 +92,24 @@ def test_status_queries_use_indexes_and_stay_fast_on_a_big_database(tmp_path):
     rows = status(db)
     assert time.perf_counter() - t < 0.5
     assert len(rows) == 20 and rows[0]["open_buys"] == 10 and rows[0]["state"] == "running"
+
+
+def test_since_start_counts_fills_of_an_earlier_grid(tmp_path):
+    """started_ts is the current grid's; a fill before it (an earlier grid) moves the start back."""
+    from gridctl.report import report as build
+    from gridctl.store.db import open_database
+    from gridctl.store.writer import BufferedWriter
+
+    db = open_database(tmp_path)
+    w = BufferedWriter(db)
+    day = 86_400_000
+    w.upsert("strategies", {"name": "s", "config_json": {"symbol": "SOL/USDT:USDT", "investment": "100",
+                                                          "leverage": 1}, "status": "running",
+                            "started_ts": 10 * day, "updated_ts": 11 * day})
+    w.add("fills", {"strategy": "s", "ts": 8 * day, "client_id": "c1", "side": "buy", "price": Decimal("1"),
+                    "qty": Decimal("1"), "fee": Decimal("0"), "maker": True, "reduce_only": False,
+                    "realized_pnl": Decimal("0")})
+    w.close()
+    out = build(db, period="all", now_ms=12 * day)
+    assert out["strategies"][0]["days"] == Decimal(4)
+    db.close()

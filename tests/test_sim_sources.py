@@ -10,10 +10,12 @@ import pytest
 from gridctl.core.market import MarketRules
 from gridctl.sim import DataError, SimExchange, funding_candle_index, load_candles, load_funding, synthetic_candles
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_data import needs_data as needs_shared_data, shared_data
+
+DATA = shared_data()
 CANDLES = DATA / "candles"
 D = Decimal
-needs_data = pytest.mark.skipif(not CANDLES.is_dir(), reason="shared real data not present")
+needs_data = needs_shared_data(CANDLES, DATA / "funding")
 
 
 def market(tick: str, step: str = "0.1") -> MarketRules:

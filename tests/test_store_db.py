@@ -73,3 +73,15 @@ def test_decimal_text_round_trips_any_finite_decimal(shared_db, value):
     assert got == value and got.is_signed() == value.is_signed()
     if value.as_tuple().exponent <= 0:  # plain text keeps every fractional digit, trailing zeros too
         assert got.as_tuple() == value.as_tuple()
+
+
+def test_a_database_from_before_keeps_its_unused_runs_and_market_rules_tables(tmp_path):
+    """Schema 1 used to define `runs` and `market_rules` (never written); old files still open."""
+    db = open_database(tmp_path)
+    db.execute_sql("CREATE TABLE runs (id INTEGER PRIMARY KEY, strategy VARCHAR(255), started_ts BIGINT)")
+    db.execute_sql("CREATE TABLE market_rules (id INTEGER PRIMARY KEY, venue VARCHAR(255))")
+    db.close()
+    db = open_database(tmp_path)
+    assert {"runs", "market_rules"} <= set(db.get_tables()) and "runs" not in TABLES
+    assert current_version(db) == LATEST
+    db.close()

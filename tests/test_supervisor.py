@@ -15,7 +15,7 @@ import pytest
 
 from gridctl.control.client import ControlClient, supervisor_status
 from tests.proc_helpers import wait_until
-from gridctl.supervisor.pidfile import lock_holder, pid_alive as alive, read_pid
+from gridctl.process.pidfile import lock_holder, pid_alive as alive, read_pid
 
 TESTS = Path(__file__).resolve().parent
 CLI = "import gridctl.cli.operate_cmds; from gridctl.cli import main; main()"

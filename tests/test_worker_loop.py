@@ -9,7 +9,7 @@ from gridctl.core.plan import build_grid
 from gridctl.exchange.paper import PaperExchange
 from gridctl.store.db import open_database
 from gridctl.store.writer import BufferedWriter
-from gridctl.strategy import engine_config, grid_params, rules_for
+from gridctl.config.strategy import engine_config, grid_params, rules_for
 from gridctl.worker.loop import WorkerLoop
 from gridctl.worker.recorder import Recorder
 

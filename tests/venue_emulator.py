@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import parse_qs, urlsplit
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "exchange_samples" / "binanceusdm_nautilus"
+from shared_data import shared_data
+
+SAMPLES = shared_data() / "exchange_samples" / "binanceusdm_nautilus"
 EXCHANGE_INFO = SAMPLES / "http_futures_market_exchange_info.json"
 TICKER_PATHS = ("/fapi/v1/ticker/24hr", "/fapi/v1/ticker/price")
 

@@ -17,7 +17,7 @@ from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
 from gridctl.sim import SimExchange
 from gridctl.sim.sources import load_candles, load_funding
-from gridctl.strategy import engine_config, grid_params
+from gridctl.config.strategy import engine_config, grid_params
 
 
 class BacktestInputError(ValueError):

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import click
+from gridctl.cli import commands  # noqa: F401  (registers the commands on `cli`)
+from gridctl.cli.group import cli
 
-from gridctl import __version__
-from gridctl.cli.common import AppContext
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="gridctl")
-@click.option("--state-dir", type=click.Path(file_okay=False), envvar="GRIDCTL_STATE_DIR",
-              help="Where the database, PID files and socket live "
-                   "(default: state_dir in the config, else ~/.local/state/gridctl).")
-@click.pass_context
-def cli(ctx: click.Context, state_dir: str | None) -> None:
-    """Grid trading on crypto perpetual futures.
-
-    Example:
-
-        gridctl validate -c strategies.yaml
-    """
-    ctx.obj = AppContext(state_dir_option=state_dir)
+__all__ = ["cli", "main"]
 
 
 def main() -> None:
     """Console-script entry point."""
-    from gridctl.cli import commands  # noqa: F401  (registers the commands)
-
     cli(prog_name="gridctl")

@@ -12,7 +12,7 @@ from typing import Optional
 import click
 
 from gridctl import datasets
-from gridctl.cli import cli
+from gridctl.cli.group import cli
 from gridctl.cli.common import (
     EXIT_CONFIG, config_option, fail, json_option, positive_number_or_exit, print_json, strategy_market_or_exit,
 )

@@ -87,7 +87,7 @@ def strategy_or_exit(config: Config, name: str):
 
 def strategy_market_or_exit(config_path: str, name: str, purpose: str):
     """(config, strategy, account, market rules) for commands that need the bundled rules."""
-    from gridctl.strategy import rules_for
+    from gridctl.config.strategy import rules_for
 
     config = load_config_or_exit(config_path)
     s = strategy_or_exit(config, name)

@@ -11,13 +11,13 @@ from typing import Optional
 
 import click
 
-from gridctl.cli import cli
+from gridctl.cli.group import cli
 from gridctl.cli.common import AppContext, config_option, fail, load_config_or_exit, strategy_or_exit
 from gridctl.config import ConfigError, load
 from gridctl.control.client import ControlClient, ControlError, NotRunning
-from gridctl.supervisor.paths import StatePaths
-from gridctl.supervisor.pidfile import pid_alive, read_pid
-from gridctl.supervisor.states import EX_ALREADY_RUNNING
+from gridctl.process.paths import StatePaths
+from gridctl.process.pidfile import pid_alive, read_pid
+from gridctl.process.exits import EX_ALREADY_RUNNING
 
 START_TIMEOUT = 30.0   # until a new supervisor's socket answers
 LONG = 600.0           # stop and shutdown wait for workers to flatten

@@ -7,14 +7,14 @@ from typing import Optional
 import click
 from tabulate import tabulate
 
-from gridctl.cli import cli
+from gridctl.cli.group import cli
 from gridctl.cli.common import (
     EXIT_CONFIG, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
     strategy_market_or_exit,
 )
 from gridctl.core.grid import GridError
 from gridctl.core.plan import Plan, make_plan
-from gridctl.strategy import default_start, grid_params
+from gridctl.config.strategy import default_start, grid_params
 
 
 @cli.command()

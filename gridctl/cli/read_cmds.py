@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 from tabulate import tabulate
 
-from gridctl.cli import cli
+from gridctl.cli.group import cli
 from gridctl.cli.common import AppContext, config_option, fail, json_option, load_config_or_exit, print_json
 
 FOLLOW_POLL_S = 0.5
@@ -222,8 +222,8 @@ def _mark_dead_workers(rows: list[dict], state_dir) -> None:
     """Supervisor down: a strategy the database calls active whose worker process is
     gone is shown as 'down' (workers keep trading without the supervisor; this tells
     the operator which ones do not)."""
-    from gridctl.supervisor.paths import StatePaths
-    from gridctl.supervisor.pidfile import pid_alive, read_pid
+    from gridctl.process.paths import StatePaths
+    from gridctl.process.pidfile import pid_alive, read_pid
 
     paths = StatePaths(state_dir)
     for row in rows:

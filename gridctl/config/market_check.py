@@ -15,7 +15,7 @@ from gridctl.core import clientid
 from gridctl.core.grid import GridError, Mode, grid_lines
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import SizeError, build_grid
-from gridctl.strategy import default_start, grid_params, rules_for, venue_markets
+from gridctl.config.strategy import default_start, grid_params, rules_for, venue_markets
 
 
 @lru_cache(maxsize=1)

@@ -30,9 +30,7 @@ class FeedConfig:
     synthetic_seed: Optional[int] = None
     synthetic_price: Optional[Decimal] = None
     synthetic_volatility: Decimal = Decimal("0.0008")
-    mark: Optional[Path] = None
     funding: Optional[Path] = None
-    loop: bool = True
     live: Optional[str] = None  # a ccxt id: live public ticker data of that venue
     poll_ms: int = 1000  # live feeds: one ticker poll (and one candle) every poll_ms
 
@@ -48,8 +46,7 @@ class AccountConfig:
     secret: Optional[Secret] = None
     password: Optional[Secret] = None
     position_mode: str = "one-way"
-    margin_mode: str = "cross"
-    sandbox: bool = False
+    margin_mode: str = "cross"  # the only mode implemented (validate refuses isolated)
 
     @property
     def is_paper(self) -> bool:
@@ -99,7 +96,6 @@ class StrategyConfig:
     post_only: bool = True
     initial_position: bool = False
     trigger_price: Optional[Decimal] = None
-    refresh_interval_ms: int = 1000
     risk: RiskConfig = field(default_factory=RiskConfig)
 
 

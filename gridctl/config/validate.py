@@ -36,6 +36,25 @@ MAX_GRIDS = 500
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+# Keys the file format reserves but this version does not implement: refused by name,
+# with the reason, rather than accepted and silently ignored (a trader who sets
+# `margin_mode: isolated` must not be trading cross margin without knowing it).
+UNSUPPORTED = {
+    "refresh_interval_ms": "the worker's order refresh interval is not configurable; remove the field",
+    "margin_mode": "isolated margin (gridctl simulates cross margin only); use cross or remove the field",
+    "sandbox": "venue sandbox/testnet endpoints; remove the field (false is the default)",
+    "mark": "separate mark-price candles for the paper exchange (its mark price follows the feed); "
+            "remove the field",
+    "loop": "choosing whether a replay loops (it always loops, each loop continuing where the last one "
+            "closed); remove the field",
+}
+
+
+def _unsupported(r: Reader, path: Path, key: str) -> None:
+    """Refuse a reserved key that this version would otherwise ignore."""
+    r.error(path + (key,), f"is not supported yet: {UNSUPPORTED[key]}")
+
+
 class ConfigError(Exception):
     """The file has problems; `problems` lists every one of them."""
 
@@ -63,6 +82,10 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         feed = FeedConfig()
     secrets = {k: r.text(m, path, k, required=(exchange != "paper" and k != "password"))
                for k in ("api_key", "secret", "password")}
+    if r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross") == "isolated":
+        _unsupported(r, path, "margin_mode")
+    if r.boolean(m, path, "sandbox"):
+        _unsupported(r, path, "sandbox")
     return AccountConfig(
         name=name, exchange=exchange, like=like,
         balance=r.number(m, path, "balance", default=Decimal(10000), positive=True),
@@ -71,8 +94,7 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         secret=Secret(secrets["secret"]) if secrets["secret"] else None,
         password=Secret(secrets["password"]) if secrets["password"] else None,
         position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
-        margin_mode=r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross"),
-        sandbox=r.boolean(m, path, "sandbox"),
+        margin_mode="cross",
     )
 
 
@@ -102,6 +124,9 @@ def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
         ids = market_check.ccxt_exchange_ids()
         r.error(path + ("live",), f"unknown venue '{live}'; use a ccxt exchange id such as binanceusdm, bybit, "
                 f"okx{did_you_mean(live, ids)}")
+    for key in ("mark", "loop"):
+        if key in m:
+            _unsupported(r, path, key)
     sp = path + ("synthetic",)
     return FeedConfig(
         replay=_data_file(r, m, path, "replay", base),
@@ -109,9 +134,7 @@ def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
         synthetic_seed=r.integer(synthetic, sp, "seed", default=7) if "synthetic" in m else None,
         synthetic_price=r.number(synthetic, sp, "price", required="synthetic" in m, positive=True),
         synthetic_volatility=r.number(synthetic, sp, "volatility", default=Decimal("0.0008"), positive=True),
-        mark=_data_file(r, m, path, "mark", base),
         funding=_data_file(r, m, path, "funding", base),
-        loop=r.boolean(m, path, "loop", default=True),
         live=live,
         poll_ms=r.integer(m, path, "poll_ms", default=1000, minimum=200) or 1000,
     )
@@ -173,9 +196,10 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         post_only=r.boolean(m, path, "post_only", default=True),
         initial_position=r.boolean(m, path, "initial_position", default=False),
         trigger_price=r.number(m, path, "trigger_price", positive=True),
-        refresh_interval_ms=r.integer(m, path, "refresh_interval_ms", default=1000, minimum=100) or 1000,
         risk=_risk(r, m.get("risk"), path + ("risk",)),
     )
+    if "refresh_interval_ms" in m:
+        _unsupported(r, path, "refresh_interval_ms")
     if cfg.range_pct is not None and cfg.range_pct >= 100:
         r.error(path + ("range_pct",), f"must be below 100, got {cfg.range_pct}")
     return cfg

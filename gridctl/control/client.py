@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from gridctl.control.protocol import LINE_LIMIT, ProtocolError, decode, encode, request
-from gridctl.supervisor.paths import StatePaths
+from gridctl.process.paths import StatePaths
 
 
 class NotRunning(Exception):

@@ -3,9 +3,9 @@
 CSV candles: header ``timestamp_ms,open,high,low,close,volume`` (volume may be
 empty, as in mark-price files). Funding: ``timestamp_ms,rate``.
 
-A live public-ticker source (ccxt, for the paper exchange on real machines) is
-not here yet: it belongs in the exchange layer and will feed the same
-``SimExchange.sweep()`` with each new last price.
+The live public-ticker source (ccxt, for the paper exchange on real machines) is
+gridctl/exchange/live_feed.py: it talks to a venue, so it belongs in the exchange
+layer; sim/ imports only gridctl.core.
 """
 
 from __future__ import annotations

@@ -82,20 +82,6 @@ class Strategy(BaseModel):
         table_name = "strategies"
 
 
-class Run(BaseModel):
-    id = AutoField()
-    strategy = CharField(index=True)
-    started_ts = BigIntegerField()
-    ended_ts = BigIntegerField(null=True)
-    pid = IntegerField(null=True)
-    exit_code = IntegerField(null=True)
-    reason = TextField(null=True)
-
-    class Meta:
-        table_name = "runs"
-        indexes = ((("strategy", "started_ts"), True),)
-
-
 class Level(BaseModel):
     id = AutoField()
     strategy = CharField(index=True)
@@ -236,26 +222,15 @@ class Event(BaseModel):
         indexes = ((("strategy", "ts"), False), (("strategy", "type", "ts"), False))
 
 
-class MarketRule(BaseModel):
-    id = AutoField()
-    venue = CharField()
-    symbol = CharField()
-    rules_json = TextField()
-    fetched_ts = BigIntegerField()
-
-    class Meta:
-        table_name = "market_rules"
-        indexes = ((("venue", "symbol"), True),)
-
-
 # Table name -> model: the names the writer and the exports use.
+# `runs` and `market_rules` were defined by schema 1 but never written: they are no
+# longer models. Databases created before keep the empty tables; nothing reads them.
 TABLES: dict[str, type[BaseModel]] = {
-    "strategies": Strategy, "runs": Run, "levels": Level, "orders": Order, "fills": FillRow,
-    "trades": Trade, "funding": Funding, "equity": Equity, "events": Event, "market_rules": MarketRule,
+    "strategies": Strategy, "levels": Level, "orders": Order, "fills": FillRow,
+    "trades": Trade, "funding": Funding, "equity": Equity, "events": Event,
 }
 MODELS: list[type[BaseModel]] = [SchemaVersion, *TABLES.values()]
 # The natural key each upsert-able table is updated by.
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
     "strategies": ("name",), "levels": ("strategy", "idx"), "orders": ("strategy", "client_id"),
-    "market_rules": ("venue", "symbol"), "runs": ("strategy", "started_ts"),
 }

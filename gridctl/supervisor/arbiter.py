@@ -21,13 +21,17 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gridctl.config import Config, ConfigError, load
+from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
+from gridctl.control.server import serve_control
+from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EXIT_MEANING, describe_exit
+from gridctl.process.paths import StatePaths
+from gridctl.process.pidfile import AlreadyRunning, SupervisorLock, lock_holder, read_pid
 from gridctl.supervisor import child
+from gridctl.supervisor.commands import SupervisorCommands, reload_config
 from gridctl.supervisor.operations import Operations
-from gridctl.supervisor.paths import StatePaths
-from gridctl.supervisor.pidfile import AlreadyRunning, SupervisorLock, lock_holder, read_pid
-from gridctl.supervisor.states import (EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EXIT_MEANING, RestartPolicy,
-                                       WorkerState, describe_exit)
+from gridctl.supervisor.reporter import reporter_main
+from gridctl.supervisor.states import RestartPolicy, WorkerState
 
 log = logging.getLogger("gridctl.supervisor")
 
@@ -42,14 +46,6 @@ def resolve_entry(spec: str) -> WorkerMain:
     """'package.module:function' → the function (ImportError/AttributeError if absent)."""
     mod, _, fn = spec.partition(":")
     return getattr(importlib.import_module(mod), fn or "run_worker")
-
-
-def strategy_hash(config: Config, name: str) -> str:
-    """A fingerprint of what defines a strategy's grid (secrets are masked in repr)."""
-    import hashlib
-
-    s = config.strategies[name]
-    return hashlib.sha256(repr((s, config.accounts.get(s.account))).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -121,8 +117,6 @@ class Arbiter(Operations):
             self._lock.release()
 
     async def _main(self) -> int:
-        from gridctl.control.server import serve_control
-        from gridctl.supervisor.commands import SupervisorCommands
 
         try:
             self.config = load(self.config_path)
@@ -178,8 +172,6 @@ class Arbiter(Operations):
                     log.info("%s: shutting down", signal.Signals(sig).name)
                     asyncio.create_task(self.shutdown())
             elif sig == signal.SIGHUP:
-                from gridctl.supervisor.commands import reload_config
-
                 log.info("SIGHUP: reloading %s", self.config_path)
                 asyncio.create_task(reload_config(self))
 
@@ -368,7 +360,7 @@ class Arbiter(Operations):
             except OSError:
                 w.started_at = time.time()
             if self.config and w.name in self.config.strategies:
-                w.config_hash = strategy_hash(self.config, w.name)
+                w.config_hash = settings_hash(self.config, w.name)
             self.set_state(w, WorkerState.STARTING, f"adopted pid {holder}")
             log.info("adopted %s (pid %d)", w.name, holder)
             found.append(w)
@@ -380,7 +372,6 @@ class Arbiter(Operations):
         self.reporter_retry_at = 0.0
         if self.shutting_down or not self.config or not self.config.reports:
             return
-        from gridctl.supervisor.reporter import reporter_main
 
         parent, cfg, root = os.getpid(), self.config_path, self.paths.root
         self.reporter_pid = self._fork(lambda: child.reporter_child(root, lambda: reporter_main(cfg, root, parent)))

@@ -17,9 +17,9 @@ import traceback
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from gridctl.supervisor.paths import StatePaths
-from gridctl.supervisor.pidfile import AlreadyRunning, acquire_worker_lock, write_atomic
-from gridctl.supervisor.states import EX_ALREADY_RUNNING, EX_SOFTWARE
+from gridctl.process.paths import StatePaths
+from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock, write_atomic
+from gridctl.process.exits import EX_ALREADY_RUNNING, EX_SOFTWARE
 
 WorkerMain = Callable[[str, Path, Path], int]
 

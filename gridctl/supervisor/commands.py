@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
 from gridctl.config import ConfigError, load
+from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
 from gridctl.control.protocol import LINE_LIMIT, decode, encode, request
 from gridctl.control.server import CommandError
-from gridctl.supervisor.arbiter import strategy_hash
 from gridctl.supervisor.states import WorkerState
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ async def reload_config(a: "Arbiter") -> dict:
     results: list[dict] = []
     to_start: list[str] = []
     for name in new.strategies:
-        h = strategy_hash(new, name)
+        h = settings_hash(new, name)
         w = a.workers.get(name)
         if name not in old.strategies:
             to_start.append(name)
@@ -135,7 +135,7 @@ async def reload_config(a: "Arbiter") -> dict:
             results.append({"name": name, "ok": False, "action": "refused",
                             "message": f"{name}: its configuration changed while it runs; it keeps the "
                                        f"running grid. Stop it (`gridctl stop {name}`), then `gridctl start {name}`"})
-        elif strategy_hash(old, name) != h:
+        elif settings_hash(old, name) != h:
             results.append({"name": name, "ok": True, "action": "updated",
                             "message": f"{name}: new configuration takes effect when it starts"})
     for name in old.strategies:

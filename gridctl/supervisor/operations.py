@@ -11,8 +11,11 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Optional
 
+from gridctl.config.reader import did_you_mean
+from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
-from gridctl.supervisor.states import EX_ALREADY_RUNNING, WorkerState
+from gridctl.process.exits import EX_ALREADY_RUNNING
+from gridctl.supervisor.states import WorkerState
 
 if TYPE_CHECKING:
     from gridctl.supervisor.arbiter import Arbiter
@@ -35,8 +38,6 @@ class Operations:
             return _result(name, False, "the supervisor is shutting down")
         assert self.config is not None
         if name not in self.config.strategies:
-            from gridctl.config.reader import did_you_mean
-
             return _result(name, False, f"no strategy '{name}' in {self.config_path}"
                                         f"{did_you_mean(name, self.config.strategies)}")
         w = self.worker(name)
@@ -44,10 +45,8 @@ class Operations:
             return _result(name, False, f"{name} is stopping; start it again once it has stopped")
         if w.state.alive:
             return _result(name, True, f"{name} is already running (pid {w.pid})", pid=w.pid, state=w.state.value)
-        from gridctl.supervisor.arbiter import strategy_hash
-
         w.crashes = 0
-        w.config_hash = strategy_hash(self.config, name)
+        w.config_hash = settings_hash(self.config, name)
         self._spawn(w)
         pid = w.pid
         await self.wait_for(lambda: w.state != S.STARTING or w.pid != pid, self.start_wait)

@@ -1,22 +1,11 @@
-"""Worker states, reserved exit codes and the restart policy (after supervisord)."""
+"""Worker states and the restart policy (after supervisord).
+
+The reserved exit codes live in gridctl.process.exits: the worker sets them too.
+"""
 
 from __future__ import annotations
 
 import enum
-
-# Reserved worker exit codes (BSD sysexits values, so they mean something to admins too).
-EX_OK = 0
-EX_SOFTWARE = 70          # an unhandled exception in the worker
-EX_ALREADY_RUNNING = 75   # another process holds the strategy's PID-file lock
-EX_AUTH = 77              # the exchange refused the API keys: restarting will not help
-EX_CONFIG = 78            # the strategy's configuration is unusable: restarting will not help
-
-EXIT_MEANING = {
-    EX_SOFTWARE: "internal error",
-    EX_ALREADY_RUNNING: "already running",
-    EX_AUTH: "authentication error",
-    EX_CONFIG: "configuration error",
-}
 
 
 class WorkerState(str, enum.Enum):
@@ -59,13 +48,3 @@ class RestartPolicy:
     def delay(self, count: int) -> float:
         """Seconds to wait before restart number `count` (1, 2, 4, ... capped)."""
         return min(self.base * (2 ** max(count - 1, 0)), self.cap)
-
-
-def describe_exit(status: int | None, signal_name: str | None) -> str:
-    """'exit 78 (configuration error)', 'killed by SIGKILL', or 'vanished' when unknown."""
-    if signal_name:
-        return f"killed by {signal_name}"
-    if status is None:
-        return "vanished (exit status unknown)"
-    meaning = EXIT_MEANING.get(status)
-    return f"exit {status} ({meaning})" if meaning else f"exit {status}"

@@ -23,7 +23,7 @@ from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, WAITING, Gri
 from gridctl.core.fills import Fill, FundingPayment, OrderUpdate, PriceUpdate, StreamState
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest
 from gridctl.exchange.base import AuthError, ExchangeError, RateLimited, Rejected, Temporary, UnknownOutcome
-from gridctl.supervisor.states import EX_AUTH
+from gridctl.process.exits import EX_AUTH
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
 import signal
@@ -21,6 +20,7 @@ from typing import Callable, Optional
 
 from gridctl.config import ConfigError, load
 from gridctl.config.model import AccountConfig, StrategyConfig
+from gridctl.config.strategy import engine_config, grid_params, rules_for, settings_hash
 from gridctl.core import clientid
 from gridctl.core.engine import GridEngine
 from gridctl.core.fills import Fill
@@ -28,19 +28,15 @@ from gridctl.core.grid import GridError, LevelSpec, Side
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
 from gridctl.exchange.venues import quirk
-from gridctl.strategy import engine_config, grid_params, rules_for
-from gridctl.supervisor.states import EX_ALREADY_RUNNING, EX_CONFIG
+from gridctl.process.exits import EX_ALREADY_RUNNING, EX_CONFIG
+from gridctl.process.paths import StatePaths
+from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock
 
 log = logging.getLogger("gridctl.worker")
 
 
 class WorkerConfigError(Exception):
     """The strategy cannot run as configured (exit 78)."""
-
-
-def config_hash(s: StrategyConfig) -> str:
-    """A stable hash of a strategy's settings (reload refuses grid changes on a running one)."""
-    return hashlib.sha256(repr(s).encode()).hexdigest()[:16]
 
 
 def _grid_json(rules: MarketRules, levels: list[LevelSpec], start: int, started_ts: int, params) -> str:
@@ -117,7 +113,6 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     from gridctl.control.worker_server import serve_worker
     from gridctl.store.db import open_database
     from gridctl.store.writer import BufferedWriter
-    from gridctl.supervisor.paths import StatePaths
     from gridctl.worker.loop import WorkerLoop
     from gridctl.worker.recorder import Recorder
 
@@ -173,7 +168,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
                                              "investment": str(s.investment) if s.investment is not None else None,
                                              "leverage": s.leverage, "grids": s.grids}),
-                 config_hash=config_hash(s), status="stopping" if flatten else "starting",
+                 config_hash=settings_hash(config, name), status="stopping" if flatten else "starting",
                  started_ts=grid["started_ts"],
                  **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
@@ -218,8 +213,6 @@ def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
 
     `flatten`: cancel the strategy's orders and close its position, then exit
     (emergency-close of a strategy whose worker is not running)."""
-    from gridctl.supervisor.pidfile import AlreadyRunning, acquire_worker_lock
-
     try:
         acquire_worker_lock(Path(state_dir), name)
     except AlreadyRunning as exc:

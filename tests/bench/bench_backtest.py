@@ -27,8 +27,10 @@ from gridctl.markets import load_snapshot
 from gridctl.sim import SimExchange
 from gridctl.sim.sources import load_candles
 
-ROOT = Path(__file__).resolve().parents[3]
-BTC = ROOT / "shared" / "data" / "candles" / "nautilus-ftx_BTC-PERP_1m.csv"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/shared_data.py
+from shared_data import shared_data  # noqa: E402
+
+BTC = shared_data() / "candles" / "nautilus-ftx_BTC-PERP_1m.csv"
 
 
 def year_of_candles(rules, minutes: int) -> MarketData:

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # tests.store_fixture
 
 from gridctl.control.client import ControlClient, supervisor_status  # noqa: E402
-from gridctl.supervisor.pidfile import lock_holder, pid_alive as alive, read_pid  # noqa: E402
+from gridctl.process.pidfile import lock_holder, pid_alive as alive, read_pid  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_PSS_MB = 2500

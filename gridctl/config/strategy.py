@@ -6,14 +6,32 @@ build exactly the same grid.
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 from typing import Optional
 
 from gridctl import datasets
-from gridctl.config.model import AccountConfig, StrategyConfig
+from gridctl.config.model import AccountConfig, Config, StrategyConfig
+from gridctl.core import clientid
+from gridctl.core.engine import EngineConfig
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import GridParams, bounds_from_pct
+from gridctl.core.risk import RiskLimits, price_limits
+from gridctl.exchange.venues import quirk
 from gridctl.markets import bundled_venues, find_market, load_snapshot
+
+
+def settings_hash(config: Config, name: str) -> str:
+    """A fingerprint of everything that defines strategy `name`: its settings and its account's.
+
+    The one hash of a strategy's settings: the worker stores it in the strategies
+    table and the supervisor compares it on reload to refuse changes under a
+    running grid, so both must compute it the same way. The account is included
+    because its feed, venue and position mode shape the grid too; secrets stay out
+    (`Secret.__repr__` masks them).
+    """
+    s = config.strategies[name]
+    return hashlib.sha256(repr((s, config.accounts.get(s.account))).encode()).hexdigest()[:16]
 
 
 def venue_markets(account: AccountConfig) -> Optional[dict[str, MarketRules]]:
@@ -62,13 +80,9 @@ def default_start(rules: MarketRules, s: StrategyConfig, account: AccountConfig)
     return rules.price_to_ticks(price) if price is not None else None
 
 
-def engine_config(rules: MarketRules, s: StrategyConfig, account: AccountConfig, params: GridParams):
+def engine_config(rules: MarketRules, s: StrategyConfig, account: AccountConfig,
+                  params: GridParams) -> EngineConfig:
     """The engine's configuration for a strategy (prices in ticks)."""
-    from gridctl.core import clientid
-    from gridctl.core.engine import EngineConfig
-    from gridctl.core.risk import RiskLimits, price_limits
-    from gridctl.exchange.venues import quirk
-
     r = s.risk
     ticks = lambda p: rules.price_to_ticks(p) if p is not None else None  # noqa: E731
     prices = price_limits(s.mode, params.lower, params.upper, r.stop_loss_pct, ticks(r.stop_loss_price),

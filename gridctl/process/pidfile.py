@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from gridctl.supervisor.paths import StatePaths
+from gridctl.process.paths import StatePaths
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,13 +7,10 @@ seen since, close = the latest last price, all in ticks
 (`MarketRules.price_to_ticks`). The candle is stamped with the venue's ticker
 timestamp (the clock when the venue gives none), never going backwards.
 
-ccxt's exceptions are translated once, here, into the project's small set:
-rate limits (`RateLimitExceeded`, `DDoSProtection`) become `RateLimited` (with the
-venue's Retry-After, when it sends one, in `retry_after`), network trouble and
-unavailability (`NetworkError`, `ExchangeNotAvailable`, `RequestTimeout`,
-anything ccxt calls `OperationFailed`) and unreadable answers become `Temporary`,
-so the worker loop backs off and carries on. A symbol the venue does not list is
-an `ExchangeError` with reason `bad_symbol`.
+ccxt's exceptions are classified once, by gridctl.exchange.ccxt_errors (reads: a
+timeout is `Temporary`, so the worker loop backs off and carries on); a ticker
+without a usable last price is `Temporary` too. A symbol the venue does not list
+is `Rejected` with reason `bad_symbol`.
 """
 
 from __future__ import annotations
@@ -23,48 +20,17 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Optional
 
+import ccxt.async_support as ccxt_async
+
 from gridctl.core.market import MarketRules
-from gridctl.exchange.base import ExchangeError, RateLimited, Temporary
+from gridctl.exchange.base import ExchangeError, Temporary
+from gridctl.exchange.ccxt_errors import classify
 
 log = logging.getLogger(__name__)
-MAX_RETRY_AFTER_S = 120.0
 
 
-def _retry_after(client: Any) -> Optional[float]:
-    """Seconds from the last response's Retry-After header (None when absent or unreadable)."""
-    headers = getattr(client, "last_response_headers", None) or {}
-    for k, v in dict(headers).items():
-        if str(k).lower() == "retry-after":
-            try:
-                return min(MAX_RETRY_AFTER_S, max(0.0, float(v)))
-            except (TypeError, ValueError):
-                return None
-    return None
-
-
-def translate(exc: Exception, client: Any = None, venue: str = "") -> Exception:
-    """The project's exception for a ccxt exception (other exceptions come back unchanged)."""
-    import ccxt
-
-    where = f"{venue}: " if venue else ""
-    if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
-        err = RateLimited(f"{where}rate limited ({type(exc).__name__})")
-        err.retry_after = _retry_after(client)  # type: ignore[attr-defined]
-        return err
-    if isinstance(exc, ccxt.BadSymbol):
-        return ExchangeError(f"{where}{exc}", "bad_symbol")
-    if isinstance(exc, (ccxt.OperationFailed, ccxt.NetworkError, ccxt.ExchangeNotAvailable,
-                        ccxt.RequestTimeout, ccxt.BadResponse, ccxt.NullResponse)):
-        return Temporary(f"{where}{type(exc).__name__}: {str(exc)[:200]}")
-    if isinstance(exc, ccxt.BaseError):
-        return ExchangeError(f"{where}{type(exc).__name__}: {str(exc)[:200]}")
-    return exc
-
-
-def make_client(venue: str, poll_ms: int = 1000, urls: Optional[dict] = None):
+def make_client(venue: str, poll_ms: int = 1000, urls: Optional[dict] = None) -> Any:
     """A ccxt async client for public data of `venue` (no keys). `urls` overrides urls['api'] entries."""
-    import ccxt.async_support as ccxt_async
-
     cls = getattr(ccxt_async, venue, None)
     if cls is None:
         raise ExchangeError(f"ccxt has no exchange '{venue}'", "bad_venue")
@@ -125,7 +91,7 @@ class LiveFeed:
         try:
             ticker = await self.client.fetch_ticker(self.symbol)
         except Exception as exc:
-            err = translate(exc, self.client, self.venue)
+            err = classify(exc, venue=self.venue, client=self.client)
             if isinstance(err, Temporary):
                 log.warning("%s", err)
             raise err from None

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from gridctl.store.db import db_path, open_database
-from gridctl.store.models import Event, FillRow, Level, Order, Strategy
+from gridctl.store.models import Equity, Event, FillRow, Level, Order, Strategy
 from gridctl.store.writer import BufferedWriter
 
 
@@ -80,23 +80,28 @@ def test_unwritable_database_keeps_rows_until_it_recovers(db):
     assert w.flush() is True and FillRow.select().count() == 10
 
 
-def test_full_queue_drops_the_oldest_and_reports_it(db, tmp_path):
+def equity(i: int) -> dict:
+    return {"strategy": "s", "ts": 2_000 + i, "price": Decimal("150.25"), "total_pnl": Decimal(i)}
+
+
+def test_full_queue_drops_the_oldest_events_and_equity_and_reports_it(db):
     clock = Clock()
     w = writer(db, clock, maxsize=100)
     db.execute_sql("PRAGMA query_only = ON")
     for i in range(130):
-        w.add("fills", fill(i))
+        w.event("s", "info", f"e{i}", ts=i) if i % 2 else w.add("equity", equity(i))
     assert w.flush() is False
     assert w.pending == 100 and w.dropped == 30
     warning = [e for e in w.recent_events() if e["type"] == "warn"]
-    assert len(warning) == 1 and "dropping the oldest" in warning[0]["message"]
+    assert len(warning) == 1 and "dropping the oldest events" in warning[0]["message"]
     db.execute_sql("PRAGMA query_only = OFF")
     clock.t += 10
     assert w.flush() is True
-    assert [f.client_id for f in FillRow.select().order_by(FillRow.id)] == [f"c{i}" for i in range(30, 130)]
+    kept = sorted([e.ts for e in Event.select().where(Event.type == "info")] + [q.ts - 2_000 for q in Equity.select()])
+    assert kept == list(range(30, 130))
     ev = Event.get(Event.type == "warn")
-    assert "30 queued rows were dropped" in ev.message and ev.strategy == "s"
-    assert w.flush() is True and Event.select().count() == 1  # reported once
+    assert "30 queued events and equity snapshots were dropped" in ev.message and ev.strategy == "s"
+    assert w.flush() is True and Event.select().where(Event.type == "warn").count() == 1  # reported once
 
 
 def test_add_never_blocks_while_the_database_is_locked(db, tmp_path):
@@ -108,7 +113,7 @@ def test_add_never_blocks_while_the_database_is_locked(db, tmp_path):
     for i in range(5000):
         w.add("fills", fill(i))
     assert time.perf_counter() - t < 0.5
-    assert w.pending == 1000
+    assert w.pending == 5000 and w.dropped == 0  # no journal given: money rows stay in memory
     locker.execute("ROLLBACK")
 
 

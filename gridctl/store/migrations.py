@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from peewee import Database
+from peewee import CharField, Database
+from playhouse.migrate import migrate as run_migrations
+from playhouse.migrate import SchemaMigrator
 
 from gridctl.store.models import MODELS, SchemaVersion
 
@@ -22,8 +24,22 @@ def _m1_create_everything(db: Database) -> None:
     db.create_tables(MODELS, safe=True)
 
 
+def _m2_fill_trade_id(db: Database) -> None:
+    """fills.trade_id (the venue's trade id) and a unique index on (strategy, trade_id).
+
+    The index makes a fill replayed from the writer's journal a no-op the second
+    time. NULLs never collide, so fills stored before this column existed stay valid.
+    """
+    migrator = SchemaMigrator.from_database(db)
+    if "trade_id" not in {c.name for c in db.get_columns("fills")}:
+        run_migrations(migrator.add_column("fills", "trade_id", CharField(null=True)))
+    if not any(ix.unique and list(ix.columns) == ["strategy", "trade_id"] for ix in db.get_indexes("fills")):
+        run_migrations(migrator.add_index("fills", ("strategy", "trade_id"), True))
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
+    2: _m2_fill_trade_id,
 }
 LATEST = max(MIGRATIONS)
 

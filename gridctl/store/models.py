@@ -156,10 +156,13 @@ class FillRow(BaseModel):
     maker = BooleanField(default=True)
     reduce_only = BooleanField(default=False)
     realized_pnl = DecimalText(null=True)
+    # The venue's trade id: a fill replayed from the writer's journal is inserted once (NULL: unknown).
+    trade_id = CharField(null=True)
 
     class Meta:
         table_name = "fills"
-        indexes = ((("strategy", "ts"), False), (("strategy", "client_id"), False))
+        indexes = ((("strategy", "ts"), False), (("strategy", "client_id"), False),
+                   (("strategy", "trade_id"), True))
 
 
 class Trade(BaseModel):
@@ -258,3 +261,5 @@ UPSERT_KEYS: dict[str, tuple[str, ...]] = {
     "strategies": ("name",), "levels": ("strategy", "idx"), "orders": ("strategy", "client_id"),
     "market_rules": ("venue", "symbol"), "runs": ("strategy", "started_ts"),
 }
+# Plain inserts that are skipped when a row with the same key exists (replaying the journal twice).
+INSERT_ONCE_KEYS: dict[str, tuple[str, ...]] = {"fills": ("strategy", "trade_id")}

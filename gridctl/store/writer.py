@@ -21,21 +21,20 @@ whose rows were already committed changes nothing.
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from decimal import Decimal
-from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from peewee import DataError, Database, IntegrityError
 
 from gridctl.store.journal import Journal
-from gridctl.store.models import INSERT_ONCE_KEYS, TABLES, UPSERT_KEYS
+from gridctl.store.models import TABLES, UPSERT_KEYS
+from gridctl.store.rows import Item, json_default, to_json, write_items
+
+__all__ = ["BufferedWriter", "MONEY_TABLES", "to_json"]  # to_json: kept importable from here
 
 log = logging.getLogger(__name__)
 
@@ -47,42 +46,6 @@ _TS_TABLES = {"fills", "funding", "equity", "events"}
 MONEY_TABLES = frozenset({"orders", "fills", "trades", "funding"})
 # A row the database refuses by itself: retrying cannot help, so it is dropped alone.
 _POISON = (IntegrityError, DataError, ValueError, TypeError)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return str(o)
-    if hasattr(o, "value"):
-        return o.value
-    return str(o)
-
-
-def to_json(value: Any) -> str:
-    """JSON text for a *_json column (Decimals as strings, keys sorted)."""
-    return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"))
-
-
-@dataclass
-class _Item:
-    seq: int
-    op: str  # "add" | "upsert"
-    table: str
-    row: dict
-    journaled: bool = False  # read back from the journal (so it leaves the journal once written)
-
-
-def _prepare(table: str, row: dict) -> dict:
-    """Database-ready copy: `data` -> data_json, dict/list *_json values -> text."""
-    out = dict(row)
-    if table == "events" and "data" in out:
-        data = out.pop("data")
-        out["data_json"] = None if data is None else to_json(data)
-    for k, v in out.items():
-        if isinstance(v, Enum):
-            out[k] = v.value
-        elif k.endswith("_json") and v is not None and not isinstance(v, str):
-            out[k] = to_json(v)
-    return out
 
 
 class BufferedWriter:
@@ -106,8 +69,8 @@ class BufferedWriter:
         self._now = now
         self._wall_ms = wall_ms
         # Two queues, each in seq order: money rows are never dropped, the others may be.
-        self._money: deque[_Item] = deque()
-        self._other: deque[_Item] = deque()
+        self._money: deque[Item] = deque()
+        self._other: deque[Item] = deque()
         self._journal = Journal(journal_path) if journal_path is not None else None
         self._recent: deque[dict] = deque(maxlen=recent)
         self._lock = threading.Lock()  # guards the queue and counters; held only for list operations
@@ -198,7 +161,7 @@ class BufferedWriter:
         warn = None
         with self._lock:
             self._seq += 1
-            item = _Item(self._seq, op, table, row)
+            item = Item(self._seq, op, table, row)
             if table in MONEY_TABLES:
                 # never dropped: past the bound the next flush moves it to the journal
                 self._money.append(item)
@@ -254,7 +217,7 @@ class BufferedWriter:
             try:
                 try:
                     with self.db.atomic():
-                        self._write(batch + extra)
+                        write_items(batch + extra)
                     done = batch + extra
                 except _POISON:
                     done = self._write_one_by_one(batch + extra, drops)
@@ -290,7 +253,7 @@ class BufferedWriter:
         first = not self._journal.count
         try:
             self._journal.append(({"seq": i.seq, "op": i.op, "table": i.table, "row": i.row} for i in items),
-                                 default=_json_default)
+                                 default=json_default)
         except OSError as exc:  # disk full, read-only: the rows stay in memory, never dropped
             if self.journal_error is None:
                 log.error("cannot write the journal %s, %d money rows stay in memory: %s",
@@ -306,25 +269,25 @@ class BufferedWriter:
             for _ in items:
                 self._money.popleft()
 
-    def _journal_items(self) -> list[_Item]:
+    def _journal_items(self) -> list[Item]:
         if self._journal is None or not self._journal.count:
             return []
-        return [_Item(int(r["seq"]), r["op"], r["table"], r["row"], journaled=True) for r in self._journal.read()]
+        return [Item(int(r["seq"]), r["op"], r["table"], r["row"], journaled=True) for r in self._journal.read()]
 
-    def _drop_event(self, drops: int) -> _Item:
-        return _Item(0, "add", "events", {
+    def _drop_event(self, drops: int) -> Item:
+        return Item(0, "add", "events", {
             "strategy": self.strategy or self._drop_strategy or "", "ts": self._wall_ms(), "type": "warn",
             "message": f"the database was unavailable: {drops} queued events and equity snapshots were "
                        f"dropped (oldest first)",
             "level": None, "order_id": None, "data": {"dropped": drops}})
 
-    def _write_one_by_one(self, items: list[_Item], drops: int) -> Optional[list[_Item]]:
+    def _write_one_by_one(self, items: list[Item], drops: int) -> Optional[list[Item]]:
         """Write each row alone so one refused row does not block the rest (None: DB failed)."""
-        done: list[_Item] = []
+        done: list[Item] = []
         for item in items:
             try:
                 with self.db.atomic():
-                    self._write([item])
+                    write_items([item])
             except _POISON as exc:
                 self.rejected += 1
                 log.error("database refused a %s row, dropped: %s (%s)", item.table, exc, item.row)
@@ -344,7 +307,7 @@ class BufferedWriter:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
 
-    def _done(self, done: list[_Item], drops: int) -> None:
+    def _done(self, done: list[Item], drops: int) -> None:
         """Forget rows the database committed (or refused): `done` is a prefix of the batch in seq order."""
         last = max((i.seq for i in done if i.seq and not i.journaled), default=0)
         from_journal = sum(1 for i in done if i.journaled)
@@ -363,31 +326,6 @@ class BufferedWriter:
                     q.popleft()
             self._unreported_drops -= drops
         self.written += len([i for i in done if i.seq])
-
-    def _write(self, items: list[_Item]) -> None:
-        # Consecutive rows of the same table, operation and columns go out as one statement.
-        for op, table, rows in _groups(items):
-            model = TABLES[table]
-            prepared = [_prepare(table, r) for r in rows]
-            cols = list(prepared[0])
-            size = max(1, 900 // max(1, len(cols)))  # stay under old SQLite's 999 variables
-            if op == "upsert":
-                keys = UPSERT_KEYS[table]
-                last = {tuple(r.get(k) for k in keys): r for r in prepared}  # later rows win
-                prepared = list(last.values())
-                key_fields = [model._meta.fields[k] for k in keys]
-                update = [model._meta.fields[c] for c in cols if c not in keys]
-            for i in range(0, len(prepared), size):
-                q = model.insert_many(prepared[i:i + size])
-                if op == "upsert":
-                    q = (q.on_conflict(conflict_target=key_fields, preserve=update) if update
-                         else q.on_conflict_ignore())
-                elif table in INSERT_ONCE_KEYS:
-                    # ON CONFLICT (key) DO NOTHING, not INSERT OR IGNORE: a NOT NULL violation
-                    # must still be refused (and reported), only a duplicate key is skipped
-                    q = q.on_conflict(action="NOTHING",
-                                      conflict_target=[model._meta.fields[k] for k in INSERT_ONCE_KEYS[table]])
-                q.execute()
 
     # ---- background thread
     def start_background(self, interval_s: float = 1.0) -> None:
@@ -423,19 +361,5 @@ class BufferedWriter:
         return False
 
 
-def _by_seq(item: _Item) -> int:
+def _by_seq(item: Item) -> int:
     return item.seq
-
-
-def _groups(items: Iterable[_Item]):
-    cur: Optional[tuple] = None
-    rows: list[dict] = []
-    for it in items:
-        key = (it.op, it.table, tuple(it.row))
-        if key != cur and rows:
-            yield cur[0], cur[1], rows
-            rows = []
-        cur = key
-        rows.append(it.row)
-    if rows:
-        yield cur[0], cur[1], rows

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from peewee import CharField, Database
+from peewee import CharField, Database, SqliteDatabase
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
@@ -52,11 +52,27 @@ def current_version(db: Database) -> int:
     return row.version if row else 0
 
 
+def _write_transaction(db: Database):
+    """A transaction holding the write lock from its start.
+
+    On SQLite a plain (deferred) transaction that reads and then writes fails at
+    once with "database is locked", without waiting, when another connection
+    committed in between; the workers a supervisor forks together all migrate a
+    new database at the same moment.
+    """
+    if isinstance(db, SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
 def migrate(db: Database) -> int:
     """Apply every pending migration in order; returns the resulting version. Idempotent."""
     version = current_version(db)
     for number in sorted(n for n in MIGRATIONS if n > version):
-        with db.atomic():
+        with _write_transaction(db):
+            if current_version(db) >= number:  # another worker starting with us applied it meanwhile
+                version = number
+                continue
             MIGRATIONS[number](db)
             # Another process may have raced us to the same number: insert-or-ignore.
             SchemaVersion.insert(version=number, applied_ts=int(time.time() * 1000)).on_conflict_ignore().execute()

@@ -231,3 +231,29 @@ def test_parse_when():
     assert read_cmds.parse_when("2024-08-02T23:00:00+01:00", NOW) == NOW - 2 * 3_600_000
     with pytest.raises(Exception, match="neither a duration"):
         read_cmds.parse_when("yesterday", NOW)
+
+
+def test_status_says_since_when_a_running_worker_cannot_reach_the_database(state, monkeypatch):
+    from datetime import datetime, timezone
+
+    import gridctl.control.client as client
+
+    since = int(datetime(2024, 8, 2, 23, 57, 30, 250000, tzinfo=timezone.utc).timestamp() * 1000)
+    live = {"state": "running", "price": "151.60", "db_unavailable_since": since}
+    monkeypatch.setattr(client, "supervisor_status", lambda state_dir, timeout=2.0: {
+        "ok": True, "workers": [{"name": "sol-neutral", "state": "running", "worker": live},
+                                {"name": "sol-long", "state": "exited", "worker": None}]})
+    r = run(state, "status")
+    assert r.exit_code == 0, r.output
+    assert "sol-neutral: database unavailable since 2024-08-02T23:57:30.250Z" in r.stdout.splitlines()
+    assert "sol-long: database" not in r.stdout
+    r = run(state, "status", "--json")
+    by_name = {s["name"]: s for s in json.loads(r.stdout)}
+    assert by_name["sol-neutral"]["db_unavailable_since"] == "2024-08-02T23:57:30.250Z"
+    assert by_name["sol-neutral"]["price"] == "151.60"  # the rest of the live overlay still applies
+    assert by_name["sol-long"]["db_unavailable_since"] is None
+    # the database works again: the worker reports None and the line is gone
+    live["db_unavailable_since"] = None
+    r = run(state, "status")
+    assert "database unavailable" not in r.stdout
+    assert json.loads(run(state, "status", "--json").stdout)[0]["db_unavailable_since"] is None

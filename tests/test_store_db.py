@@ -85,3 +85,32 @@ def test_a_database_from_before_keeps_its_unused_runs_and_market_rules_tables(tm
     assert {"runs", "market_rules"} <= set(db.get_tables()) and "runs" not in TABLES
     assert current_version(db) == LATEST
     db.close()
+
+
+def _open_after(barrier, state_dir) -> None:
+    import os
+
+    from gridctl.store.db import open_database
+
+    barrier.wait()
+    try:
+        open_database(state_dir).close()
+    except Exception:
+        os._exit(1)
+    os._exit(0)
+
+
+def test_workers_started_together_all_migrate_a_new_database(tmp_path):
+    """The supervisor forks every worker at once, and each one migrates the (new) database."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for attempt in range(3):
+        d = tmp_path / f"s{attempt}"
+        barrier = ctx.Barrier(8)
+        procs = [ctx.Process(target=_open_after, args=(barrier, d)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+        assert [p.exitcode for p in procs] == [0] * 8

@@ -137,8 +137,10 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
     """State, price, position, open orders and PnL of every strategy (or NAME).
 
     Read from the database: works with the supervisor down. PnL is as of the
-    latest equity snapshot (written every minute). --json prints a list of
-    objects with decimals as strings.
+    latest equity snapshot (written every minute). A running worker that cannot
+    write to the database says since when (its orders and fills wait in memory or
+    in the state dir's journal). --json prints a list of objects with decimals as
+    strings and db_unavailable_since as ISO time or null.
 
     \b
     Example:
@@ -151,6 +153,10 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
     rows = _unknown(read_status, db, [name] if name else None)
     _overlay_live(rows, _locate(app, config_path)[0])
     if as_json:
+        from gridctl.store.read import iso
+
+        for r in rows:
+            r["db_unavailable_since"] = iso(r["db_unavailable_since"]) or None
         print_json(rows)
         return
     if not rows:
@@ -178,6 +184,12 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
                                         "realized", "unrealized", "fees", "funding", "total PnL", "uptime",
                                         "last error / stop reason"],
                         disable_numparse=True, stralign="right"))
+    # below the table, not a column: rare, and it must not be cut short like the last error
+    from gridctl.store.read import iso
+
+    for r in rows:
+        if r["db_unavailable_since"] is not None:
+            click.echo(f"{r['name']}: database unavailable since {iso(r['db_unavailable_since'])}")
 
 
 LIVE_MONEY = ("price", "position", "exchange_position", "grid_profit", "realized", "unrealized", "fees", "funding", "total_pnl")
@@ -216,6 +228,9 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
         for key in ("open_buys", "open_sells", "uptime_s"):
             if live.get(key) is not None:
                 row[key] = live[key]
+        since = live.get("db_unavailable_since")
+        if isinstance(since, (int, float)) and not isinstance(since, bool):
+            row["db_unavailable_since"] = int(since)
 
 
 def _mark_dead_workers(rows: list[dict], state_dir) -> None:

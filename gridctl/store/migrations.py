@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from peewee import Database
+from peewee import CharField, Database, SqliteDatabase
+from playhouse.migrate import migrate as run_migrations
+from playhouse.migrate import SchemaMigrator
 
 from gridctl.store.models import MODELS, SchemaVersion
 
@@ -22,8 +24,22 @@ def _m1_create_everything(db: Database) -> None:
     db.create_tables(MODELS, safe=True)
 
 
+def _m2_fill_trade_id(db: Database) -> None:
+    """fills.trade_id (the venue's trade id) and a unique index on (strategy, trade_id).
+
+    The index makes a fill replayed from the writer's journal a no-op the second
+    time. NULLs never collide, so fills stored before this column existed stay valid.
+    """
+    migrator = SchemaMigrator.from_database(db)
+    if "trade_id" not in {c.name for c in db.get_columns("fills")}:
+        run_migrations(migrator.add_column("fills", "trade_id", CharField(null=True)))
+    if not any(ix.unique and list(ix.columns) == ["strategy", "trade_id"] for ix in db.get_indexes("fills")):
+        run_migrations(migrator.add_index("fills", ("strategy", "trade_id"), True))
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
+    2: _m2_fill_trade_id,
 }
 LATEST = max(MIGRATIONS)
 
@@ -36,11 +52,27 @@ def current_version(db: Database) -> int:
     return row.version if row else 0
 
 
+def _write_transaction(db: Database):
+    """A transaction holding the write lock from its start.
+
+    On SQLite a plain (deferred) transaction that reads and then writes fails at
+    once with "database is locked", without waiting, when another connection
+    committed in between; the workers a supervisor forks together all migrate a
+    new database at the same moment.
+    """
+    if isinstance(db, SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
 def migrate(db: Database) -> int:
     """Apply every pending migration in order; returns the resulting version. Idempotent."""
     version = current_version(db)
     for number in sorted(n for n in MIGRATIONS if n > version):
-        with db.atomic():
+        with _write_transaction(db):
+            if current_version(db) >= number:  # another worker starting with us applied it meanwhile
+                version = number
+                continue
             MIGRATIONS[number](db)
             # Another process may have raced us to the same number: insert-or-ignore.
             SchemaVersion.insert(version=number, applied_ts=int(time.time() * 1000)).on_conflict_ignore().execute()

@@ -142,11 +142,13 @@ class FillRow(BaseModel):
     maker = BooleanField(default=True)
     reduce_only = BooleanField(default=False)
     realized_pnl = DecimalText(null=True)
-    trade_id = CharField(null=True)  # the venue's id of the execution (temporary until the outage branch lands)
+    # The venue's trade id: a fill replayed from the writer's journal is inserted once (NULL: unknown).
+    trade_id = CharField(null=True)
 
     class Meta:
         table_name = "fills"
-        indexes = ((("strategy", "ts"), False), (("strategy", "client_id"), False))
+        indexes = ((("strategy", "ts"), False), (("strategy", "client_id"), False),
+                   (("strategy", "trade_id"), True))
 
 
 class Trade(BaseModel):
@@ -234,3 +236,5 @@ MODELS: list[type[BaseModel]] = [SchemaVersion, *TABLES.values()]
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
     "strategies": ("name",), "levels": ("strategy", "idx"), "orders": ("strategy", "client_id"),
 }
+# Plain inserts that are skipped when a row with the same key exists (replaying the journal twice).
+INSERT_ONCE_KEYS: dict[str, tuple[str, ...]] = {"fills": ("strategy", "trade_id")}

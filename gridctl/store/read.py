@@ -110,6 +110,8 @@ def status(db: Database, names: Optional[Sequence[str]] = None, now: Optional[in
             "started_ts": s.started_ts,
             "stop_reason": s.stop_reason,
             "last_error": s.last_error,
+            # epoch ms; only a running worker knows (the live overlay of `gridctl status` fills it in)
+            "db_unavailable_since": None,
         })
     return out
 

@@ -1,30 +1,40 @@
 """The buffered writer: a worker's only way to the database.
 
 Trading must never wait for, or fail because of, the database. `add()` and
-`upsert()` only append to a bounded in-memory queue; `flush()` (called by a
-background thread, or directly in tests) writes the queue in one transaction.
-When the database fails (locked, read-only, disk full, gone) the rows stay
-queued and the next attempt waits at least `retry_s`; when the queue is full
-the OLDEST row is dropped, counted, and reported as a warning event once the
-database works again. A row the database rejects on its own (a constraint
-violation) is dropped alone so it cannot block everything behind it.
+`upsert()` only append to an in-memory queue; `flush()` (called by a background
+thread, or directly in tests) writes the queue in one transaction. When the
+database fails (locked, read-only, disk full, gone) the rows stay queued and the
+next attempt waits at least `retry_s`.
+
+Money rows (orders, fills, trades, funding: what the exchange reported) are never
+dropped. Once more than `maxsize` rows are in memory, each flush first moves the
+queued money rows to the journal (`journal_path`, see gridctl.store.journal), and
+keeps doing so until the database has taken the whole journal; without a journal
+they simply stay in memory. Events and equity snapshots are bounded: past
+`maxsize` of them the OLDEST is dropped, counted, and reported as a warning event
+once the database works again. A row the database rejects on its own (a
+constraint violation) is dropped alone so it cannot block everything behind it.
+Fills carrying a `trade_id` are inserted at most once, so replaying a journal
+whose rows were already committed changes nothing.
 """
 
 from __future__ import annotations
 
-import json
+import heapq
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from decimal import Decimal
-from enum import Enum
-from typing import Any, Callable, Iterable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
 from peewee import DataError, Database, IntegrityError
 
+from gridctl.store.journal import Journal
 from gridctl.store.models import TABLES, UPSERT_KEYS
+from gridctl.store.rows import Item, json_default, to_json, write_items
+
+__all__ = ["BufferedWriter", "MONEY_TABLES", "to_json"]  # to_json: kept importable from here
 
 log = logging.getLogger(__name__)
 
@@ -32,43 +42,10 @@ DEFAULT_MAXSIZE = 1000
 DEFAULT_RETRY_S = 10.0
 RECENT_EVENTS = 200
 _TS_TABLES = {"fills", "funding", "equity", "events"}
+# What the exchange reported: never dropped, journaled past the memory bound.
+MONEY_TABLES = frozenset({"orders", "fills", "trades", "funding"})
 # A row the database refuses by itself: retrying cannot help, so it is dropped alone.
 _POISON = (IntegrityError, DataError, ValueError, TypeError)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, Decimal):
-        return str(o)
-    if hasattr(o, "value"):
-        return o.value
-    return str(o)
-
-
-def to_json(value: Any) -> str:
-    """JSON text for a *_json column (Decimals as strings, keys sorted)."""
-    return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"))
-
-
-@dataclass
-class _Item:
-    seq: int
-    op: str  # "add" | "upsert"
-    table: str
-    row: dict
-
-
-def _prepare(table: str, row: dict) -> dict:
-    """Database-ready copy: `data` -> data_json, dict/list *_json values -> text."""
-    out = dict(row)
-    if table == "events" and "data" in out:
-        data = out.pop("data")
-        out["data_json"] = None if data is None else to_json(data)
-    for k, v in out.items():
-        if isinstance(v, Enum):
-            out[k] = v.value
-        elif k.endswith("_json") and v is not None and not isinstance(v, str):
-            out[k] = to_json(v)
-    return out
 
 
 class BufferedWriter:
@@ -76,35 +53,48 @@ class BufferedWriter:
 
     `now` is a monotonic clock in seconds (injected in tests); `wall_ms` gives epoch
     ms for rows added without a `ts` and for the writer's own warning events.
+    `journal_path` (e.g. gridctl.store.journal.journal_path(state_dir, name)) is where
+    money rows past the memory bound go; a journal found there is written first.
     """
 
     def __init__(self, db: Database, maxsize: int = DEFAULT_MAXSIZE, retry_s: float = DEFAULT_RETRY_S,
                  now: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-                 strategy: Optional[str] = None, recent: int = RECENT_EVENTS):
+                 strategy: Optional[str] = None, recent: int = RECENT_EVENTS,
+                 journal_path: Optional[Union[str, Path]] = None):
         self.db = db
         self.maxsize = maxsize
         self.retry_s = retry_s
         self.strategy = strategy
         self._now = now
         self._wall_ms = wall_ms
-        self._queue: deque[_Item] = deque()
+        # Two queues, each in seq order: money rows are never dropped, the others may be.
+        self._money: deque[Item] = deque()
+        self._other: deque[Item] = deque()
+        self._journal = Journal(journal_path) if journal_path is not None else None
         self._recent: deque[dict] = deque(maxlen=recent)
         self._lock = threading.Lock()  # guards the queue and counters; held only for list operations
         self._flush_lock = threading.Lock()  # one flush at a time
-        self._seq = 0
+        # A journal left by an earlier process holds the oldest rows: number ours after them.
+        self._seq = self._journal.max_seq if self._journal else 0
         self._failed_at: Optional[float] = None
+        self._unavailable_since: Optional[int] = None  # wall ms of the current outage's first failure
         self._unreported_drops = 0
         self._drop_strategy: Optional[str] = None
         self._listeners: list[Callable[[dict], None]] = []
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
-        self.dropped = 0  # rows lost because the queue was full
+        self.dropped = 0  # events/equity rows lost because the queue was full
         self.rejected = 0  # rows the database refused (constraint violations)
         self.written = 0
         self.failures = 0  # failed flush attempts
         self.attempts = 0  # flush attempts that reached the database
         self.last_error: Optional[str] = None
+        self.journal_error: Optional[str] = None  # the last failed journal append (rows then stay in memory)
+        if self._journal is not None and self._journal.count:
+            log.warning("%s: %d rows journaled by an earlier process; writing them first",
+                        self._journal.path, self._journal.count)
+            self.flush(force=True)  # the worker reads its fills back right after this
 
     # ---- the worker's side: cheap, never blocks on the database, never raises on its failure
     def add(self, table: str, row: dict) -> None:
@@ -137,13 +127,30 @@ class BufferedWriter:
 
     @property
     def pending(self) -> int:
-        """Rows waiting to be written."""
-        return len(self._queue)
+        """Rows waiting to be written: in memory and in the journal."""
+        return self.queued + self.journaled
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting in memory."""
+        return len(self._money) + len(self._other)
+
+    @property
+    def journaled(self) -> int:
+        """Rows waiting in the journal file."""
+        return self._journal.count if self._journal is not None else 0
+
+    @property
+    def unavailable_since_ms(self) -> Optional[int]:
+        """Epoch ms of the first failed flush of the current outage; None while the database works."""
+        return self._unavailable_since
 
     def stats(self) -> dict:
         """Counters for status/diagnostics."""
-        return {"pending": self.pending, "dropped": self.dropped, "rejected": self.rejected,
-                "written": self.written, "failures": self.failures, "last_error": self.last_error}
+        return {"pending": self.pending, "queued": self.queued, "journaled": self.journaled,
+                "dropped": self.dropped, "rejected": self.rejected, "written": self.written,
+                "failures": self.failures, "last_error": self.last_error, "journal_error": self.journal_error,
+                "unavailable_since_ms": self._unavailable_since}
 
     def _put(self, op: str, table: str, row: dict) -> None:
         if table not in TABLES:
@@ -154,18 +161,24 @@ class BufferedWriter:
         warn = None
         with self._lock:
             self._seq += 1
-            self._queue.append(_Item(self._seq, op, table, row))
-            if len(self._queue) > self.maxsize:
-                lost = self._queue.popleft()
-                self.dropped += 1
-                self._unreported_drops += 1
-                self._drop_strategy = lost.row.get("strategy") or self._drop_strategy
-                if self._unreported_drops == 1:
-                    warn = {"strategy": self.strategy or self._drop_strategy or "", "ts": self._wall_ms(),
-                            "type": "warn", "level": None, "order_id": None, "data": {"dropped": 1},
-                            "message": f"database unavailable and {self.maxsize} rows queued: "
-                                       f"dropping the oldest rows ({self.last_error or 'no error yet'})"}
-                    self._recent.append(warn)
+            item = Item(self._seq, op, table, row)
+            if table in MONEY_TABLES:
+                # never dropped: past the bound the next flush moves it to the journal
+                self._money.append(item)
+            else:
+                self._other.append(item)
+                if len(self._other) > self.maxsize:
+                    lost = self._other.popleft()
+                    self.dropped += 1
+                    self._unreported_drops += 1
+                    self._drop_strategy = lost.row.get("strategy") or self._drop_strategy
+                    if self._unreported_drops == 1:
+                        warn = {"strategy": self.strategy or self._drop_strategy or "", "ts": self._wall_ms(),
+                                "type": "warn", "level": None, "order_id": None, "data": {"dropped": 1},
+                                "message": f"database unavailable and {self.maxsize} events queued: dropping "
+                                           f"the oldest events and equity snapshots (orders and fills are "
+                                           f"kept) ({self.last_error or 'no error yet'})"}
+                        self._recent.append(warn)
             if table == "events":
                 self._recent.append(row)
         if warn is not None:
@@ -179,20 +192,24 @@ class BufferedWriter:
 
     # ---- the database side
     def flush(self, force: bool = False) -> bool:
-        """Write everything queued in one transaction. True when the queue was emptied.
+        """Write everything queued (journal first, in seq order) in one transaction.
 
-        After a failure nothing is attempted until `retry_s` has passed (unless
-        `force`). Returns False at once if another flush is running.
+        True when nothing is left. Money rows past the memory bound are moved to the
+        journal first, even when the database is not tried. After a failure nothing
+        is attempted until `retry_s` has passed (unless `force`). Returns False at
+        once if another flush is running.
         """
         if not self._flush_lock.acquire(blocking=False):
             return False
         try:
+            self._spill()
             if (not force and self._failed_at is not None
                     and self._now() - self._failed_at < self.retry_s):
                 return False
             with self._lock:
-                batch = list(self._queue)
+                memory = list(heapq.merge(self._money, self._other, key=_by_seq))
                 drops = self._unreported_drops
+            batch = list(heapq.merge(self._journal_items(), memory, key=_by_seq))
             if not batch and not drops:
                 return True
             self.attempts += 1
@@ -200,8 +217,8 @@ class BufferedWriter:
             try:
                 try:
                     with self.db.atomic():
-                        self._write(batch + extra)
-                    done = batch
+                        write_items(batch + extra)
+                    done = batch + extra
                 except _POISON:
                     done = self._write_one_by_one(batch + extra, drops)
                     if done is None:
@@ -210,23 +227,67 @@ class BufferedWriter:
                 self._failed(exc)
                 return False
             self._done(done, drops)
-            return not self._queue
+            if self._unavailable_since is not None:
+                log.warning("database available again after %.1f s", (self._wall_ms() - self._unavailable_since) / 1000)
+            self._failed_at = None
+            self._unavailable_since = None
+            return self.pending == 0
         finally:
             self._flush_lock.release()
 
-    def _drop_event(self, drops: int) -> _Item:
-        return _Item(0, "add", "events", {
+    def _spill(self, everything: bool = False) -> None:
+        """Move the queued money rows to the journal once memory is past its bound.
+
+        Once the journal has rows, every new money row follows them there until the
+        database has taken them all, so the journal always holds the OLDEST money
+        rows and memory the newer ones. Called with the flush lock held.
+        """
+        if self._journal is None:
+            return
+        with self._lock:
+            if not (everything or self._journal.count or self.queued > self.maxsize):
+                return
+            items = list(self._money)
+        if not items:
+            return
+        first = not self._journal.count
+        try:
+            self._journal.append(({"seq": i.seq, "op": i.op, "table": i.table, "row": i.row} for i in items),
+                                 default=json_default)
+        except OSError as exc:  # disk full, read-only: the rows stay in memory, never dropped
+            if self.journal_error is None:
+                log.error("cannot write the journal %s, %d money rows stay in memory: %s",
+                          self._journal.path, len(items), exc)
+            self.journal_error = f"{type(exc).__name__}: {exc}"
+            return
+        self.journal_error = None
+        if first:
+            log.warning("database unavailable and %d rows queued: orders and fills now go to %s",
+                        self.queued, self._journal.path)
+        with self._lock:
+            # only flush() removes rows, and it is us: the journaled rows are still the queue's head
+            for _ in items:
+                self._money.popleft()
+
+    def _journal_items(self) -> list[Item]:
+        if self._journal is None or not self._journal.count:
+            return []
+        return [Item(int(r["seq"]), r["op"], r["table"], r["row"], journaled=True) for r in self._journal.read()]
+
+    def _drop_event(self, drops: int) -> Item:
+        return Item(0, "add", "events", {
             "strategy": self.strategy or self._drop_strategy or "", "ts": self._wall_ms(), "type": "warn",
-            "message": f"the database was unavailable: {drops} queued rows were dropped (oldest first)",
+            "message": f"the database was unavailable: {drops} queued events and equity snapshots were "
+                       f"dropped (oldest first)",
             "level": None, "order_id": None, "data": {"dropped": drops}})
 
-    def _write_one_by_one(self, items: list[_Item], drops: int) -> Optional[list[_Item]]:
+    def _write_one_by_one(self, items: list[Item], drops: int) -> Optional[list[Item]]:
         """Write each row alone so one refused row does not block the rest (None: DB failed)."""
-        done: list[_Item] = []
+        done: list[Item] = []
         for item in items:
             try:
                 with self.db.atomic():
-                    self._write([item])
+                    write_items([item])
             except _POISON as exc:
                 self.rejected += 1
                 log.error("database refused a %s row, dropped: %s (%s)", item.table, exc, item.row)
@@ -239,39 +300,32 @@ class BufferedWriter:
 
     def _failed(self, exc: Exception) -> None:
         if self._failed_at is None:
-            log.warning("database write failed, rows kept in memory and retried every %ss: %s", self.retry_s, exc)
+            log.warning("database write failed, rows kept and retried every %ss: %s", self.retry_s, exc)
+        if self._unavailable_since is None:
+            self._unavailable_since = self._wall_ms()
         self._failed_at = self._now()
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
 
-    def _done(self, done: list[_Item], drops: int) -> None:
-        last = max((i.seq for i in done if i.seq), default=0)
+    def _done(self, done: list[Item], drops: int) -> None:
+        """Forget rows the database committed (or refused): `done` is a prefix of the batch in seq order."""
+        last = max((i.seq for i in done if i.seq and not i.journaled), default=0)
+        from_journal = sum(1 for i in done if i.journaled)
+        if from_journal and self._journal is not None:
+            # after the commit, never before: a crash in between replays rows the database
+            # already has, which the upsert/insert-once keys make harmless for orders and fills
+            try:
+                self._journal.drop_first(from_journal)
+            except OSError as exc:
+                log.error("cannot shorten the journal %s, its first %d rows are in the database and "
+                          "will be written again (fills and orders once; trades and funding twice): %s",
+                          self._journal.path, from_journal, exc)
         with self._lock:
-            while self._queue and self._queue[0].seq <= last:
-                self._queue.popleft()
+            for q in (self._money, self._other):
+                while q and q[0].seq <= last:
+                    q.popleft()
             self._unreported_drops -= drops
-        self.written += len(done)
-        self._failed_at = None
-
-    def _write(self, items: list[_Item]) -> None:
-        # Consecutive rows of the same table, operation and columns go out as one statement.
-        for op, table, rows in _groups(items):
-            model = TABLES[table]
-            prepared = [_prepare(table, r) for r in rows]
-            cols = list(prepared[0])
-            size = max(1, 900 // max(1, len(cols)))  # stay under old SQLite's 999 variables
-            if op == "upsert":
-                keys = UPSERT_KEYS[table]
-                last = {tuple(r.get(k) for k in keys): r for r in prepared}  # later rows win
-                prepared = list(last.values())
-                key_fields = [model._meta.fields[k] for k in keys]
-                update = [model._meta.fields[c] for c in cols if c not in keys]
-            for i in range(0, len(prepared), size):
-                q = model.insert_many(prepared[i:i + size])
-                if op == "upsert":
-                    q = (q.on_conflict(conflict_target=key_fields, preserve=update) if update
-                         else q.on_conflict_ignore())
-                q.execute()
+        self.written += len([i for i in done if i.seq])
 
     # ---- background thread
     def start_background(self, interval_s: float = 1.0) -> None:
@@ -291,23 +345,21 @@ class BufferedWriter:
         self._thread.start()
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Stop the background thread and try one last flush; True when nothing is left."""
+        """Stop the background thread and try one last flush; True when nothing is left.
+
+        If the database is still unavailable, every money row still in memory goes to
+        the journal (when there is one), for the next writer to replay.
+        """
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout)
             self._thread = None
-        return self.flush(force=True)
+        if self.flush(force=True):
+            return True
+        with self._flush_lock:  # waits for a flush still running in a thread that outlived join()
+            self._spill(everything=True)
+        return False
 
 
-def _groups(items: Iterable[_Item]):
-    cur: Optional[tuple] = None
-    rows: list[dict] = []
-    for it in items:
-        key = (it.op, it.table, tuple(it.row))
-        if key != cur and rows:
-            yield cur[0], cur[1], rows
-            rows = []
-        cur = key
-        rows.append(it.row)
-    if rows:
-        yield cur[0], cur[1], rows
+def _by_seq(item: Item) -> int:
+    return item.seq

@@ -112,6 +112,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     strategy that is not running)."""
     from gridctl.control.worker_server import serve_worker
     from gridctl.store.db import open_database
+    from gridctl.store.journal import journal_path
     from gridctl.store.writer import BufferedWriter
     from gridctl.worker.loop import WorkerLoop
     from gridctl.worker.recorder import Recorder
@@ -128,7 +129,8 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     if rules is None:
         raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
     db = open_database(state_dir, config.database)
-    writer = BufferedWriter(db, strategy=name)
+    # orders and fills past the writer's memory bound go to this journal until the database is back
+    writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name))
     writer.start_background(1.0)
     tag = clientid.strategy_tag(s.name)
     id_format = quirk(account.venue, "client_id")

@@ -127,6 +127,7 @@ class Backtest:
             self.events += events
             if not actions:
                 return
+            fills_before = len(self.fills)
             for a in actions:
                 if isinstance(a, Cancel):
                     try:
@@ -148,6 +149,8 @@ class Backtest:
                 self.book_version += 1
                 for f in fills:
                     self._apply_fill(f)
+            if len(self.fills) == fills_before:
+                d.settled(self.book_version)
 
     # -- accounting per candle -------------------------------------------------
     def _account(self, a: int, b: int) -> None:

@@ -161,6 +161,16 @@ class Driver:
                 out.append(action)
         return out, []
 
+    def settled(self, book_version: int) -> None:
+        """The last actions all took effect and nothing else happened (no fill, no reject):
+        the book is now what the engine desires, so the reconcile at this new book version
+        is known to yield nothing and is skipped (a pure saving: reconcile is idempotent)."""
+        if self._synced is None:
+            return
+        (version, _, bucket), wake = self._synced
+        if version == self.e.version and not self._fresh_rejects:
+            self._synced = ((version, book_version, bucket), wake)
+
     def rejected(self, request: OrderRequest, now_ms: int, reason: str) -> list[Event]:
         """The venue refused a request: a close is sent again a few times; a level waits."""
         if request.intent is Intent.CLOSE:

@@ -167,6 +167,10 @@ class Exchange(Protocol):
 
     async def close(self) -> None: ...
 
+    async def market_rules(self) -> MarketRules:
+        """The symbol's trading rules as the venue publishes them (tick, step, minimums, fees)."""
+        ...
+
     async def events(self) -> list[ExchangeEvent]:
         """Wait for and return the next batch of events, in the order they happened."""
         ...

@@ -38,6 +38,10 @@ class SimulatedVenue:
     def now_ms(self) -> int:
         raise NotImplementedError
 
+    async def market_rules(self) -> MarketRules:
+        """The simulated venue trades by the rules it was given (a real venue's snapshot)."""
+        return self.rules
+
     def keep_fills(self, fills: list[Fill]) -> None:
         """Remember fills for fills_since() (the venue's trade history)."""
 

@@ -137,6 +137,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     owns = functools.partial(clientid.belongs, id_format, tag)  # the adapter cancels only these
     exchange = make_exchange(account, rules, s, state_dir, owns)
     await exchange.connect()
+    rules = await exchange.market_rules()  # the venue's rules win over the bundled snapshot
     now_ms = int(time.time() * 1000)
     grid = _stored_grid(name)
     if grid is None:

@@ -66,7 +66,6 @@ class Backtest:
         self.fills: list[FillRecord] = []
         self.events: list = []
         self.series = Series()
-        self._open_cache: dict = {}
         self.book_version = 0  # bumped by every fill, placement and cancel
         self._now = int(data.ts[0]) if len(data) else 0
         self._event_idx = np.append(data.event_candles(), NO_EVENT)
@@ -105,19 +104,7 @@ class Backtest:
             self.series.max_abs_position = pos
 
     def _actual(self) -> list[OpenOrder]:
-        out = []
-        cache = self._open_cache
-        for o in self.sim.open_orders():
-            key = (o.client_id, o.remaining)
-            oo = cache.get(key)
-            if oo is None:
-                oo = self.engine.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
-                if len(cache) > 10_000:
-                    cache.clear()
-                cache[key] = oo
-            if oo is not None:
-                out.append(oo)
-        return out
+        return self.driver.own_orders(self.sim.open_orders())
 
     def _react(self) -> None:
         """Execute what the driver wants until it wants nothing more at this price."""

@@ -12,14 +12,28 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Protocol, Sequence, Union
 
 from gridctl.core.engine import RUNNING, STOPPED, STOPPING, Event, GridEngine
 from gridctl.core.fills import FOREIGN, GONE, OWN, Fill, FundingPayment, OrderUpdate, PriceUpdate
+from gridctl.core.grid import Side
 from gridctl.core.ledger import Trade
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest, Place, Submit
 
 DriverAction = Union[Submit, Cancel]
+
+
+class VenueOrder(Protocol):
+    """What the driver reads of an order the venue holds (ExchangeOrder, SimOrder)."""
+
+    client_id: object
+    order_id: str
+    side: Side
+    price: Optional[int]
+    reduce_only: bool
+
+    @property
+    def remaining(self) -> int: ...
 REJECT_COOLDOWN_MS = 30_000
 SEEN_KEPT = 200_000  # trade ids remembered for deduplication
 
@@ -56,6 +70,7 @@ class Driver:
         self.wake_at: Optional[int] = None  # a cooled-down level may be retried from then
         self.unmet = False  # the last reconcile left a wanted order off the book
         self._synced: Optional[tuple] = None
+        self._open_cache: dict[tuple, Optional[OpenOrder]] = {}
 
     # -- events in ---------------------------------------------------------------
     def remember(self, fill: Fill) -> None:
@@ -115,6 +130,22 @@ class Driver:
 
     def on_funding(self, p: FundingPayment) -> list[Event]:
         return self.e.on_funding(p)
+
+    def own_orders(self, venue_orders: Iterable[VenueOrder]) -> list[OpenOrder]:
+        """The strategy's resting orders among the venue's, as the reconcile sees them
+        (decoded from their client ids; cached, since most syncs see the same book)."""
+        out, cache = [], self._open_cache
+        for o in venue_orders:
+            key = (o.client_id, o.remaining)
+            oo = cache.get(key)
+            if oo is None:
+                oo = self.e.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
+                if len(cache) > 10_000:
+                    cache.clear()
+                cache[key] = oo
+            if oo is not None:
+                out.append(oo)
+        return out
 
     # -- actions out -------------------------------------------------------------
     def actions(self, now_ms: int, market: int, book_version: int,

@@ -50,7 +50,6 @@ class WorkerLoop:
         self.done = asyncio.Event()
         self.started = clock()
         self.last_error: Optional[str] = None
-        self._open_cache: dict = {}
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -174,18 +173,7 @@ class WorkerLoop:
 
     # -- sync --------------------------------------------------------------------
     def _open_orders(self) -> list[OpenOrder]:
-        out, cache = [], self._open_cache
-        for o in self.ex.mirror.orders():
-            key = (o.client_id, o.remaining)
-            oo = cache.get(key)
-            if oo is None:
-                oo = self.e.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
-                if len(cache) > 10_000:
-                    cache.clear()
-                cache[key] = oo
-            if oo is not None:
-                out.append(oo)
-        return out
+        return self.d.own_orders(self.ex.mirror.orders())
 
     async def sync(self) -> None:
         """Execute what the driver wants until it wants nothing more (or fills wait to be read)."""

@@ -47,7 +47,7 @@ def worker(tmp_path, rules, s, data, balance="10000"):
     start = ex.price()
     params = grid_params(rules, s, start)
     engine = GridEngine(rules, build_grid(rules, params, start), engine_config(rules, s, acct, params))
-    writer = BufferedWriter(open_database(tmp_path), strategy=s.name)
+    writer = BufferedWriter(open_database(tmp_path), strategy=s.name, recent=100_000)
     loop = WorkerLoop(s.name, engine, ex, Recorder(writer, engine, s.name), D(balance), clock=ex.clock)
 
     async def run():
@@ -57,6 +57,7 @@ def worker(tmp_path, rules, s, data, balance="10000"):
             pass
 
     asyncio.run(run())
+    loop.events_seen = [e["message"] for e in writer.recent_events()]
     writer.close()
     return loop, ex
 
@@ -87,6 +88,9 @@ def assert_same(tmp_path, rules, s, data, balance="10000"):
     loop, ex = worker(tmp_path, rules, s, data, balance)
     assert fills_of_worker(ex, rules, loop.e) == fills_of_backtest(bt)
     assert len(bt.fills) > 0
+    # the position check on the reconcile timer never mistakes a fill just read for a difference
+    assert loop.exchange_position is None
+    assert not [m for m in loop.events_seen if m.startswith("position differs")]
     mark = bt.sim.mark
     assert figures(loop.e, mark) == figures(bt.engine, mark)
     assert sorted((o.client_id, o.price, o.remaining) for o in ex.sim.open_orders()) == sorted(
@@ -142,3 +146,39 @@ def test_real_xrp_candles_with_funding(tmp_path):
     s = strategy("neutral", "1.00", "1.30", 12, symbol="XRP/USDT:USDT", amount="40", leverage=2)
     bt, loop = assert_same(tmp_path, rules, s, real_data(rules, XRP_5M, rows=1200, funding=XRP_8H_FUNDING))
     assert bt.engine.ledger.funding != 0  # funding was paid, and the same in both
+
+
+# -- generated candle paths -------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from gridctl.sim.replay import MarketData  # noqa: E402
+
+
+@st.composite
+def candle_paths(draw):
+    """20 candles around 101.00 (ticks), with gaps between a close and the next open."""
+    price = 10100
+    rows = []
+    for _ in range(20):
+        o = price + draw(st.integers(-60, 60))  # a gap of up to 0.60
+        c = o + draw(st.integers(-120, 120))
+        h = max(o, c) + draw(st.integers(0, 60))
+        lo = min(o, c) - draw(st.integers(0, 60))
+        rows.append((max(o, 1), max(h, 1), max(lo, 1), max(c, 1)))
+        price = c
+    ts = T0 + np.arange(len(rows), dtype=np.int64) * MIN
+    col = lambda i: np.array([r[i] for r in rows], dtype=np.int64)  # noqa: E731
+    return MarketData(ts=ts, open=col(0), high=col(1), low=col(2), close=col(3))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=candle_paths(), mode=st.sampled_from(["long", "short", "neutral"]),
+       risk=st.sampled_from([{}, {"stop_loss_pct": "1"}, {"max_loss": "3"}, {"take_profit": "2"}]))
+def test_generated_paths_same_fills_and_figures(tmp_path_factory, data, mode, risk):
+    s = strategy(mode, "99.00", "103.00", 8, amount="1", **risk)
+    bt = backtest(R, s, data)
+    loop, ex = worker(tmp_path_factory.mktemp("w"), R, s, data)
+    assert fills_of_worker(ex, R, loop.e) == fills_of_backtest(bt)
+    assert figures(loop.e, bt.sim.mark) == figures(bt.engine, bt.sim.mark)

@@ -292,14 +292,14 @@ class WorkerLoop:
         while not self.done.is_set():
             try:
                 events = await self.ex.events()
-                await self.reconcile()
+                for ev in events:
+                    self.apply(ev)
+                await self.sync()
+                await self.reconcile()  # after the events are booked: else a fill just read looks like a difference
             except Temporary as exc:
-                self._error(self.now_ms(), f"exchange stream: {exc}")
+                self._error(self.now_ms(), f"exchange: {exc}")
                 await asyncio.sleep(1)
                 continue
-            for ev in events:
-                self.apply(ev)
-            await self.sync()
             self.snapshot()
         return 0
 

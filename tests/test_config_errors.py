@@ -255,7 +255,6 @@ def test_strategy_name_that_cannot_be_a_file_name_is_refused(tmp_path):
     """Names become PID-file, socket and log names: a slash must not reach the file system."""
     from click.testing import CliRunner
 
-    import gridctl.cli.commands  # noqa: F401
     from gridctl.cli import cli
 
     text = (Path(__file__).resolve().parents[1] / "strategies.yaml.example").read_text()

@@ -14,7 +14,7 @@ from gridctl.config.strategy import engine_config, grid_params
 from gridctl.core import clientid
 from gridctl.core.driver import Driver
 from gridctl.core.engine import GridEngine
-from gridctl.core.fills import FOREIGN, Fill, OrderUpdate, PriceUpdate
+from gridctl.core.fills import FOREIGN, Fill, OrderUpdate
 from gridctl.core.grid import Side
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest, Submit
 from gridctl.core.plan import build_grid

@@ -294,7 +294,7 @@ def main() -> int:
         if not args.skip_db:
             d = bench_big_db(root, args.events, args.fills, args.db_strategies)
             ok = "ok" if d["status_ms"] < TARGET_STATUS_MS else "OVER TARGET"
-            print(f"\n== status on a large database (supervisor down) ==")
+            print("\n== status on a large database (supervisor down) ==")
             print(f"  {d['events']:,} events, {d['fills']:,} fills, {d['strategies']} strategies: "
                   f"{d['db_mb']:.0f} MB (populated in {d['populate_s']:.1f} s)")
             print(f"  gridctl status --json                {d['status_ms']:8.0f} ms median of 5  "

@@ -171,3 +171,36 @@ def test_an_adapter_cancels_only_the_strategys_own_orders():
     assert asyncio.run(scenario()) == "not_own_order"
     assert [o.client_id for o in ex.sim.open_orders()] == [theirs]  # the sibling's order is untouched
     assert ex.mirror.orders() == []  # the mirror holds only our own orders
+
+
+def test_after_a_stream_loss_the_mirror_is_confirmed_and_what_vanished_is_placed_again(tmp_path):
+    from gridctl.store.db import open_database
+    from gridctl.store.writer import BufferedWriter
+    from gridctl.worker.loop import WorkerLoop
+    from gridctl.worker.recorder import Recorder
+
+    s = strategy("long", "100", "103", 3, amount="1")
+    tag = clientid.strategy_tag(s.name)
+    data = candles([("102.50", "102.60", "102.40", "102.50")] * 3, R)
+    ex = InMemoryExchange(R, data, D(10000), 1, owns=lambda cid: clientid.belongs("binance", tag, cid))
+    params = grid_params(R, s, ex.price())
+    engine = GridEngine(R, build_grid(R, params, ex.price()), engine_config(R, s, account(), params))
+    writer = BufferedWriter(open_database(tmp_path), strategy=s.name)
+    loop = WorkerLoop(s.name, engine, ex, Recorder(writer, engine, s.name), D(10000), clock=ex.clock)
+
+    async def scenario():
+        await loop.sync()
+        lost = ex.sim.open_orders()[0]
+        ex.lose_stream(venue_cancels=(lost.client_id,))
+        for ev in await ex.events():
+            loop.apply(ev)
+        await loop.reconcile()  # due at once after "restored"
+        await loop.sync()
+        return lost
+
+    lost = asyncio.run(scenario())
+    book = ex.sim.open_orders()
+    assert len(book) == 3 and lost.client_id not in {o.client_id for o in book}
+    assert {o.price for o in book} == {10000, 10100, 10200}  # the vanished level is back, under a new id
+    assert [m for m in (e["message"] for e in writer.recent_events()) if "stream" in m] == [
+        "exchange stream lost: connection reset", "exchange stream restored"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Callable, Iterator, Optional
 
-from gridctl.core.fills import Fill
+from gridctl.core.fills import Fill, StreamState
 from gridctl.core.market import MarketRules
 from gridctl.exchange.base import ExchangeEvent
 from gridctl.exchange.simulated import SimulatedVenue
@@ -49,6 +49,14 @@ class InMemoryExchange(SimulatedVenue):
 
     async def close(self) -> None:
         pass
+
+    def lose_stream(self, venue_cancels: tuple = ()) -> None:
+        """Fault injection: the stream drops; while it is down the venue cancels `venue_cancels`
+        (their updates never arrive); it then comes back. The next events() say so."""
+        ts = self._now
+        for cid in venue_cancels:
+            self.sim.cancel(cid)  # the mirror does not hear of it: only a reconcile can
+        self._pending += [StreamState(ts, "lost", "connection reset"), StreamState(ts, "restored")]
 
     async def events(self) -> list[ExchangeEvent]:
         """Fills taken at placement first; otherwise the next stop of the walk (one tick)."""

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -130,7 +131,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
     db = open_database(state_dir, config.database)
     # orders and fills past the writer's memory bound go to this journal until the database is back
-    writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name))
+    writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name), **_writer_tuning())
     writer.start_background(1.0)
     tag = clientid.strategy_tag(s.name)
     id_format = quirk(account.venue, "client_id")
@@ -195,6 +196,14 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         await exchange.close()
         writer.close()
     return code
+
+
+def _writer_tuning() -> dict:
+    """GRIDCTL_WRITER_MAXSIZE: rows the writer keeps in memory before orders and fills go to
+    the journal (default 1,000). A testing/tuning knob: the outage tests make it small so
+    the journal is really used."""
+    raw = os.environ.get("GRIDCTL_WRITER_MAXSIZE")
+    return {"maxsize": max(1, int(raw))} if raw else {}
 
 
 def _flush_now(writer) -> bool:

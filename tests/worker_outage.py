@@ -156,29 +156,34 @@ class Fleet:
 
 
 def consistent_positions(f: Fleet, timeout: float = 20.0) -> tuple[Decimal, Decimal]:
-    """(ledger position from status --json, venue position) read at a moment the venue was still.
+    """(ledger position the worker reports, venue position) read at a moment the venue was still.
 
-    The worker trades on, so the two are read between two identical venue snapshots;
-    a few tries find such a moment.
+    The worker trades on (~25 fills a second), so both are read between two identical
+    venue snapshots, the worker's figure through the supervisor's status call (the
+    live figure `gridctl status --json` shows, without a process start in between).
     """
+    def live() -> Decimal:
+        st = supervisor_status(f.state)
+        w = {w["name"]: w for w in st["workers"]}[NAME]
+        return Decimal(str(w["worker"]["position"]))
+
     def sample():
         before = (len(f.trades()), f.venue_position())
-        st = f.status()
+        ledger = live()
         after = (len(f.trades()), f.venue_position())
         if before != after:
             return None
-        ledger, venue = Decimal(st["position"]), Decimal(after[1]) * LOT
+        venue = Decimal(after[1]) * LOT
         return (ledger, venue) if ledger == venue else None
 
     try:
-        return wait_until(sample, timeout, "the ledger position equal to the venue's", step=0.2)
+        return wait_until(sample, timeout, "the ledger position equal to the venue's", step=0.02)
     except AssertionError:
-        st = f.status()
-        return Decimal(st["position"]), Decimal(f.venue_position()) * LOT
+        return live(), Decimal(f.venue_position()) * LOT
 
 
 def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, levels: int = 90,
-                      lower: float = 165, upper: float = 174, maxsize: int = 50,
+                      lower: float = 165, upper: float = 174, maxsize: int = 200,
                       kill: Union[bool, str] = False, min_fills_before: int = 10,
                       log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Run the scenario in `root` (see the module doc); returns its figures.
@@ -219,6 +224,12 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
                 r["venue_fills_at_kill"] = len(f.trades())
                 log(f"worker {killed_pid} killed -9 at {time.monotonic() - t0:.1f} s, "
                     f"journal {r['journal_at_kill']} rows")
+            if kill == "during" and killed_pid is not None and "restarted_in_outage_s" not in r:
+                w = f.worker()
+                if w["state"] == "running" and w["pid"] not in (None, killed_pid):
+                    r["restarted_in_outage_s"] = round(time.monotonic() - t0, 1)
+                    r["venue_fills_at_restart"] = len(f.trades())
+                    log(f"worker {w['pid']} running again at {r['restarted_in_outage_s']} s, inside the outage")
             if status_line is None or (time.monotonic() - t0) % 10 < 1:
                 status_tries += 1
                 s = f.gridctl("status", "-c", str(f.config), timeout=60)
@@ -228,6 +239,8 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
                                  if ln.startswith(f"{NAME}: database unavailable since ")), None)
                     status_line = status_line or line
             time.sleep(0.25)
+        if "venue_fills_at_restart" in r:  # the restarted worker traded on inside the outage
+            r["venue_fills_after_restart_in_outage"] = len(f.trades()) - r["venue_fills_at_restart"]
         r["venue_fills_during_outage"] = len(f.trades()) - venue_at_lock
         r["stored_during_outage"] = f.sql("SELECT COUNT(*) FROM fills WHERE strategy = ?", NAME)[0][0] - stored_at_lock
         r["journal_peak"] = max(journal_peak, f.journal_rows())

@@ -145,6 +145,25 @@ class BufferedWriter:
         """Epoch ms of the first failed flush of the current outage; None while the database works."""
         return self._unavailable_since
 
+    def pending_rows(self, table: str, timeout: float = 30.0) -> list[dict]:
+        """The rows of `table` not yet known to be in the database (journal and memory), oldest first.
+
+        For a worker starting during an outage: what the last process recorded is in the
+        database AND here, so read this first, then the database, and merge (a row may
+        be committed in between, then it is in both). Journaled rows have Decimals as
+        strings. Waits (at most `timeout`) for a flush under way, which an unavailable
+        database holds for its busy timeout.
+        """
+        if not self._flush_lock.acquire(timeout=timeout):
+            raise TimeoutError("the writer's flush did not finish")
+        try:
+            journaled = [i for i in self._journal_items() if i.table == table]
+            with self._lock:
+                memory = [i for i in heapq.merge(self._money, self._other, key=_by_seq) if i.table == table]
+            return [dict(i.row) for i in heapq.merge(journaled, memory, key=_by_seq)]
+        finally:
+            self._flush_lock.release()
+
     def stats(self) -> dict:
         """Counters for status/diagnostics."""
         return {"pending": self.pending, "queued": self.queued, "journaled": self.journaled,

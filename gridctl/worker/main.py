@@ -10,12 +10,14 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 from gridctl.config import ConfigError, load
@@ -59,22 +61,44 @@ def _stored_grid(name: str) -> Optional[dict]:
     return json.loads(row.grid_json)
 
 
-def _stored_fills(name: str, since_ts: int) -> list:
+def _stored_fills(name: str, since_ts: int, writer) -> list:
+    """This grid's fills: the database's, and those still waiting in the writer's journal.
+
+    A worker restarted during a database outage finds the last process's newest fills
+    only in the journal; without them they would come back through recovery as missed
+    fills and their cycles (trades) would be stored a second time.
+    """
     from gridctl.store.models import FillRow
 
-    rows = (FillRow.select().where((FillRow.strategy == name) & (FillRow.ts >= since_ts))
-            .order_by(FillRow.ts, FillRow.id))
-    return list(rows)
+    pending = [r for r in writer.pending_rows("fills")  # first: a row committed meanwhile is then in both
+               if r.get("strategy") == name and (r.get("ts") or 0) >= since_ts]
+    rows = list(FillRow.select().where((FillRow.strategy == name) & (FillRow.ts >= since_ts))
+                .order_by(FillRow.ts, FillRow.id))
+    have = {_fill_key(r.trade_id, r.ts, r.client_id, r.qty) for r in rows}
+    for r in pending:
+        key = _fill_key(r.get("trade_id"), r["ts"], r.get("client_id"), r.get("qty"))
+        if key not in have:
+            have.add(key)
+            rows.append(SimpleNamespace(**{"order_id": None, "intent": None, "trade_id": None, **r}))
+    rows.sort(key=lambda r: r.ts)  # stable: the database's order, then the journal's
+    return rows
 
 
-def _restore_generations(engine: GridEngine, name: str, since_ts: int) -> None:
-    """Continue every level's order generation above the ids this grid already used,
-    so a restarted worker never reuses a client order id."""
+def _fill_key(trade_id, ts, client_id, qty) -> tuple:
+    return ("t", trade_id) if trade_id else ("f", ts, str(client_id), str(Decimal(str(qty))))
+
+
+def _restore_generations(engine: GridEngine, name: str, since_ts: int, writer) -> None:
+    """Continue every level's order generation above the ids this grid already used
+    (stored, or still in the writer's journal), so a restarted worker never reuses a
+    client order id."""
     from gridctl.store.models import Order
 
+    ids = [r["client_id"] for r in writer.pending_rows("orders")
+           if r.get("strategy") == name and r.get("client_id")]
     rows = Order.select(Order.client_id).where((Order.strategy == name) & (Order.created_ts >= since_ts))
-    for row in rows:
-        d = engine.decode(_cid(row.client_id))
+    for cid in [row.client_id for row in rows] + ids:
+        d = engine.decode(_cid(cid))
         lv = engine.levels.get(d.level) if d is not None else None
         if lv is not None and d.gen > lv.gen:
             engine.levels[d.level] = replace(lv, gen=d.gen)
@@ -130,7 +154,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
     db = open_database(state_dir, config.database)
     # orders and fills past the writer's memory bound go to this journal until the database is back
-    writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name))
+    writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name), **_writer_tuning())
     writer.start_background(1.0)
     tag = clientid.strategy_tag(s.name)
     id_format = quirk(account.venue, "client_id")
@@ -160,12 +184,12 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     if not fresh:
         engine.opened = True  # the initial position was taken when this grid started
         _readopt(engine, grid, exchange.price())
-        for r in _stored_fills(name, grid["started_ts"]):
+        for r in _stored_fills(name, grid["started_ts"], writer):
             f = _stored_fill(rules, r)
             loop.d.remember(f)
             engine.on_fill(f)
             last_ts = max(last_ts, r.ts)
-        _restore_generations(engine, name, grid["started_ts"])
+        _restore_generations(engine, name, grid["started_ts"], writer)
     if flatten:
         engine.stop("emergency", keep=False)
     rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
@@ -198,11 +222,27 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     return code
 
 
+def _writer_tuning() -> dict:
+    """GRIDCTL_WRITER_MAXSIZE: rows the writer keeps in memory before orders and fills go to
+    the journal (default 1,000). A testing/tuning knob: the outage tests make it small so
+    the journal is really used."""
+    raw = os.environ.get("GRIDCTL_WRITER_MAXSIZE")
+    return {"maxsize": max(1, int(raw))} if raw else {}
+
+
 def _flush_now(writer) -> bool:
-    """Flush, waiting briefly if the background thread is flushing at this moment."""
+    """Flush, waiting briefly if the background thread is flushing at this moment.
+
+    One failed attempt is enough: the database is unavailable and trading must not
+    wait for it (the writer keeps the rows; each retry would wait the busy timeout).
+    """
+    if writer.unavailable_since_ms is not None:  # the journal replay at start just failed
+        return writer.flush()  # only if the retry time has passed
     for _ in range(20):
         if writer.flush(force=True):
             return True
+        if writer.unavailable_since_ms is not None:
+            return False
         time.sleep(0.05)
     return False
 

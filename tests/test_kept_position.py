@@ -1,0 +1,141 @@
+"""A kept position is the exchange's truth at the next start: adopted, never bought twice, shown
+as the exchange holds it, closable by emergency-close while the strategy is stopped.
+
+Real supervisor, real workers and the paper exchange, driven through the CLI (see
+tests/test_e2e_paper.py for the harness); the venue is the paper exchange's own state and trade
+history in the state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from decimal import Decimal
+
+import pytest
+
+from tests.proc_helpers import wait_until
+from tests.test_e2e_paper import Paper
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+version: 1
+accounts:
+  paper:
+    exchange: paper
+    like: binanceusdm
+    balance: 10000
+    feed: {replay: "builtin:SOLUSDT_1m", speed: 600}
+strategies:
+  long-kept:
+    account: paper
+    symbol: SOL/USDT:USDT
+    mode: long
+    lower: 160
+    upper: 180
+    grids: 20
+    investment: 600
+    leverage: 2
+    initial_position: true
+    risk: {on_stop: close}
+  short-keep:
+    account: paper
+    symbol: SOL/USDT:USDT
+    mode: short
+    lower: 160
+    upper: 180
+    grids: 20
+    investment: 600
+    leverage: 2
+    initial_position: true
+    risk: {on_stop: keep}
+"""
+
+
+@pytest.fixture
+def paper(tmp_path):
+    p = Paper(tmp_path)
+    p.config.write_text(CONFIG)
+    yield p
+    p.cleanup()
+
+
+def market_entries(p: Paper, name: str) -> int:
+    """Initial-position buys/sells the venue executed for a strategy (taker entries)."""
+    from gridctl.core.clientid import decode
+
+    return sum(1 for t in p.trades(name) if not t["maker"] and (d := decode("binance", t["cid"])) is not None
+               and d.intent.value == "entry")
+
+
+def live(p: Paper, name: str) -> dict:
+    return p.status()[name]
+
+
+def agrees_with_venue(p: Paper, name: str) -> bool:
+    """The ledger's position, the exchange position status shows and the venue's all agree."""
+    before = p.venue_position(name)
+    st = live(p, name)
+    after = p.venue_position(name)
+    venue = Decimal(after) / 100
+    return before == after and Decimal(st["position"]) == venue and Decimal(st["exchange_position"]) == venue
+
+
+@pytest.mark.parametrize("name,stop_args", [("long-kept", ("--keep-position",)), ("short-keep", ())],
+                         ids=["stop --keep-position", "on_stop: keep"])
+def test_a_kept_position_is_adopted_at_the_next_start_and_never_bought_twice(paper, name, stop_args):
+    paper.start(name)
+    wait_until(lambda: paper.venue_position(name) != 0, 20, "the initial position on the venue")
+    assert market_entries(paper, name) >= 1
+    out = paper.ok("stop", name, *stop_args)
+    assert f"stopped {name} (position kept)" in out
+    kept = paper.venue_position(name)
+    assert kept != 0 and paper.book(name) == {}
+    st = live(paper, name)
+    assert st["state"] == "stopped" and Decimal(st["position"]) == Decimal(kept) / 100
+    entries = market_entries(paper, name)
+
+    paper.start(name)
+    logs = wait_until(lambda: (out := paper.ok("logs", name, "--grep", "adopted")) and "adopted" in out and out,
+                      20, "the adoption logged")
+    assert f"adopted the exchange's position {Decimal(kept) / 100}" in logs
+    assert market_entries(paper, name) == entries  # nothing bought (or sold) at market again
+    wait_until(lambda: agrees_with_venue(paper, name), 20, "status equal to the venue")
+
+    # a crash after the adoption: the restarted worker takes the same position over, once
+    old = paper.workers()[name]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_until(lambda: (w := paper.workers()[name])["state"] == "running" and w["pid"] != old, 20, "restart")
+    assert market_entries(paper, name) == entries
+    wait_until(lambda: agrees_with_venue(paper, name), 20, "status equal to the venue after the restart")
+
+    out = paper.ok("stop", name, "--keep-position")
+    assert paper.venue_position(name) != 0
+    # stopped with its position open: emergency-close closes it from the command itself
+    out = paper.ok("emergency-close", name, "--yes")
+    assert f"emergency-closed {name} (not running: closed from here" in out
+    assert paper.venue_position(name) == 0 and paper.book(name) == {}
+    st = live(paper, name)
+    assert st["state"] == "stopped" and Decimal(st["position"]) == 0
+
+
+def test_a_difference_nobody_can_explain_is_shown_not_overwritten(paper):
+    name = "long-kept"
+    paper.start(name)
+    wait_until(lambda: paper.venue_position(name) > 0, 20, "the initial position on the venue")
+    # the worker dies; meanwhile someone trades on the account (here: by editing the venue)
+    os.kill(paper.workers()[name]["pid"], signal.SIGKILL)
+    path = paper.state / "paper" / f"{name}.json"
+    state = json.loads(path.read_text())
+    state["sim"]["account"]["legs"]["both"]["qty"] += 500  # +5.00 SOL from nowhere
+    path.write_text(json.dumps(state))
+    wait_until(lambda: paper.workers()[name]["state"] == "running", 20, "restart")
+    st = wait_until(lambda: (s := live(paper, name)) and s.get("exchange_position") not in (None, s["position"])
+                    and s, 20, "the difference shown")
+    assert Decimal(st["exchange_position"]) - Decimal(st["position"]) == Decimal("5.00")
+    table = paper.ok("status", "-c", str(paper.config), name)
+    assert f"(exchange {st['exchange_position']})" in table
+    logs = wait_until(lambda: paper.ok("logs", name, "--grep", "position differs"), 10, "the difference logged")
+    assert "position differs: ledger" in logs and "(not changed; see gridctl status)" in logs

@@ -141,7 +141,8 @@ def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
 
 
 def _risk(r: Reader, m: Any, path: Path) -> RiskConfig:
-    m = r.mapping(m, path, RISK_KEYS)
+    m = r.mapping(m, path, RISK_KEYS, elsewhere={k: f"strategies.{path[1]}, not risk:"
+                                                 for k in STRATEGY_KEYS if k not in RISK_KEYS})
     mr_path = path + ("margin_ratio",)
     mr = r.mapping(m.get("margin_ratio"), mr_path, ["warn", "reduce", "close"])
     d = MarginRatioConfig()
@@ -165,7 +166,7 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         # names become file names (PID file, socket, log) and appear in shell commands
         r.error(path, "strategy names may use letters, digits, '-', '_' and '.' (up to 64, starting "
                 "with a letter or digit)")
-    m = r.mapping(m, path, STRATEGY_KEYS)
+    m = r.mapping(m, path, STRATEGY_KEYS, elsewhere={k: "risk:" for k in RISK_KEYS})
     account = r.text(m, path, "account", required=True)
     if account is not None and account not in accounts:
         r.error(path + ("account",), f"no account '{account}' under accounts{did_you_mean(account, accounts)}")
@@ -200,6 +201,10 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
     )
     if "refresh_interval_ms" in m:
         _unsupported(r, path, "refresh_interval_ms")
+    if cfg.initial_position and cfg.mode is Mode.NEUTRAL:
+        # the engine opens nothing for a neutral grid; accepting it would silently ignore it
+        r.error(path + ("initial_position",), "has no effect on a neutral grid: it holds no position at start "
+                "(buys below the start price, sells above); remove it, or use mode long or short")
     if cfg.range_pct is not None and cfg.range_pct >= 100:
         r.error(path + ("range_pct",), f"must be below 100, got {cfg.range_pct}")
     return cfg

@@ -100,7 +100,7 @@ class Recorder:
         self.event(ts, "order", f"cancelled {o.intent.value} {o.side.value} @ {price} (level {o.level})",
                    o.level, o.order_id, {"action": "cancelled", "client_id": str(o.client_id),
                                          "intent": o.intent.value, "side": o.side.value, "price": str(price),
-                                         "qty": str(self.rules.qty(o.qty))})
+                                         "qty": str(self.rules.qty(o.qty)), "reduce_only": o.reduce_only})
 
     def fill(self, f: Fill, level: Optional[int], intent: str, realized: Decimal) -> None:
         self.w.add("fills", {

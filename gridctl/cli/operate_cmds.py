@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
@@ -23,7 +23,7 @@ START_TIMEOUT = 30.0   # until a new supervisor's socket answers
 LONG = 600.0           # stop and shutdown wait for workers to flatten
 
 
-def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]]):
+def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]], events=None):
     """The supervisor for state_dir.
 
     For development and tests: GRIDCTL_WORKER_MAIN ("module:function") replaces the
@@ -35,7 +35,7 @@ def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]])
 
     base = float(os.environ.get("GRIDCTL_BACKOFF_BASE", "1"))
     preload = os.environ.get("GRIDCTL_PRELOAD")
-    return Arbiter(config_path, state_dir, start=names, policy=RestartPolicy(base=base),
+    return Arbiter(config_path, state_dir, start=names, policy=RestartPolicy(base=base), events=events,
                    entry=os.environ.get("GRIDCTL_WORKER_MAIN", DEFAULT_ENTRY),
                    preload=DEFAULT_PRELOAD if preload is None else [m for m in preload.split(",") if m])
 
@@ -73,9 +73,9 @@ def _call(client: ControlClient, cmd: str, timeout: Optional[float] = None, **ar
     raise AssertionError("unreachable")
 
 
-def _print_results(resp: dict) -> None:
-    """One line per strategy; exit 1 if any of them failed."""
-    failed = False
+def _print_results(resp: dict, extra: Optional[Callable[[dict], bool]] = None) -> None:
+    """`extra(resp)` first (it says whether it went well), then one line per strategy; exit 1 if any failed."""
+    failed = bool(extra and not extra(resp))
     for r in resp.get("results", []):
         if r.get("ok"):
             click.echo(r["message"])
@@ -95,7 +95,7 @@ def _log_tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def _launch_daemon(config_path: Path, state_dir: Path) -> int:
+def _launch_daemon(config_path: Path, state_dir: Path, events=None) -> int:
     from gridctl.supervisor.daemon import daemonize
 
     paths = StatePaths(state_dir)
@@ -103,7 +103,7 @@ def _launch_daemon(config_path: Path, state_dir: Path) -> int:
 
     def body() -> int:
         _log_to_stderr()
-        return make_arbiter(config_path, state_dir, []).run()
+        return make_arbiter(config_path, state_dir, [], events).run()
 
     pid = daemonize(body, paths.supervisor_log)
     client = ControlClient(state_dir)
@@ -124,22 +124,35 @@ def _launch_daemon(config_path: Path, state_dir: Path) -> int:
 @click.argument("names", nargs=-1)
 @click.option("--foreground", is_flag=True,
               help="Run the supervisor in this process and log to stderr (systemd uses this).")
+@click.option("--events", "events_listen", metavar="HOST:PORT",
+              help="Serve live events to dashboards over WebSocket (loopback only unless the YAML's "
+                   "events.allow_remote is true); overrides the YAML's events.listen.")
 @click.pass_obj
-def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground: bool) -> None:
+def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground: bool,
+          events_listen: Optional[str]) -> None:
     """Start the supervisor (if it is not running) and the named strategies (default: all).
 
     The supervisor runs in the background, one per state dir, and restarts crashed
     strategies. Its log is <state dir>/logs/supervisor.log; each strategy logs to
-    <state dir>/logs/NAME.log.
+    <state dir>/logs/NAME.log. With --events (or `events:` in the YAML) it also serves
+    the live event feed; clients present the token in <state dir>/events.token
+    (docs/events.md).
 
     Example:
 
         gridctl start -c strategies.yaml
         gridctl start -c strategies.yaml sol-neutral xrp-short
+        gridctl start -c strategies.yaml --events 127.0.0.1:8765
     """
+    from gridctl.config.listen import ListenError, resolve
+
     config = load_config_or_exit(config_path)
     for n in names:
         strategy_or_exit(config, n)
+    try:
+        events = resolve(events_listen, config.events)
+    except ListenError as exc:
+        fail(str(exc), 2)
     state_dir = app.state_dir(config).resolve()
     client = ControlClient(state_dir)
     if foreground:
@@ -147,12 +160,23 @@ def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground:
             pid = read_pid(StatePaths(state_dir).pid_file)
             fail(f"a supervisor is already running for state dir {state_dir} (pid {pid})")
         _log_to_stderr()
-        sys.exit(make_arbiter(config.path, state_dir, list(names) or None).run())
+        sys.exit(make_arbiter(config.path, state_dir, list(names) or None, events).run())
     if not client.is_running():
-        pid = _launch_daemon(config.path.resolve(), state_dir)
+        pid = _launch_daemon(config.path.resolve(), state_dir, events)
         click.echo(f"started supervisor (pid {pid}) for state dir {state_dir}")
-    resp = _call(client, "start", timeout=LONG, names=list(names), config=str(config.path.resolve()))
-    _print_results(resp)
+    spec = None if events is None else {"listen": events.listen, "allow_remote": events.allow_remote}
+    resp = _call(client, "start", timeout=LONG, names=list(names), config=str(config.path.resolve()), events=spec)
+    _print_results(resp, extra=_feed_line)
+
+
+def _feed_line(resp: dict) -> bool:
+    """Print where the event feed listens (or why it does not); False when it failed."""
+    info, err = resp.get("events"), resp.get("events_error")
+    if info:
+        click.echo(f"event feed on {info['url']} (token in {info['token_file']})")
+    if err:
+        click.echo(f"error: {err}", err=True)
+    return not err
 
 
 @cli.command()

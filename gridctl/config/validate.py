@@ -11,15 +11,17 @@ from typing import Any, Optional
 from gridctl import datasets
 from gridctl.config import market_check
 from gridctl.config.model import (
-    AccountConfig, Config, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
+    AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
     StrategyConfig,
 )
+from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
 from gridctl.config.yamlsrc import YamlSyntaxError, parse
 from gridctl.core.grid import Mode, Spacing
 from gridctl.markets import bundled_venues
 
-TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports"]
+TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports", "events"]
+EVENTS_KEYS = ["listen", "allow_remote"]
 ACCOUNT_KEYS = ["exchange", "like", "balance", "feed", "api_key", "secret", "password",
                 "position_mode", "margin_mode", "sandbox"]
 FEED_KEYS = ["replay", "synthetic", "live", "poll_ms", "speed", "mark", "funding", "loop"]
@@ -232,6 +234,23 @@ def _report(r: Reader, name: str, m: Any, strategies: dict) -> ReportConfig:
     )
 
 
+def _events(r: Reader, m: Any) -> Optional[EventsConfig]:
+    """`events: {listen: HOST:PORT, allow_remote: false}`: the live WebSocket feed (absent: no feed)."""
+    if m is None:
+        return None
+    path = ("events",)
+    m = r.mapping(m, path, EVENTS_KEYS)
+    allow_remote = r.boolean(m, path, "allow_remote")
+    listen = r.text(m, path, "listen", required=True)
+    if listen is None:
+        return None
+    try:
+        return events_config(listen, allow_remote, "listen")
+    except ListenError as exc:
+        r.error(path + ("listen",), str(exc).removeprefix("listen: "))
+        return None
+
+
 def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True) -> Config:
     """Read and validate a config file. Raises ConfigError with every problem found."""
     path = Path(path)
@@ -258,6 +277,7 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
                   if (s := _strategy(r, str(n), m, accounts)) is not None}
     reports = {n: _report(r, str(n), m, strategies)
                for n, m in r.mapping(top.get("reports"), ("reports",)).items()}
+    events = _events(r, top.get("events"))
     if check_markets:
         market_check.check_strategies(r, accounts, strategies)
     if r.problems:
@@ -265,4 +285,4 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     state_dir = r.text(top, (), "state_dir")
     return Config(path=path, version=1, state_dir=Path(os.path.expanduser(state_dir)) if state_dir else None,
                   database=r.text(top, (), "database"), accounts=accounts, strategies=strategies,
-                  reports=reports)
+                  reports=reports, events=events)

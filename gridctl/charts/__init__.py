@@ -138,7 +138,7 @@ def render_html(c: ChartData) -> str:
     if len(c.level_price):
         colors = ["#2e7d32" if h > 0 else "#c62828" for h in c.level_held]
         fig.add_trace(go.Bar(x=list(c.level_held), y=list(c.level_price), orientation="h", name="held at the end",
-                             marker_color=colors, text=list(c.level_text) or None, hoverinfo="text+x+y",
+                             marker_color=colors, hovertext=list(c.level_text) or None, hoverinfo="text+x+y",
                              showlegend=False), 1, 2)
     pts, pnl, dd = thin_curve(c.pnl_ts, c.pnl)
     if len(pnl):
@@ -151,7 +151,7 @@ def render_html(c: ChartData) -> str:
     note = f"<br><sup>{len(c.ts):,} candles, drawn as at most {MAX_POINTS:,}</sup>" if thinned else ""
     fig.update_layout(title={"text": c.title + note, "font": {"size": 15}},
                       template="plotly_white", height=950, xaxis_rangeslider_visible=False,
-                      legend={"orientation": "h", "y": 1.06, "x": 0}, margin={"l": 60, "r": 20, "t": 110, "b": 40},
+                      legend={"orientation": "h", "y": -0.04, "x": 0}, margin={"l": 60, "r": 20, "t": 90, "b": 60},
                       hovermode="closest", bargap=0.15, barmode="overlay")
     return fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
 

@@ -195,3 +195,16 @@ def test_the_stop_shows_its_time_and_price(tmp_path):
     assert "  stop time               2024-08-03 15:45\n" in text and "  stop price              147.25" in text
     # three days of data: no APR next to the return
     assert "  grid APR %              -\n" in text and "  total APR %             -\n" in text
+
+
+def test_html_without_plotly_says_how_to_install_it(tmp_path, monkeypatch):
+    import gridctl.charts as charts
+
+    def missing() -> None:
+        raise charts.ChartsUnavailable(charts.INSTALL_HINT)
+
+    monkeypatch.setattr(charts, "require_plotly", missing)
+    cfg = config(tmp_path, s=sol())
+    r = run(cfg, "s", "--html", str(tmp_path / "c.html"))
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == "error: --html needs plotly: pip install 'gridctl[charts]' (or pip install plotly)\n"

@@ -369,9 +369,12 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
               show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML chart of ONE strategy (price, grid, fills, PnL, drawdown, "
+                   "position per level).")
 @click.pass_obj
 def report(app: AppContext, config_path: str, names: tuple[str, ...], period: str, fmt: str,
-           output: Optional[str]) -> None:
+           output: Optional[str], html_out: Optional[str]) -> None:
     """Performance of strategies (default: all) over a period.
 
     Trades, fills, cancels, fill rate, time to fill, win rate, cycle profits, hold
@@ -382,11 +385,30 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], period: st
     Example:
         gridctl report --period 7d
         gridctl report sol-neutral sol-long --period 30d --format csv -o month.csv
+        gridctl report sol-neutral --period all --html sol.html
     """
     from gridctl.report import render, report as build
 
+    if html_out is not None:
+        from gridctl.charts import ChartsUnavailable, require_plotly
+        if len(names) != 1:
+            fail("--html draws one strategy: name it, e.g. gridctl report sol-neutral --html sol.html", 2)
+        try:
+            require_plotly()
+        except ChartsUnavailable as exc:
+            fail(str(exc), 2)
     db = _open_db(app, config_path)
-    text = render(_unknown(build, db, list(names) or None, period), fmt)
+    rep = _unknown(build, db, list(names) or None, period)
+    text = render(rep, fmt)
+    if html_out is not None:
+        from gridctl.charts.report import report_chart
+        from gridctl.report import title
+        try:
+            with open(html_out, "w", encoding="utf-8") as f:
+                f.write(report_chart(db, names[0], rep["from_ts"], rep["to_ts"], f"{names[0]} · {title(rep)}"))
+        except OSError as exc:
+            fail(f"cannot write {html_out}: {exc.strerror}", 2)
+        click.echo(f"wrote the chart to {html_out}", err=True)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as f:
             f.write(text)

@@ -35,16 +35,16 @@ class FeedHandler(FakeHandler):
 
 def cycle(h: FeedHandler) -> None:
     n, pid = h.n, os.getpid()
-    h.row("order", f"placed entry buy 0.1 @ 149.5 (level 3)", 3, f"oid-{pid}-{n}",
+    h.row("order", "placed entry buy 0.1 @ 149.5 (level 3)", 3, f"oid-{pid}-{n}",
           {"action": "placed", "client_id": f"cid-{n}", "intent": "entry", "side": "buy", "price": "149.5",
            "qty": "0.1", "reduce_only": False, "post_only": True})
-    h.row("fill", f"level 3 entry buy 0.1 @ 149.5", 3, None,
+    h.row("fill", "level 3 entry buy 0.1 @ 149.5", 3, None,
           {"intent": "entry", "side": "buy", "price": "149.5", "qty": "0.1", "fee": "0.002991", "maker": True,
            "order_id": f"oid-{pid}-{n}", "client_id": f"cid-{n}", "trade_id": f"t-{pid}-{n}"})
     h.row("trade", "level 3 cycle done: 0.0940 net", 3, None,
           {"profit": "0.1", "fees": "0.006", "net_profit": "0.094", "side": "buy", "qty": "0.1",
            "entry_price": "149.5", "exit_price": "150.5", "entry_ts": 1, "exit_ts": 2, "hold_ms": 1})
-    h.row("order", f"cancelled exit sell @ 150.5 (level 3)", 3, f"oid-{pid}-{n}x",
+    h.row("order", "cancelled exit sell @ 150.5 (level 3)", 3, f"oid-{pid}-{n}x",
           {"action": "cancelled", "client_id": f"cidx-{n}", "intent": "exit", "side": "sell", "price": "150.5",
            "qty": "0.1"})
     h.row("risk", "margin ratio 51.0% >= 50%", None, None, {"margin_ratio": "0.51"})

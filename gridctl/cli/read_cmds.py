@@ -225,7 +225,7 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
         for key in LIVE_MONEY:
             if live.get(key) is not None:
                 row[key] = Decimal(str(live[key]))
-        for key in ("open_buys", "open_sells", "uptime_s"):
+        for key in ("open_buys", "open_sells", "uptime_s", "config_applied_ts"):
             if live.get(key) is not None:
                 row[key] = live[key]
         since = live.get("db_unavailable_since")

@@ -14,7 +14,8 @@ import click
 from gridctl import datasets
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
-    EXIT_CONFIG, config_option, fail, json_option, positive_number_or_exit, print_json, strategy_market_or_exit,
+    EXIT_CONFIG, config_option, fail, json_option, merge_window, positive_number_or_exit, print_json,
+    strategy_market_or_exit,
 )
 from gridctl.core.grid import GridError
 
@@ -74,28 +75,43 @@ def _data_path(spec: Optional[str], base: Path) -> Optional[Path]:
 @click.option("--data", "data_spec", required=True, help="Candles CSV (timestamp_ms,open,high,low,close,volume) or builtin:NAME.")
 @click.option("--mark", "mark_spec", help="Mark-price candles CSV (default: the last price).")
 @click.option("--funding", "funding_spec", help="Funding-rate CSV (timestamp_ms,rate).")
-@click.option("--from", "date_from", help="First day (UTC), e.g. 2024-08-01.")
-@click.option("--to", "date_to", help="End (UTC, exclusive), e.g. 2024-08-03.")
+@click.option("--since", "date_from", help="First day or time (UTC), e.g. 2024-08-01.")
+@click.option("--until", "date_to", help="End (UTC, exclusive), e.g. 2024-08-03.")
+@click.option("--from", "from_alias", hidden=True)  # the old names of --since/--until
+@click.option("--to", "to_alias", hidden=True)
 @click.option("--balance", type=str, help="Simulated wallet balance (default: the account's).")
 @click.option("--reference", is_flag=True, help="Visit every candle (slow; for checking the fast mode).")
 @click.option("--trades-csv", type=click.Path(dir_okay=False), help="Write one row per completed cycle.")
 @click.option("--fills-csv", type=click.Path(dir_okay=False), help="Write one row per fill.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              help="Write fills.csv and trades.csv into DIR (created if missing).")
 @json_option
 def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[str], funding_spec: Optional[str],
-             date_from: Optional[str], date_to: Optional[str], balance: Optional[str], reference: bool,
-             trades_csv: Optional[str], fills_csv: Optional[str], as_json: bool) -> None:
+             date_from: Optional[str], date_to: Optional[str], from_alias: Optional[str], to_alias: Optional[str],
+             balance: Optional[str], reference: bool, trades_csv: Optional[str], fills_csv: Optional[str],
+             out_dir: Optional[str], as_json: bool) -> None:
     """Run a strategy exactly as configured over historical candles.
 
     Within a candle the price path is open→low→high→close for a rising candle and
     open→high→low→close for a falling one; resting orders fill at their price.
 
+    \b
     Example:
-
         gridctl backtest -c strategies.yaml sol-neutral --data builtin:SOLUSDT_1m --json
+        gridctl backtest sol-neutral --data builtin:SOLUSDT_1m --since 2024-08-02 -o out/
     """
     from gridctl.backtest import BacktestInputError, load_market_data, prepare
     from gridctl.backtest.summary import render, summarize, write_fills_csv, write_trades_csv
 
+    from_opt, to_opt = ("--from" if from_alias else "--since"), ("--to" if to_alias else "--until")
+    date_from, date_to = merge_window(date_from, date_to, from_alias, to_alias)
+    if out_dir is not None:
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"-o: cannot create {out_dir}: {exc.strerror}", EXIT_CONFIG)
+        fills_csv = fills_csv or str(Path(out_dir) / "fills.csv")
+        trades_csv = trades_csv or str(Path(out_dir) / "trades.csv")
     _, s, account, rules = strategy_market_or_exit(config_path, name, "backtest")
     for option, out in (("--fills-csv", fills_csv), ("--trades-csv", trades_csv)):
         if out is not None:
@@ -104,8 +120,8 @@ def backtest(config_path: str, name: str, data_spec: str, mark_spec: Optional[st
     bal = positive_number_or_exit(balance, "--balance") if balance is not None else None
     try:
         data = load_market_data(rules, _data_path(data_spec, cwd), _data_path(mark_spec, cwd),
-                                _data_path(funding_spec, cwd), parse_date(date_from, "--from"),
-                                parse_date(date_to, "--to"))
+                                _data_path(funding_spec, cwd), parse_date(date_from, from_opt),
+                                parse_date(date_to, to_opt))
         prepared = prepare(rules, s, account, data, bal)
     except BacktestInputError as exc:
         fail(str(exc), EXIT_CONFIG)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import click
@@ -19,16 +20,22 @@ from gridctl.config.strategy import default_start, grid_params
 
 @cli.command()
 @config_option
-def validate(config_path: str) -> None:
+@json_option
+def validate(config_path: str, as_json: bool) -> None:
     """Check the strategies file against each market's rules.
 
     Every problem is listed with its YAML path and line; the exit status is 2
-    when there is any. Nothing is traded.
+    when there is any. Nothing is traded. --json prints {"ok", "path",
+    "problems": [{"path", "line", "message"}], "strategies": [...]}.
 
+    \b
     Example:
-
         gridctl validate -c strategies.yaml
+        gridctl validate -c strategies.yaml --json
     """
+    if as_json:
+        _validate_json(config_path)
+        return
     config = load_config_or_exit(config_path)
     for s in config.strategies.values():
         acc = config.accounts[s.account]
@@ -36,6 +43,25 @@ def validate(config_path: str) -> None:
         size = f"investment {s.investment}" if s.investment is not None else f"amount {s.amount}/level"
         click.echo(f"ok  {s.name}: {s.mode.value} {s.spacing.value} {s.symbol} on {acc.name} "
                    f"({acc.exchange}), {rng}, {s.grids} grids, {size}, {s.leverage}x")
+
+
+def _validate_json(config_path: str) -> None:
+    """validate --json: the problems (exit 2) or the strategies found."""
+    from pathlib import Path
+
+    from gridctl.config import ConfigError, load
+
+    try:
+        config = load(Path(config_path))
+    except ConfigError as exc:
+        print_json({"ok": False, "path": config_path,
+                    "problems": [{"path": ".".join(str(k) for k in p.path), "line": p.line, "message": p.message}
+                                 for p in exc.problems],
+                    "strategies": []})
+        sys.exit(EXIT_CONFIG)
+    print_json({"ok": True, "path": config_path, "problems": [],
+                "strategies": [{"name": s.name, "account": s.account, "symbol": s.symbol, "mode": s.mode.value,
+                                "grids": s.grids} for s in config.strategies.values()]})
 
 
 def plan_json(name: str, symbol: str, plan: Plan) -> dict:
@@ -81,8 +107,8 @@ def _print_plan(name: str, symbol: str, quote: str, plan: Plan) -> None:
 def plan(config_path: str, name: str, price: Optional[str], as_json: bool) -> None:
     """Show the orders a strategy will place, its cycle profit, margin and liquidation.
 
+    \b
     Example:
-
         gridctl plan -c strategies.yaml sol-neutral --price 141.2 --json
     """
     _, s, account, rules = strategy_market_or_exit(config_path, name, "plan")

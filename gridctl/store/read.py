@@ -52,9 +52,11 @@ def check_names(db: Database, names: Optional[Iterable[str]]) -> list[str]:
     names = list(dict.fromkeys(names))
     missing = [n for n in names if n not in known]
     if missing:
+        from gridctl.config.reader import did_you_mean
+
         have = ", ".join(known) if known else "none yet"
-        raise UnknownStrategy(f"no strategy {', '.join(repr(m) for m in missing)} in the database "
-                              f"(strategies: {have})")
+        raise UnknownStrategy("; ".join(f"no strategy '{m}'{did_you_mean(m, known)}" for m in missing)
+                              + f" in the database (strategies: {have})")
     return names
 
 

@@ -182,7 +182,7 @@ async def _apply_live(a: "Arbiter", w: "Worker", new) -> dict:
         else:
             ok = False
             parts.append(f"did not take {', '.join(changes)}: {reply.get('error') or reply.get('message')}")
-    if not parts:
+    if not parts and not waiting:
         parts.append("its settings changed in a way gridctl cannot apply live; restart it to be sure")
     if waiting:
         parts.append(f"waits until stopped: {', '.join(waiting)} (the running grid is kept; "

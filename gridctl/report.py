@@ -7,6 +7,13 @@ period (fills, funding payments and cycles completed in it); unrealized is the
 open position's PnL at the end of the period (the latest equity snapshot).
 Cycle statistics (win rate, average/max/min cycle profit) use each cycle's net
 profit, after the fees of its own fills.
+
+Honest figures: the grid yield per day is given only when the strategy ran for at
+least MIN_YIELD_DAYS of the period (per-day figures from minutes are noise); the
+drawdown is the largest fall of the strategy's total PnL from its running peak,
+and its % is of the investment (not of the wallet, which other strategies share).
+Tables (table, md) round money to the settlement currency's precision
+(QUOTE_DECIMALS); JSON and CSV keep full precision.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ PERIODS: dict[str, Optional[int]] = {"1h": 3_600_000, "1d": DAY_MS, "7d": 7 * DA
                                      "all": None}
 FORMATS = {"table": "txt", "csv": "csv", "json": "json", "md": "md"}
 _MONEY_Q = Decimal("0.00000001")
+MIN_YIELD_DAYS = Decimal(1)  # under one day of running, no yield per day (null / "-")
+QUOTE_DECIMALS = {"USDT": 4, "USDC": 4, "USD": 4, "BUSD": 4, "FDUSD": 4}  # others: 8 (coin-margined)
 _PCT_Q = Decimal("0.01")
 
 # (key, label, kind): the order rows appear in table/md and columns in CSV.
@@ -45,8 +54,8 @@ METRICS: list[tuple[str, str, str]] = [
     ("unrealized", "unrealized", "money"), ("fees", "fees", "money"), ("funding", "funding", "money"),
     ("total", "total PnL", "money"), ("investment", "investment", "money"),
     ("grid_yield_pct_day", "grid yield per day", "pct"), ("max_drawdown", "max drawdown", "money"),
-    ("max_drawdown_pct", "max drawdown %", "pct"), ("max_position", "max position (absolute)", "money"),
-    ("avg_position", "average position (absolute)", "money"), ("stop_losses", "stop-losses", "int"),
+    ("max_drawdown_pct", "max drawdown %", "pct"), ("max_position", "max position (absolute)", "qty"),
+    ("avg_position", "average position (absolute)", "qty"), ("stop_losses", "stop-losses", "int"),
 ]
 _SUMMED = {"trades", "entries", "exits", "cancels", "grid_profit", "realized", "unrealized", "fees",
            "funding", "total", "investment", "stop_losses"}
@@ -80,6 +89,15 @@ def _window(q, field, since: Optional[int], until: int):
     if since is not None:
         q = q.where(field >= since)
     return q.where(field < until)
+
+
+def quote_of(s: Strategy) -> str:
+    """The settlement currency of a strategy's symbol ('USDT' of 'SOL/USDT:USDT'), '' if unknown."""
+    try:
+        symbol = str((json.loads(s.config_json or "{}") or {}).get("symbol", ""))
+    except (ValueError, AttributeError):
+        return ""
+    return (symbol.split(":")[-1] if ":" in symbol else symbol.split("/")[-1]).upper() if symbol else ""
 
 
 def _investment(s: Strategy) -> Optional[Decimal]:
@@ -134,7 +152,6 @@ def strategy_stats(db: Database, name: str, since: Optional[int], until: int) ->
     realized = sum((_dec(f[1]) for f in fills), ZERO)
     fees = sum((_dec(f[0]) for f in fills), ZERO)
     unrealized = last.unrealized if last else ZERO
-    investment = _investment(s)
     # when the strategy began: its current grid's start, or an earlier fill of a previous
     # grid (started_ts is reset by a new grid), else its first equity snapshot
     first_fill = FillRow.select(fn.MIN(FillRow.ts)).where(FillRow.strategy == name).scalar()
@@ -144,13 +161,14 @@ def strategy_stats(db: Database, name: str, since: Optional[int], until: int) ->
     start = max(starts) if starts else None
     days = Decimal(until - start) / DAY_MS if start is not None and until > start else None
     positions = [abs(e[0]) for e in eq if e[0] is not None]
-    curve = [e[1] if e[1] is not None else e[2] for e in eq]
-    dd, dd_pct = max_drawdown([v for v in curve if v is not None])
-    if any(e[1] is None for e in eq):
-        dd_pct = None  # a drawdown of PnL alone has no meaningful percentage
+    # the strategy's own PnL (the wallet's equity also moves with other strategies and transfers)
+    dd, _ = max_drawdown([e[2] for e in eq if e[2] is not None])
+    investment = _investment(s)
+    dd_pct = _q(dd / investment * 100, _PCT_Q) if investment else None
     levels = [lv for lv in Level.select().where(Level.strategy == name).order_by(Level.idx) if lv.held]
     return {
         "name": name,
+        "quote": quote_of(s),
         "trades": len(trades),
         "entries": sum(1 for o in filled if o[0] == "entry"),
         "exits": sum(1 for o in filled if o[0] == "exit"),
@@ -172,7 +190,7 @@ def strategy_stats(db: Database, name: str, since: Optional[int], until: int) ->
         "investment": investment,
         "days": _q(days, Decimal("0.0001")) if days is not None else None,
         "grid_yield_pct_day": (_q(grid_profit / investment / days * 100, Decimal("0.0001"))
-                               if investment and days else None),
+                               if investment and days and days >= MIN_YIELD_DAYS else None),
         "max_drawdown": dd,
         "max_drawdown_pct": dd_pct,
         "max_position": max(positions) if positions else ZERO,
@@ -205,6 +223,8 @@ def report(db: Database, names: Optional[Sequence[str]] = None, period: str = "1
         total = {k: sum((s[k] for s in stats if s[k] is not None), ZERO if k not in
                         ("trades", "entries", "exits", "cancels", "stop_losses") else 0) for k in _SUMMED}
         total["name"] = "total"
+        quotes = {s["quote"] for s in stats}
+        total["quote"] = quotes.pop() if len(quotes) == 1 else ""
     return {"period": period, "from_ts": since, "to_ts": until, "strategies": stats, "total": total}
 
 
@@ -221,16 +241,19 @@ def _human_ms(ms: Optional[int]) -> str:
     return f"{d}d {h:02d}h" if d else (f"{h}h {m:02d}m" if h else f"{m}m {sec:02d}s")
 
 
-def _cell(value: Any, kind: str) -> str:
+def _cell(value: Any, kind: str, quote: str = "") -> str:
     if value is None:
         return "-"
     if kind == "dur":
         return _human_ms(value)
+    if kind == "money" and isinstance(value, Decimal):
+        value = _q(value, Decimal(1).scaleb(-QUOTE_DECIMALS.get(quote, 8)))
     text = format(value, "f") if isinstance(value, Decimal) else str(value)
     return text + "%" if kind == "pct" else text
 
 
-def _title(rep: dict) -> str:
+def title(rep: dict) -> str:
+    """The report's heading: its period and time window."""
     start = iso(rep["from_ts"]) if rep["from_ts"] is not None else "the beginning"
     return f"gridctl report, period {rep['period']}: {start} .. {iso(rep['to_ts'])}"
 
@@ -241,7 +264,7 @@ def _columns(rep: dict) -> list[dict]:
 
 def _tables(rep: dict, tablefmt: str) -> str:
     cols = _columns(rep)
-    rows = [[label] + [_cell(c.get(key), kind) for c in cols] for key, label, kind in METRICS]
+    rows = [[label] + [_cell(c.get(key), kind, c.get("quote", "")) for c in cols] for key, label, kind in METRICS]
     parts = [tabulate(rows, headers=["metric"] + [c["name"] for c in cols], tablefmt=tablefmt,
                       disable_numparse=True, colalign=["left"] + ["right"] * len(cols))]
     for s in rep["strategies"]:
@@ -283,9 +306,9 @@ def render(rep: dict, fmt: str) -> str:
                        + [_csv_value(c.get(k)) for k, _, _ in METRICS] + [pos])
         return buf.getvalue()
     if fmt == "md":
-        return f"# {_title(rep)}\n\n" + _tables(rep, "github") + "\n"
+        return f"# {title(rep)}\n\n" + _tables(rep, "github") + "\n"
     if fmt == "table":
-        return _title(rep) + "\n\n" + _tables(rep, "simple") + "\n"
+        return title(rep) + "\n\n" + _tables(rep, "simple") + "\n"
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

@@ -199,10 +199,10 @@ def test_report_table_all_time_and_total(state):
     assert r.exit_code == 0, r.output
     lines = {l.split("  ")[0]: l.split() for l in r.stdout.splitlines() if "  " in l}
     assert lines["trades (completed cycles)"][-3:] == ["0", "2", "2"]  # sol-long, sol-neutral, total
-    assert lines["min cycle profit (net)"][-3:] == ["-", "0.28182", "-"]
-    assert lines["max drawdown"][-3:] == ["0", "1.022510", "-"]
+    assert lines["min cycle profit (net)"][-3:] == ["-", "0.2818", "-"]  # USDT: 4 decimals in tables
+    assert lines["max drawdown"][-3:] == ["0", "1.0225", "-"]
     assert lines["stop-losses"][-3:] == ["1", "0", "1"]
-    assert lines["total PnL"][-3:] == ["-12.95524", "1.475260", "-11.479980"]
+    assert lines["total PnL"][-3:] == ["-12.9552", "1.4753", "-11.4800"]
     assert r.stdout.startswith("gridctl report, period all: the beginning .. 2024-08-03T00:00:00.000Z")
 
 

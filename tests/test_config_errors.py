@@ -201,10 +201,13 @@ def test_suggested_grid_count_validates(tmp_path):
 def test_suggested_geometric_grid_count_validates(tmp_path):
     # regression: the limit used to be upper-lower ticks ('at most 990 grids' while 100 failed)
     text = cfg(spacing="geometric", lower="0.1", upper="10", grids="100", investment="100000")
+    # (balance raised so that the margin check does not hide the grid-count message)
+    rich = lambda text: text.replace("    like: binanceusdm\n", "    like: binanceusdm\n    balance: 200000\n")  # noqa: E731
+    text = rich(text)
     [msg] = problems(tmp_path, text)
     most = re.search(r"use at most (\d+) grids", msg).group(1)
-    result, _ = validate(tmp_path, cfg(spacing="geometric", lower="0.1", upper="10", grids=most,
-                                       investment="100000"))
+    result, _ = validate(tmp_path, rich(cfg(spacing="geometric", lower="0.1", upper="10", grids=most,
+                                            investment="100000")))
     assert result.exit_code == 0, result.output
 
 

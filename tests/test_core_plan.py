@@ -115,8 +115,10 @@ def test_plan_matches_the_grid_and_its_formulas(mode, spacing, lower, width, gri
     # with at least 1/20 of the notional as collateral, the estimate lies beyond the average entry
     for side, liq in ((Side.BUY, plan.liquidation_down), (Side.SELL, plan.liquidation_up)):
         rows = [r for r in plan.levels if r.side is side]
-        assert (liq is None) == (not rows)
-        if rows:
+        # no rows, no estimate; a long whose collateral covers its cost has none (None, never 0.00)
+        assert rows or liq is None
+        assert liq is not None or not rows or side is Side.BUY
+        if liq is not None:
             avg = sum(r.price * r.qty for r in rows) / sum(r.qty for r in rows)
             assert liq < avg if side is Side.BUY else liq > avg
     assert plan.margin * leverage >= max(sum(r.notional for r in plan.levels if r.side is s) for s in Side)
@@ -139,3 +141,22 @@ def test_plan_warns_when_liquidation_comes_before_the_last_entry():
     safe = make_plan(rules, GridParams(Mode.LONG, Spacing.ARITHMETIC, 5000, 15000, 10, 1,
                                        investment=Decimal(1000)), 15000)
     assert not any("liquidated" in w for w in safe.warnings)
+
+
+def test_a_long_that_cannot_be_liquidated_has_no_estimate():
+    """1x with the investment as collateral: (cost - collateral) / ... <= 0 is "none", not 0.00."""
+    plan = make_plan(SOL, _params(Mode.LONG, investment=D("406"), leverage=1), SOL.price_to_ticks(D("103.50")))
+    assert plan.liquidation_down is None and plan.liquidation_price is None and plan.has_buys
+
+
+def test_initial_position_is_capped_by_max_position_as_the_engine_does():
+    # 1 SOL per level; at 100.50 the levels 101, 102, 103 would be held; max_position 2 SOL takes the
+    # two nearest (101, 102) and leaves 103 out
+    plan = make_plan(SOL, _params(Mode.LONG, amount=100), SOL.price_to_ticks(D("100.50")), initial_position=True,
+                     max_position=200)
+    assert plan.opening is not None
+    assert [(o.level, o.level_price, o.qty) for o in plan.opening.orders] == [
+        (1, D("101.00"), D("1.00")), (2, D("102.00"), D("1.00"))]
+    assert plan.opening.left_out == 1 and plan.orders_at_start == 1 + 2  # the buy at 100 rests
+    # market orders at the start price: 100.50 notional, taker fee 0.05 % = 0.0502 each (0.05025, half-even)
+    assert plan.opening.notional == D("201.0000") and plan.opening.fee == D("0.1004")

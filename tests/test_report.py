@@ -113,3 +113,26 @@ def test_since_start_counts_fills_of_an_earlier_grid(tmp_path):
     out = build(db, period="all", now_ms=12 * day)
     assert out["strategies"][0]["days"] == Decimal(4)
     db.close()
+
+
+def test_a_short_window_gives_no_yield_per_day(db):
+    [s] = report(db, ["sol-neutral"], "1h", NOW)["strategies"]
+    assert s["days"] == D("0.0417") and s["grid_yield_pct_day"] is None  # under a day: not extrapolated
+    lines = render(report(db, ["sol-neutral"], "1h", NOW), "table").splitlines()
+    assert [ln.split() for ln in lines if ln.startswith("grid yield per day")] == [["grid", "yield", "per", "day",
+                                                                                    "-"]]
+
+
+def test_drawdown_is_of_the_strategys_pnl_and_its_pct_of_the_investment(db):
+    [s] = report(db, ["sol-neutral"], "7d", NOW)["strategies"]
+    # total PnL fell by 1.02251 from its peak; 1.02251 / 500 invested = 0.2045 %
+    assert (s["max_drawdown"], s["investment"], s["max_drawdown_pct"]) == (D("1.022510"), D(500), D("0.20"))
+
+
+def test_tables_round_money_to_the_quote_and_json_keeps_it_all(db):
+    rep = report(db, ["sol-neutral"], "7d", NOW)
+    assert rep["strategies"][0]["quote"] == "USDT"
+    table = render(rep, "table")
+    assert "max drawdown                        1.0225\n" in table and "total PnL                           1.4753\n" in table
+    assert json.loads(render(rep, "json"))["strategies"][0]["total"] == "1.475260"
+    assert ",1.475260," in render(rep, "csv")

@@ -5,18 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
-from gridctl.backtest import coverage
+from gridctl.backtest import coverage, feed
 from gridctl.backtest.runner import Backtest, MarketData
 from gridctl.config.model import AccountConfig, StrategyConfig
 from gridctl.core.engine import GridEngine
+from gridctl.core.grid import Mode
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
 from gridctl.sim import SimExchange
-from gridctl.sim.sources import load_candles, load_funding
+from gridctl.sim.sources import TickCandles, load_candles, load_funding
 from gridctl.config.strategy import engine_config, grid_params
 
 
@@ -29,12 +30,19 @@ class Prepared:
     backtest: Backtest
     investment: Decimal
     interval_ms: int
+    mode: Optional[Mode] = None
+    leverage: int = 1
+    lower: int = 0  # the grid's range, ticks
+    upper: int = 0
 
 
-def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = None,
+def load_market_data(rules: MarketRules, candles: Union[Path, TickCandles], mark: Optional[Path] = None,
                      funding: Optional[Path] = None, start_ms: Optional[int] = None,
-                     end_ms: Optional[int] = None) -> MarketData:
+                     end_ms: Optional[int] = None, label: Optional[str] = None) -> MarketData:
     """Candles (and mark / funding) in ticks, cut to [start_ms, end_ms).
+
+    `candles` is a CSV file or candles already in ticks (a synthetic feed's), which the
+    warnings call `label`.
 
     The window the backtest covers runs from the first kept candle's timestamp to the
     end of the last kept candle (its timestamp + the candle interval). Funding rows
@@ -45,15 +53,17 @@ def load_market_data(rules: MarketRules, candles: Path, mark: Optional[Path] = N
     The candle interval is the whole file's, so a window of one candle still knows it.
     Raises BacktestInputError for an empty window and DataError for a broken file.
     """
-    full = load_candles(candles).to_ticks(rules)
+    full = candles if isinstance(candles, TickCandles) else load_candles(candles).to_ticks(rules)
+    name = label or (candles.name if isinstance(candles, Path) else "the candles")
     interval = _common_step(full.ts, 60_000)
     c = full.between(start_ms, end_ms)
     if not len(c):
-        raise BacktestInputError(f"no candles in {candles} between the given dates")
+        raise BacktestInputError(f"no candles in {candles if isinstance(candles, Path) else name} "
+                                 f"between the given dates")
     first, last = int(c.ts[0]), int(c.ts[-1])
     window_end = last + interval
     data = MarketData(ts=c.ts, open=c.open, high=c.high, low=c.low, close=c.close, interval_hint=interval)
-    data.warnings += coverage.window_warnings(candles.name, interval, first, window_end, start_ms, end_ms)
+    data.warnings += coverage.window_warnings(name, interval, first, window_end, start_ms, end_ms)
     if mark is not None:
         m = load_candles(mark).to_ticks(rules)
         data.warnings += coverage.mark_warnings(mark.name, m.ts, _common_step(m.ts, interval), first, last)
@@ -103,4 +113,16 @@ def prepare(rules: MarketRules, s: StrategyConfig, account: AccountConfig, data:
                       hedge=account.position_mode == "hedge", price=start)
     investment = s.investment if s.investment is not None else sum(
         (rules.notional(lv.entry, lv.size) for lv in levels), Decimal(0)) / s.leverage
-    return Prepared(Backtest(engine, sim, data), investment.quantize(Decimal("0.01")), interval_of(data))
+    return Prepared(Backtest(engine, sim, data), investment.quantize(Decimal("0.01")), interval_of(data),
+                    s.mode, s.leverage, params.lower, params.upper)
+
+
+def fit_warnings(prepared: Prepared, symbol: str, label: str, file_name: Optional[str]) -> list[str]:
+    """Warnings when the data cannot be the strategy's market: its prices never enter the
+    grid's range, or its file name names another coin (see gridctl.backtest.feed)."""
+    d, rules = prepared.backtest.data, prepared.backtest.engine.rules
+    out = feed.name_warnings(file_name, symbol) if file_name else []
+    if len(d):
+        out += feed.range_warnings(label, rules, int(d.low.min()), int(d.high.max()), prepared.lower,
+                                   prepared.upper)
+    return out

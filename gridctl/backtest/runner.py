@@ -11,7 +11,7 @@ position is constant) with numpy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Callable, Optional
 
@@ -54,6 +54,9 @@ class Series:
     max_abs_position: int = 0
     sum_abs_position: int = 0
     candles_in_position: int = 0
+    # the PnL at each candle's close, kept for charts as segments (first candle, base, tick value, x):
+    # PnL of candle first+i = base + tick_value * x[i]
+    pnl_segments: list = field(default_factory=list)
 
 
 class Backtest:
@@ -69,6 +72,7 @@ class Backtest:
         self.book_version = 0  # bumped by every fill, placement and cancel
         self._now = int(data.ts[0]) if len(data) else 0
         self._event_idx = np.append(data.event_candles(), NO_EVENT)
+        self.stop_at: Optional[tuple[int, int]] = None  # (candle ts, price in ticks) when the stop began
 
     # -- the candle handler ------------------------------------------------------
     def handle_candle(self, k: int) -> None:
@@ -77,7 +81,14 @@ class Backtest:
         for batch in self.replay.candle(k, self._band):
             for ev in batch:
                 self._apply(ev)
+            self._note_stop()
             self._react()
+            self._note_stop()
+
+    def _note_stop(self) -> None:
+        """Remember when and at what price the stop began (a stop is seen at the tick that made it)."""
+        if self.stop_at is None and self.engine.status in (STOPPING, STOPPED):
+            self.stop_at = (self._now, self.sim.price)
 
     def _band(self, price: int) -> tuple[int, int]:
         lo, hi = engine_band(self.engine, price)
@@ -158,6 +169,7 @@ class Backtest:
         worst_vs_old = first_peak - (base + tv * int(x.min()))
         worst_inside = tv * int((runmax - x).max())
         s.max_drawdown = max(s.max_drawdown, worst_vs_old, worst_inside)
+        s.pnl_segments.append((a, base, tv, x))
         s.peak = max(first_peak, seg_peak)
         n = b - a
         s.sum_abs_position += abs(net) * n

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
@@ -26,7 +26,7 @@ START_TIMEOUT = 30.0   # until a new supervisor's socket answers
 LONG = 600.0           # stop and shutdown wait for workers to flatten
 
 
-def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]]):
+def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]], events=None):
     """The supervisor for state_dir.
 
     For development and tests: GRIDCTL_WORKER_MAIN ("module:function") replaces the
@@ -38,7 +38,7 @@ def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]])
 
     base = float(os.environ.get("GRIDCTL_BACKOFF_BASE", "1"))
     preload = os.environ.get("GRIDCTL_PRELOAD")
-    return Arbiter(config_path, state_dir, start=names, policy=RestartPolicy(base=base),
+    return Arbiter(config_path, state_dir, start=names, policy=RestartPolicy(base=base), events=events,
                    entry=os.environ.get("GRIDCTL_WORKER_MAIN", DEFAULT_ENTRY),
                    preload=DEFAULT_PRELOAD if preload is None else [m for m in preload.split(",") if m])
 
@@ -76,14 +76,18 @@ def _call(client: ControlClient, cmd: str, timeout: Optional[float] = None, **ar
     raise AssertionError("unreachable")
 
 
-def _print_results(resp: dict, as_json: bool = False, extra: Optional[dict] = None) -> None:
-    """One line per strategy (or the reply as JSON); exit 1 if any failed, 2 if all were unknown names."""
+def _print_results(resp: dict, as_json: bool = False, fields: Optional[dict] = None,
+                   extra: Optional[Callable[[dict], bool]] = None) -> None:
+    """One line per strategy, after `extra(resp)` (it says whether it went well), or the reply as JSON
+    (with `fields`); exit 1 if anything failed, 2 if every failure was an unknown strategy name."""
     results = resp.get("results", [])
     failed = [r for r in results if not r.get("ok")]
     if as_json:
-        print_json({"ok": not failed, "results": results, **({"message": resp["message"]} if resp.get("message")
-                                                                else {}), **(extra or {})})
+        other_failed = bool(resp.get("events_error"))
+        rest = {k: v for k, v in resp.items() if k not in ("ok", "results")}
+        print_json({"ok": not failed and not other_failed, "results": results, **rest, **(fields or {})})
     else:
+        other_failed = bool(extra and not extra(resp))
         for r in results:
             if r.get("ok"):
                 click.echo(r["message"])
@@ -91,8 +95,9 @@ def _print_results(resp: dict, as_json: bool = False, extra: Optional[dict] = No
                 click.echo(f"error: {r['message']}", err=True)
         if resp.get("message"):
             click.echo(resp["message"])
-    if failed:
-        sys.exit(EXIT_USAGE if all(r.get("unknown") for r in failed) else EXIT_RUNTIME)
+    if failed or other_failed:
+        sys.exit(EXIT_USAGE if failed and not other_failed and all(r.get("unknown") for r in failed)
+                 else EXIT_RUNTIME)
 
 
 def _names_argument(required: bool = False):
@@ -106,7 +111,7 @@ def _log_tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def _launch_daemon(config_path: Path, state_dir: Path) -> int:
+def _launch_daemon(config_path: Path, state_dir: Path, events=None) -> int:
     from gridctl.supervisor.daemon import daemonize
 
     paths = StatePaths(state_dir)
@@ -114,7 +119,7 @@ def _launch_daemon(config_path: Path, state_dir: Path) -> int:
 
     def body() -> int:
         _log_to_stderr()
-        return make_arbiter(config_path, state_dir, []).run()
+        return make_arbiter(config_path, state_dir, [], events).run()
 
     pid = daemonize(body, paths.supervisor_log)
     client = ControlClient(state_dir)
@@ -135,24 +140,37 @@ def _launch_daemon(config_path: Path, state_dir: Path) -> int:
 @_names_argument()
 @click.option("--foreground", is_flag=True,
               help="Run the supervisor in this process and log to stderr (systemd uses this).")
+@click.option("--events", "events_listen", metavar="HOST:PORT",
+              help="Serve live events to dashboards over WebSocket (loopback only unless the YAML's "
+                   "events.allow_remote is true); overrides the YAML's events.listen.")
 @json_option
 @click.pass_obj
-def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground: bool, as_json: bool) -> None:
+def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground: bool,
+          events_listen: Optional[str], as_json: bool) -> None:
     """Start the supervisor (if it is not running) and the named strategies (default: all).
 
     The supervisor runs in the background, one per state dir, and restarts crashed
     strategies. Its log is <state dir>/logs/supervisor.log; each strategy logs to
-    <state dir>/logs/NAME.log. A state dir set by `state_dir:` in the file is
-    remembered, so later commands run without -c find it.
+    <state dir>/logs/NAME.log. With --events (or `events:` in the YAML) it also serves
+    the live event feed; clients present the token in <state dir>/events.token
+    (docs/events.md). A state dir set by `state_dir:` in the file is remembered, so
+    later commands run without -c find it.
 
     \b
     Example:
         gridctl start -c strategies.yaml
         gridctl start -c strategies.yaml sol-neutral xrp-short
+        gridctl start -c strategies.yaml --events 127.0.0.1:8765
     """
+    from gridctl.config.listen import ListenError, resolve
+
     config = load_config_or_exit(config_path)
     for n in names:
         strategy_or_exit(config, n)
+    try:
+        events = resolve(events_listen, config.events)
+    except ListenError as exc:
+        fail(str(exc), EXIT_USAGE)
     state_dir = app.state_dir(config).resolve()
     client = ControlClient(state_dir)
     if foreground:
@@ -160,13 +178,13 @@ def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground:
             pid = read_pid(StatePaths(state_dir).pid_file)
             fail(f"a supervisor is already running for state dir {state_dir} (pid {pid})")
         _log_to_stderr()
-        sys.exit(make_arbiter(config.path, state_dir, list(names) or None).run())
+        sys.exit(make_arbiter(config.path, state_dir, list(names) or None, events).run())
     if not app.state_dir_option and config.state_dir is not None:
         remember_state_dir(state_dir)
     paths = StatePaths(state_dir)
     launched = not client.is_running()
     if launched:
-        pid = _launch_daemon(config.path.resolve(), state_dir)
+        pid = _launch_daemon(config.path.resolve(), state_dir, events)
         if not as_json:
             click.echo(f"started supervisor (pid {pid}) for state dir {state_dir}")
             click.echo(f"  it runs in the background (daemonised); its log: {paths.supervisor_log}")
@@ -174,14 +192,25 @@ def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground:
         pid = read_pid(paths.pid_file)
         if not as_json:
             click.echo(f"supervisor already running (pid {pid}) for state dir {state_dir}")
-    resp = _call(client, "start", timeout=LONG, names=list(names), config=str(config.path.resolve()))
+    spec = None if events is None else {"listen": events.listen, "allow_remote": events.allow_remote}
+    resp = _call(client, "start", timeout=LONG, names=list(names), config=str(config.path.resolve()), events=spec)
     supervisor = {"pid": pid, "started": launched, "state_dir": str(state_dir), "log": str(paths.supervisor_log),
                   "worker_logs": str(paths.supervisor_log.parent / "NAME.log")}
-    _print_results(resp, as_json, {"supervisor": supervisor})  # exits on a failure
+    _print_results(resp, as_json, {"supervisor": supervisor}, extra=_feed_line)  # exits on a failure
     if not as_json:
         first = next(iter(names or config.strategies), "NAME")
         click.echo(f"next: `gridctl status` to watch them, `gridctl logs {first} --follow` for events, "
                    f"`gridctl shutdown` to stop everything")
+
+
+def _feed_line(resp: dict) -> bool:
+    """Print where the event feed listens (or why it does not); False when it failed."""
+    info, err = resp.get("events"), resp.get("events_error")
+    if info:
+        click.echo(f"event feed on {info['url']} (token in {info['token_file']})")
+    if err:
+        click.echo(f"error: {err}", err=True)
+    return not err
 
 
 @cli.command()

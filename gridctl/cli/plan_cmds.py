@@ -3,30 +3,43 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import click
-from tabulate import tabulate
 
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
-    EXIT_CONFIG, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
+    EXIT_CONFIG, complete_strategy_names, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
     strategy_market_or_exit,
 )
+from gridctl.cli.plan_render import plan_json, print_plan
+from gridctl.config import pretrade
+from gridctl.config.strategy import default_start
 from gridctl.core.grid import GridError
-from gridctl.core.plan import Plan, make_plan
-from gridctl.config.strategy import default_start, grid_params
+
+
+ONLINE_HELP = ("Ask live venues for the account balance to check the margin against (not supported yet: "
+               "live venues cannot be checked offline, and this version does not ask them).")
+
+
+def online_option(f: Callable) -> Callable:
+    return click.option("--online", is_flag=True, help=ONLINE_HELP)(f)
 
 
 @cli.command()
 @config_option
+@online_option
 @json_option
-def validate(config_path: str, as_json: bool) -> None:
-    """Check the strategies file against each market's rules.
+def validate(config_path: str, online: bool, as_json: bool) -> None:
+    """Check the strategies file against each market's rules and each account's balance.
 
     Every problem is listed with its YAML path and line; the exit status is 2
-    when there is any. Nothing is traded. --json prints {"ok", "path",
-    "problems": [{"path", "line", "message"}], "strategies": [...]}.
+    when there is any. Then each grid's plan is checked before money moves: a
+    margin above the account's balance, a start price or trigger already past a
+    stop are problems; little balance headroom, a liquidation estimate before a
+    stop are warnings (printed under the strategy's ok line, exit 0). Nothing is
+    traded. --json prints {"ok", "path", "problems": [{"path", "line", "message"}],
+    "strategies": [{"name", ..., "warnings", "notes"}]}.
 
     \b
     Example:
@@ -34,19 +47,37 @@ def validate(config_path: str, as_json: bool) -> None:
         gridctl validate -c strategies.yaml --json
     """
     if as_json:
-        _validate_json(config_path)
+        _validate_json(config_path, online)
         return
     config = load_config_or_exit(config_path)
+    report = pretrade.check(config, online)
+    if report.problems:
+        click.echo(f"{config_path}: {len(report.problems)} problem(s)", err=True)
+        for p in sorted(report.problems, key=lambda p: (p.line, p.path)):
+            click.echo(f"  {p}", err=True)
+        for w in (w for ws in report.warnings.values() for w in ws):
+            click.echo(f"  warning: {w}", err=True)
+        sys.exit(EXIT_CONFIG)
     for s in config.strategies.values():
         acc = config.accounts[s.account]
         rng = f"{s.lower}..{s.upper}" if s.range_pct is None else f"±{s.range_pct}% around start"
         size = f"investment {s.investment}" if s.investment is not None else f"amount {s.amount}/level"
         click.echo(f"ok  {s.name}: {s.mode.value} {s.spacing.value} {s.symbol} on {acc.name} "
                    f"({acc.exchange}), {rng}, {s.grids} grids, {size}, {s.leverage}x")
+        for w in report.warnings.get(s.name, []):
+            click.echo(f"  warning: {w}")
+        for n in report.notes.get(s.name, []):
+            click.echo(f"  note: {n}")
 
 
-def _validate_json(config_path: str) -> None:
-    """validate --json: the problems (exit 2) or the strategies found."""
+def _problems_json(problems) -> list:
+    """Problems (and warnings, which may be Problems too) as {"path", "line", "message"}; text stays text."""
+    return [{"path": ".".join(str(k) for k in p.path), "line": p.line, "message": p.message}
+            if hasattr(p, "line") else str(p) for p in problems]
+
+
+def _validate_json(config_path: str, online: bool) -> None:
+    """validate --json: the problems (exit 2), or the strategies with their warnings and notes."""
     from pathlib import Path
 
     from gridctl.config import ConfigError, load
@@ -54,58 +85,30 @@ def _validate_json(config_path: str) -> None:
     try:
         config = load(Path(config_path))
     except ConfigError as exc:
-        print_json({"ok": False, "path": config_path,
-                    "problems": [{"path": ".".join(str(k) for k in p.path), "line": p.line, "message": p.message}
-                                 for p in exc.problems],
-                    "strategies": []})
+        print_json({"ok": False, "path": config_path, "problems": _problems_json(exc.problems), "strategies": []})
         sys.exit(EXIT_CONFIG)
-    print_json({"ok": True, "path": config_path, "problems": [],
+    report = pretrade.check(config, online)
+    print_json({"ok": not report.problems, "path": config_path, "problems": _problems_json(sorted(report.problems, key=lambda p: (p.line, p.path))),
                 "strategies": [{"name": s.name, "account": s.account, "symbol": s.symbol, "mode": s.mode.value,
-                                "grids": s.grids} for s in config.strategies.values()]})
-
-
-def plan_json(name: str, symbol: str, plan: Plan) -> dict:
-    """The plan as the stable --json shape (decimals as strings)."""
-    return {
-        "strategy": name,
-        "symbol": symbol,
-        "start_price": plan.start_price,
-        "levels": [{"index": lv.index, "price": lv.price, "exit_price": lv.exit_price, "side": lv.side.value,
-                    "qty": lv.qty, "notional": lv.notional, "cycle_profit": lv.cycle_profit,
-                    "cycle_return_pct": lv.cycle_return_pct} for lv in plan.levels],
-        "orders_at_start": plan.orders_at_start,
-        "margin": plan.margin,
-        "liquidation_price": plan.liquidation_price,
-        "liquidation_price_down": plan.liquidation_down,
-        "liquidation_price_up": plan.liquidation_up,
-        "warnings": plan.warnings,
-    }
-
-
-def _print_plan(name: str, symbol: str, quote: str, plan: Plan) -> None:
-    rows = [(lv.index, lv.price, lv.side.value, lv.exit_price, lv.qty, lv.notional, lv.cycle_profit,
-             f"{lv.cycle_return_pct}%") for lv in reversed(plan.levels)]
-    click.echo(f"{name}: {symbol}, start price {plan.start_price}")
-    click.echo(tabulate(rows, headers=["level", "price", "side", "exit", "qty", "notional",
-                                       f"cycle profit ({quote})", "cycle % on margin"],
-                        disable_numparse=True, stralign="right"))
-    click.echo(f"orders at start: {plan.orders_at_start}")
-    click.echo(f"margin needed: {plan.margin} {quote}")
-    if plan.liquidation_down is not None:
-        click.echo(f"est. liquidation if every buy fills: {plan.liquidation_down}")
-    if plan.liquidation_up is not None:
-        click.echo(f"est. liquidation if every sell fills: {plan.liquidation_up}")
-    for w in plan.warnings:
-        click.echo(f"warning: {w}")
+                                "grids": s.grids, "warnings": _problems_json(report.warnings.get(s.name, [])),
+                                "notes": _problems_json(report.notes.get(s.name, []))} for s in config.strategies.values()]})
+    if report.problems:
+        sys.exit(EXIT_CONFIG)
 
 
 @cli.command()
 @config_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_strategy_names)
 @click.option("--price", help="Start price to plan from (default: the paper feed's first price, else mid-range).")
+@online_option
 @json_option
-def plan(config_path: str, name: str, price: Optional[str], as_json: bool) -> None:
-    """Show the orders a strategy will place, its cycle profit, margin and liquidation.
+def plan(config_path: str, name: str, price: Optional[str], online: bool, as_json: bool) -> None:
+    """Show the orders a strategy will place, what starting costs, where it stops, and its profit.
+
+    The levels with their cycle profit; initial_position's market orders with their
+    notional and taker fee; the margin against the account's balance; the liquidation
+    estimate, stop-loss and take-profit prices; the fee rates used; the profit per grid
+    after fees; and warnings for whatever `validate` would refuse or warn about.
 
     \b
     Example:
@@ -120,11 +123,15 @@ def plan(config_path: str, name: str, price: Optional[str], as_json: bool) -> No
         start = default_start(rules, s, account)
         if start is None:
             fail(f"{name} sets its range around the start price; pass --price", EXIT_CONFIG)
+    if online and not account.is_paper:
+        fail(f"--online cannot read the balance of account '{account.name}' ({account.exchange}): "
+             f"{pretrade.LIVE_NOT_SUPPORTED}", EXIT_CONFIG)
     try:
-        p = make_plan(rules, grid_params(rules, s, start), start, s.post_only, s.initial_position)
+        p, note = pretrade.strategy_plan(s, account, rules, start, online)
     except GridError as exc:
         fail(f"{name}: {exc}", EXIT_CONFIG)
+    notes = [note] if note else []
     if as_json:
-        print_json(plan_json(name, rules.symbol, p))
+        print_json(plan_json(name, s, account, rules, p, notes))
     else:
-        _print_plan(name, rules.symbol, rules.quote, p)
+        print_plan(name, s, account, rules, p, notes)

@@ -371,9 +371,12 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
 @json_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML chart of ONE strategy (price, grid, fills, PnL, drawdown, "
+                   "position per level).")
 @click.pass_obj
 def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Optional[str], until: Optional[str],
-           period: Optional[str], fmt: str, as_json: bool, output: Optional[str]) -> None:
+           period: Optional[str], fmt: str, as_json: bool, output: Optional[str], html_out: Optional[str]) -> None:
     """Performance of strategies (default: all) over a window (default: the last day).
 
     Trades, fills, cancels, fill rate, time to fill, win rate, cycle profits, hold
@@ -385,6 +388,7 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Opt
     Example:
         gridctl report --since 7d
         gridctl report sol-neutral sol-long --since 30d --format csv -o month.csv
+        gridctl report sol-neutral --since all --html sol.html
     """
     from gridctl.report import PERIODS, render, report as build
     from gridctl.store.read import now_ms
@@ -395,9 +399,26 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Opt
     since = since or "1d"
     fixed = since in PERIODS
     since_ms = None if fixed else parse_when(since, now)
+    if html_out is not None:
+        from gridctl.charts import ChartsUnavailable, require_plotly
+        if len(names) != 1:
+            fail("--html draws one strategy: name it, e.g. gridctl report sol-neutral --html sol.html", EXIT_USAGE)
+        try:
+            require_plotly()
+        except ChartsUnavailable as exc:
+            fail(str(exc), EXIT_USAGE)
     db = _open_db(app, config_path)
     rep = _unknown(build, db, list(names) or None, since if fixed else "1d", until_ms, since_ms=since_ms)
     text = render(rep, "json" if as_json else fmt)
+    if html_out is not None:
+        from gridctl.charts.report import report_chart
+        from gridctl.report import title
+        try:
+            with open(html_out, "w", encoding="utf-8") as f:
+                f.write(report_chart(db, names[0], rep["from_ts"], rep["to_ts"], f"{names[0]} · {title(rep)}"))
+        except OSError as exc:
+            fail(f"cannot write {html_out}: {exc.strerror}", EXIT_USAGE)
+        click.echo(f"wrote the chart to {html_out}", err=True)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as f:
             f.write(text)

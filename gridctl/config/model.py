@@ -110,6 +110,20 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class EventsConfig:
+    """The live event feed (WebSocket): where it listens; see gridctl/config/listen.py."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    allow_remote: bool = False
+
+    @property
+    def listen(self) -> str:
+        """HOST:PORT as written (IPv6 in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     version: int
@@ -118,3 +132,4 @@ class Config:
     accounts: dict[str, AccountConfig]
     strategies: dict[str, StrategyConfig]
     reports: dict[str, ReportConfig]
+    events: Optional[EventsConfig] = None  # `events:` (the live feed); None: no feed unless `start --events`

@@ -52,8 +52,14 @@ class Reader:
         """Record a problem at path."""
         self.problems.append(Problem(path, self.src.line(path), message))
 
-    def mapping(self, value: Any, path: Path, allowed: Optional[Iterable[str]] = None) -> dict:
-        """value as a dict ({} with a problem if it is not); flags unknown keys."""
+    def mapping(self, value: Any, path: Path, allowed: Optional[Iterable[str]] = None,
+                elsewhere: Optional[dict[str, str]] = None) -> dict:
+        """value as a dict ({} with a problem if it is not); flags unknown keys.
+
+        `elsewhere` maps keys that are valid one level up or down to where they belong
+        ("risk:"), so a key written in the wrong mapping says where to move it instead
+        of only "unknown key" (which reads as a typo and leaves the trader guessing).
+        """
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -63,7 +69,9 @@ class Reader:
             allowed = list(allowed)
             for key in value:
                 if key not in allowed:
-                    self.error(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}")
+                    hint = (f" (it belongs under {elsewhere[key]})" if elsewhere and key in elsewhere
+                            else did_you_mean(key, allowed))
+                    self.error(path + (key,), f"unknown key '{key}'{hint}")
         return value
 
     def interpolate(self, value: Any, path: Path) -> Any:

@@ -11,15 +11,17 @@ from typing import Any, Optional
 from gridctl import datasets
 from gridctl.config import market_check
 from gridctl.config.model import (
-    AccountConfig, Config, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
+    AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
     StrategyConfig,
 )
+from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
 from gridctl.config.yamlsrc import YamlSyntaxError, parse
 from gridctl.core.grid import Mode, Spacing
 from gridctl.markets import bundled_venues
 
-TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports"]
+TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports", "events"]
+EVENTS_KEYS = ["listen", "allow_remote"]
 ACCOUNT_KEYS = ["exchange", "like", "balance", "feed", "api_key", "secret", "password",
                 "position_mode", "margin_mode", "sandbox"]
 FEED_KEYS = ["replay", "synthetic", "live", "poll_ms", "speed", "mark", "funding", "loop"]
@@ -141,7 +143,8 @@ def _feed(r: Reader, m: Any, path: Path, base: Path) -> FeedConfig:
 
 
 def _risk(r: Reader, m: Any, path: Path) -> RiskConfig:
-    m = r.mapping(m, path, RISK_KEYS)
+    m = r.mapping(m, path, RISK_KEYS, elsewhere={k: f"strategies.{path[1]}, not risk:"
+                                                 for k in STRATEGY_KEYS if k not in RISK_KEYS})
     mr_path = path + ("margin_ratio",)
     mr = r.mapping(m.get("margin_ratio"), mr_path, ["warn", "reduce", "close"])
     d = MarginRatioConfig()
@@ -165,7 +168,7 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         # names become file names (PID file, socket, log) and appear in shell commands
         r.error(path, "strategy names may use letters, digits, '-', '_' and '.' (up to 64, starting "
                 "with a letter or digit)")
-    m = r.mapping(m, path, STRATEGY_KEYS)
+    m = r.mapping(m, path, STRATEGY_KEYS, elsewhere={k: "risk:" for k in RISK_KEYS})
     account = r.text(m, path, "account", required=True)
     if account is not None and account not in accounts:
         r.error(path + ("account",), f"no account '{account}' under accounts{did_you_mean(account, accounts)}")
@@ -200,6 +203,10 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
     )
     if "refresh_interval_ms" in m:
         _unsupported(r, path, "refresh_interval_ms")
+    if cfg.initial_position and cfg.mode is Mode.NEUTRAL:
+        # the engine opens nothing for a neutral grid; accepting it would silently ignore it
+        r.error(path + ("initial_position",), "has no effect on a neutral grid: it holds no position at start "
+                "(buys below the start price, sells above); remove it, or use mode long or short")
     if cfg.range_pct is not None and cfg.range_pct >= 100:
         r.error(path + ("range_pct",), f"must be below 100, got {cfg.range_pct}")
     return cfg
@@ -225,6 +232,23 @@ def _report(r: Reader, name: str, m: Any, strategies: dict) -> ReportConfig:
         dir=Path(r.text(m, path, "dir", default="reports") or "reports"),
         strategies=tuple(str(s) for s in names),
     )
+
+
+def _events(r: Reader, m: Any) -> Optional[EventsConfig]:
+    """`events: {listen: HOST:PORT, allow_remote: false}`: the live WebSocket feed (absent: no feed)."""
+    if m is None:
+        return None
+    path = ("events",)
+    m = r.mapping(m, path, EVENTS_KEYS)
+    allow_remote = r.boolean(m, path, "allow_remote")
+    listen = r.text(m, path, "listen", required=True)
+    if listen is None:
+        return None
+    try:
+        return events_config(listen, allow_remote, "listen")
+    except ListenError as exc:
+        r.error(path + ("listen",), str(exc).removeprefix("listen: "))
+        return None
 
 
 def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True) -> Config:
@@ -253,6 +277,7 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
                   if (s := _strategy(r, str(n), m, accounts)) is not None}
     reports = {n: _report(r, str(n), m, strategies)
                for n, m in r.mapping(top.get("reports"), ("reports",)).items()}
+    events = _events(r, top.get("events"))
     if check_markets:
         market_check.check_strategies(r, accounts, strategies)
     if r.problems:
@@ -260,4 +285,4 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     state_dir = r.text(top, (), "state_dir")
     return Config(path=path, version=1, state_dir=Path(os.path.expanduser(state_dir)) if state_dir else None,
                   database=r.text(top, (), "database"), accounts=accounts, strategies=strategies,
-                  reports=reports)
+                  reports=reports, events=events)

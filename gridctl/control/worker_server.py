@@ -94,7 +94,8 @@ async def _stream_events(handler: WorkerHandler, args: dict, reader: asyncio.Str
     q = handler.subscribe() if args.get("follow", True) else None
     try:
         writer.write(encode({"ok": True, "stream": True}))
-        for ev in handler.recent_events(int(args.get("n", 50))):
+        n = int(args.get("n", 50))
+        for ev in handler.recent_events(n) if n > 0 else ():  # n=0: live events only ([-0:] is all)
             writer.write(encode(ev))
         await writer.drain()
         if q is None:

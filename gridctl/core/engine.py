@@ -131,16 +131,21 @@ class GridEngine:
         self.version += 1
         rules = self.rules
         msg = f"{fill.side.value} {rules.qty(fill.qty)} @ {rules.price(fill.price)}"
+        # what the fill was, as data (the live event feed reads these fields, never the message)
+        facts = {"side": fill.side.value, "price": str(rules.price(fill.price)), "qty": str(rules.qty(fill.qty)),
+                 "fee": str(fill.fee), "maker": fill.maker, "order_id": fill.order_id,
+                 "client_id": str(fill.client_id), "trade_id": fill.trade_id or None}
         if fill.kind in (LIQUIDATION, DELEVERAGING):
             self._book_close(fill)
-            events = [Event("fill", f"{fill.kind} {msg}", None, {"intent": fill.kind})]
+            events = [Event("fill", f"{fill.kind} {msg}", None, {"intent": fill.kind, **facts})]
             return events + (self.stop("liquidation") if fill.kind == LIQUIDATION else [])
         d = self.decode(fill.client_id)
         if d is None or d.intent is Intent.CLOSE or d.level not in self.levels:
             self._book_close(fill)
-            return [Event("fill", f"close {msg}", None, {"intent": "close"})]
+            return [Event("fill", f"close {msg}", None, {"intent": "close", **facts})]
         lv = self.levels[d.level]
-        events = [Event("fill", f"level {d.level} {d.intent.value} {msg}", d.level, {"intent": d.intent.value})]
+        events = [Event("fill", f"level {d.level} {d.intent.value} {msg}", d.level,
+                        {"intent": d.intent.value, **facts})]
         if d.intent is Intent.ENTRY:
             self.ledger.entry(d.level, fill.side, fill.ts, fill.price, fill.qty, fill.fee)
             held = self.ledger.held(d.level)
@@ -151,8 +156,12 @@ class GridEngine:
             self.levels[d.level] = replace(lv, held=held, exiting=held > 0)
             if trade is not None:
                 self.trades.append(trade)
-                events.append(Event("trade", f"level {d.level} cycle done: {trade.net_profit:.4f} net",
-                                    d.level, {"profit": str(trade.profit), "fees": str(trade.fees)}))
+                events.append(Event("trade", f"level {d.level} cycle done: {trade.net_profit:.4f} net", d.level, {
+                    "profit": str(trade.profit), "fees": str(trade.fees), "net_profit": str(trade.net_profit),
+                    "side": trade.side.value, "qty": str(trade.qty),
+                    "entry_price": str(trade.entry_price.quantize(rules.tick)),
+                    "exit_price": str(trade.exit_price.quantize(rules.tick)),
+                    "entry_ts": trade.entry_ts, "exit_ts": trade.exit_ts, "hold_ms": trade.hold_ms}))
         return events
 
     def _book_close(self, fill: Fill) -> None:

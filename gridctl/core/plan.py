@@ -14,6 +14,10 @@ from gridctl.core.grid import (
     min_investment, required_steps, size_from_investment,
 )
 from gridctl.core.market import MarketRules
+from gridctl.core.plan_checks import (
+    Finding, Opening, WARNING, liquidation_vs_stops, opening, profit_per_grid_pct, start_vs_stops,
+)
+from gridctl.core.risk import RiskLimits
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,31 @@ class Plan:
     liquidation_down: Optional[Decimal]
     liquidation_up: Optional[Decimal]
     warnings: list[str] = field(default_factory=list)
+    opening: Optional[Opening] = None  # initial_position's market orders (None: not configured)
+    limits: RiskLimits = field(default_factory=RiskLimits)  # the price stops, in ticks
+    maker_fee: Decimal = Decimal(0)
+    taker_fee: Decimal = Decimal(0)
+    profit_per_grid: tuple[Decimal, Decimal] = (Decimal(0), Decimal(0))  # % after fees, lowest..highest
+    findings: list[Finding] = field(default_factory=list)  # the checks behind warnings, with severity
 
     @property
     def liquidation_price(self) -> Optional[Decimal]:
         """The liquidation estimate that applies (downside for a long book, upside for short)."""
         return self.liquidation_down if self.liquidation_down is not None else self.liquidation_up
+
+    @property
+    def has_buys(self) -> bool:
+        """A buy side exists, so "no downside liquidation" means none, not "no buys"."""
+        return any(lv.side is Side.BUY for lv in self.levels)
+
+    @property
+    def has_sells(self) -> bool:
+        return any(lv.side is Side.SELL for lv in self.levels)
+
+    def add(self, findings: list[Finding]) -> None:
+        """Record findings; each one is also a warning line of the plan."""
+        self.findings.extend(findings)
+        self.warnings.extend(f.message for f in findings)
 
 
 def _cycle(rules: MarketRules, lv: LevelSpec, leverage: int) -> tuple[Decimal, Decimal, Decimal]:
@@ -111,6 +135,8 @@ def liquidation_price(rules: MarketRules, side: Side, fills: list[LevelSpec], co
     """Isolated-style estimate: every entry of `side` filled, `collateral` as margin.
 
     long:  P = (avg·Q − M) / (Q·(1 − mmr));  short: P = (avg·Q + M) / (Q·(1 + mmr)).
+    None when no entry of that side exists, or when P is not above 0: a long whose
+    collateral covers its whole cost cannot be liquidated (shown as "none", never 0.00).
     """
     q = sum((rules.qty(lv.size) * rules.contract_size for lv in fills), Decimal(0))
     if q == 0:
@@ -121,12 +147,22 @@ def liquidation_price(rules: MarketRules, side: Side, fills: list[LevelSpec], co
         p = (cost - collateral) / (q * (1 - mmr))
     else:
         p = (cost + collateral) / (q * (1 + mmr))
-    return max(p, Decimal(0)).quantize(rules.tick)
+    if p <= 0:
+        return None
+    liq = p.quantize(rules.tick)
+    return liq if liq > 0 else None
 
 
 def make_plan(rules: MarketRules, p: GridParams, start: int, post_only: bool = True,
-              initial_position: bool = False) -> Plan:
-    """The plan of a grid started at `start` (ticks)."""
+              initial_position: bool = False, max_position: Optional[int] = None,
+              limits: Optional[RiskLimits] = None, trigger: Optional[int] = None) -> Plan:
+    """The plan of a grid started at `start` (ticks).
+
+    `max_position` (steps) caps what initial_position opens, `limits` are the price stops
+    (ticks) the liquidation estimate and the start price are checked against, and with a
+    `trigger` (ticks) the opening orders go at the trigger price, as the engine sends them.
+    """
+    limits = limits or RiskLimits()
     levels = build_grid(rules, p, start)
     rows, warnings = [], []
     cents = Decimal("0.0001")
@@ -149,7 +185,9 @@ def make_plan(rules: MarketRules, p: GridParams, start: int, post_only: bool = T
     margin = (max(buy_n, sell_n) / p.leverage).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
     collateral = p.investment if p.investment is not None else margin
     resting = sum(1 for r in rows if r.rests_at_start)
-    held_at_start = len(rows) - resting if initial_position and p.mode is not Mode.NEUTRAL else 0
+    opened = opening(rules, p.mode, levels, start if trigger is None else trigger, max_position) \
+        if initial_position else None
+    held_at_start = len(opened.orders) if opened is not None else 0  # each bought level gets its exit
     if start < p.lower or start > p.upper:
         warnings.append("the start price is outside the range: part of the grid cannot work until price returns")
     liq_down = liquidation_price(rules, Side.BUY, buys, collateral)
@@ -162,7 +200,7 @@ def make_plan(rules: MarketRules, p: GridParams, start: int, post_only: bool = T
         warnings.append(f"estimated liquidation {liq_up} is at or below the highest sell "
                         f"{rules.price(max(lv.entry for lv in sells))}: the grid would be liquidated before "
                         f"every entry fills; lower the leverage or add margin")
-    return Plan(
+    plan = Plan(
         start_price=rules.price(start),
         levels=rows,
         orders_at_start=resting + held_at_start,
@@ -170,4 +208,13 @@ def make_plan(rules: MarketRules, p: GridParams, start: int, post_only: bool = T
         liquidation_down=liq_down,
         liquidation_up=liq_up,
         warnings=warnings,
+        opening=opened,
+        limits=limits,
+        maker_fee=rules.maker_fee,
+        taker_fee=rules.taker_fee,
+        profit_per_grid=profit_per_grid_pct(rules, levels),
+        findings=[Finding(WARNING, "", w) for w in warnings],
     )
+    plan.add(liquidation_vs_stops(rules, limits, liq_down, liq_up))
+    plan.add(start_vs_stops(rules, limits, start, trigger))
+    return plan

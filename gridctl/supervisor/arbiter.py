@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from gridctl.config import Config, ConfigError, load
+from gridctl.config.model import EventsConfig
 from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
 from gridctl.control.server import serve_control
@@ -29,6 +30,7 @@ from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, SupervisorLock, lock_holder, read_pid
 from gridctl.supervisor import child
 from gridctl.supervisor.commands import SupervisorCommands, reload_config
+from gridctl.supervisor.feed_link import FeedLink
 from gridctl.supervisor.operations import Operations
 from gridctl.supervisor.reporter import reporter_main
 from gridctl.supervisor.states import RestartPolicy, WorkerState
@@ -81,7 +83,8 @@ class Arbiter(Operations):
     def __init__(self, config_path: Path, state_dir: Path, worker_main: Optional[WorkerMain] = None, *,
                  start: Optional[Iterable[str]] = None, policy: Optional[RestartPolicy] = None,
                  stop_timeout: float = 60.0, kill_timeout: float = 10.0, start_wait: float = 5.0,
-                 preload: Iterable[str] = DEFAULT_PRELOAD, entry: str = DEFAULT_ENTRY):
+                 preload: Iterable[str] = DEFAULT_PRELOAD, entry: str = DEFAULT_ENTRY,
+                 events: Optional[EventsConfig] = None):
         self.config_path = Path(config_path).resolve()
         self.paths = StatePaths(Path(state_dir).resolve())
         self.worker_main = worker_main
@@ -99,6 +102,7 @@ class Arbiter(Operations):
         self.reporter_crashes = 0
         self.reporter_retry_at = 0.0
         self.subscribers: set[asyncio.Queue] = set()
+        self.events_cfg, self.feed = events, FeedLink(self)  # the live WebSocket feed (start --events)
         self._lock = SupervisorLock(self.paths)
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -137,12 +141,15 @@ class Arbiter(Operations):
         server = await serve_control(self.paths.socket, SupervisorCommands(self))
         log.info("supervisor %d serving %s (config %s)", os.getpid(), self.paths.socket, self.config_path)
         tasks = [asyncio.create_task(self._signal_loop(signals)), asyncio.create_task(self._tick_loop())]
+        if self.events_cfg is not None:
+            await self.feed.start(self.events_cfg)
         self._start_reporter()
         names = list(self.config.strategies) if self.initial is None else self.initial
         for name in names:
             if name in self.config.strategies and not self._alive(name):
                 asyncio.create_task(self.start_worker(name))
         await self.done.wait()
+        await self.feed.close()
         server.close()
         self.paths.socket.unlink(missing_ok=True)
         for t in tasks:

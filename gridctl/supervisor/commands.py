@@ -63,7 +63,8 @@ class SupervisorCommands:
                                    f"first or point at the same file")
             assert a.config is not None
             names = _names(args) or list(a.config.strategies)
-            return _combined(list(await asyncio.gather(*(a.start_worker(n) for n in names))))
+            feed = await _start_feed(a, args.get("events"))
+            return _combined(list(await asyncio.gather(*(a.start_worker(n) for n in names))), **feed)
         if cmd == "stop":
             names = list(a.workers) if args.get("all") else _names(args)
             if not names and args.get("all"):
@@ -86,6 +87,26 @@ class SupervisorCommands:
         if cmd != "events":
             return None
         return events(self.a, _names(args), int(args.get("n", 50)), bool(args.get("follow", True)))
+
+
+async def _start_feed(a: "Arbiter", spec: object) -> dict:
+    """`start {"events": {"listen": "HOST:PORT", "allow_remote": b}}`: the live feed, if asked for.
+
+    Extra reply keys: "events" (where it listens) and "events_error" (why it does not).
+    """
+    from gridctl.config.listen import ListenError, events_config
+
+    if spec is None:
+        info = a.feed.info()
+        return {"events": info} if info else {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("listen"), str):
+        raise CommandError('events must be {"listen": "HOST:PORT", "allow_remote": false}')
+    try:
+        cfg = events_config(spec["listen"], bool(spec.get("allow_remote")), "events.listen")
+    except ListenError as exc:
+        raise CommandError(str(exc)) from None
+    r = await a.feed.start(cfg)
+    return {"events": r["events"]} if r["ok"] else {"events_error": r["message"]}
 
 
 def _row(w: "Worker", worker_status: Optional[dict]) -> dict:
@@ -112,7 +133,7 @@ async def status(a: "Arbiter") -> dict:
     return {"ok": True,
             "supervisor": {"pid": os.getpid(), "state_dir": str(a.paths.root), "config": str(a.config_path),
                            "started_at": int(a.started_at * 1000), "reporter_pid": a.reporter_pid or None,
-                           "shutting_down": a.shutting_down},
+                           "shutting_down": a.shutting_down, "events": a.feed.info()},
             "workers": [_row(w, answers.get(w.name)) for w in sorted(a.workers.values(), key=lambda w: w.name)]}
 
 
@@ -192,13 +213,19 @@ async def _apply_live(a: "Arbiter", w: "Worker", new) -> dict:
             "waiting": waiting, "message": f"{w.name}: " + "; ".join(parts)}
 
 
-async def events(a: "Arbiter", names: list[str], n: int, follow: bool) -> AsyncIterator[dict]:
-    """Recent and live events of the selected (default: all) workers, plus state changes."""
+async def events(a: "Arbiter", names: list[str], n: int, follow: bool,
+                 restart_n: Optional[int] = None) -> AsyncIterator[dict]:
+    """Recent and live events of the selected (default: all) workers, plus state changes.
+
+    A worker attached later (started or restarted while following) sends its last
+    `restart_n` events (default n): its own since it started, so none is missed.
+    """
     q: asyncio.Queue[dict] = asyncio.Queue(maxsize=10000)
     tasks: dict[str, asyncio.Task] = {}
     wanted = (lambda name: name in names) if names else (lambda name: True)
+    first = True
 
-    async def forward(name: str, pid: int) -> None:
+    async def forward(name: str, pid: int, n: int) -> None:
         try:
             reader, writer = await asyncio.open_unix_connection(str(a.paths.worker_socket(name)), limit=LINE_LIMIT)
         except OSError:
@@ -220,10 +247,13 @@ async def events(a: "Arbiter", names: list[str], n: int, follow: bool) -> AsyncI
             writer.close()
 
     def attach() -> None:
+        nonlocal first
         for w in list(a.workers.values()):
             t = tasks.get(w.name)
             if wanted(w.name) and w.state in (WorkerState.RUNNING, WorkerState.PAUSED) and (t is None or t.done()):
-                tasks[w.name] = asyncio.create_task(forward(w.name, w.pid))
+                later = n if first or restart_n is None else restart_n
+                tasks[w.name] = asyncio.create_task(forward(w.name, w.pid, later))
+        first = False
 
     if follow:
         a.subscribers.add(q)
@@ -234,13 +264,19 @@ async def events(a: "Arbiter", names: list[str], n: int, follow: bool) -> AsyncI
             while not q.empty():
                 yield q.get_nowait()
             return
+        next_attach = time.monotonic() + 0.5
         while True:
             try:
-                ev = await asyncio.wait_for(q.get(), 0.5)
+                ev: Optional[dict] = await asyncio.wait_for(q.get(), 0.5)
             except asyncio.TimeoutError:
-                attach()  # workers started or restarted since
-                continue
-            if ev.get("source") == "supervisor" and not wanted(ev.get("strategy", "")):
+                ev = None
+            supervisor = ev is not None and ev.get("source") == "supervisor"
+            # workers started or restarted since: at once when one answers, else every 0.5 s
+            # (also while events keep coming, so a busy stream never misses a restarted worker)
+            if (supervisor and ev.get("state") in ("running", "paused")) or time.monotonic() >= next_attach:
+                attach()
+                next_attach = time.monotonic() + 0.5
+            if ev is None or (supervisor and not wanted(ev.get("strategy", ""))):
                 continue
             yield ev
     finally:

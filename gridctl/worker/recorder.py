@@ -45,11 +45,15 @@ class Recorder:
             "price": rules.price(r.price) if r.price is not None else None,
             "qty": rules.qty(r.qty), "filled": Decimal(0), "status": "open", "reduce_only": r.reduce_only,
             "post_only": r.post_only, "created_ts": ts, "updated_ts": ts})
+        data = {"action": "placed", "client_id": str(r.client_id), "intent": r.intent.value, "side": r.side.value,
+                "price": None if r.price is None else str(rules.price(r.price)), "qty": str(rules.qty(r.qty)),
+                "reduce_only": r.reduce_only, "post_only": r.post_only}
         if r.price is None:
-            self.event(ts, "order", f"market {r.intent.value} {r.side.value} {rules.qty(r.qty)}", r.level, order_id)
+            self.event(ts, "order", f"market {r.intent.value} {r.side.value} {rules.qty(r.qty)}", r.level, order_id,
+                       data)
         else:
             self.event(ts, "order", f"placed {r.intent.value} {r.side.value} {rules.qty(r.qty)} @ "
-                       f"{rules.price(r.price)} (level {r.level})", r.level, order_id)
+                       f"{rules.price(r.price)} (level {r.level})", r.level, order_id, data)
 
     def order_rejected(self, ts: int, r: OrderRequest, reason: str) -> None:
         """A request the venue refused: stored with its reason (no event: the driver says why)."""
@@ -92,8 +96,11 @@ class Recorder:
 
     def order_cancelled(self, ts: int, o: OpenOrder) -> None:
         self.order_status(ts, o.client_id, "cancelled")
-        self.event(ts, "order", f"cancelled {o.intent.value} {o.side.value} @ {self.rules.price(o.price)} "
-                   f"(level {o.level})", o.level, o.order_id)
+        price = self.rules.price(o.price)
+        self.event(ts, "order", f"cancelled {o.intent.value} {o.side.value} @ {price} (level {o.level})",
+                   o.level, o.order_id, {"action": "cancelled", "client_id": str(o.client_id),
+                                         "intent": o.intent.value, "side": o.side.value, "price": str(price),
+                                         "qty": str(self.rules.qty(o.qty)), "reduce_only": o.reduce_only})
 
     def fill(self, f: Fill, level: Optional[int], intent: str, realized: Decimal) -> None:
         self.w.add("fills", {

@@ -202,17 +202,21 @@ def strategy_stats(db: Database, name: str, since: Optional[int], until: int) ->
 
 
 def report(db: Database, names: Optional[Sequence[str]] = None, period: str = "1d",
-           now_ms: Optional[int] = None) -> dict:
+           now_ms: Optional[int] = None, since_ms: Optional[int] = None) -> dict:
     """The report of the named strategies (all when empty) over the period ending at `now_ms`.
 
+    `since_ms` (epoch ms) replaces the period's start; the period is then "custom".
     Raises UnknownStrategy for a name the database does not know, ValueError for a bad period.
     """
-    if period not in PERIODS:
+    if since_ms is None and period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
     names = check_names(db, names)
     until = wall_ms() if now_ms is None else now_ms
-    length = PERIODS[period]
-    since = None if length is None else until - length
+    if since_ms is not None:
+        since, period = since_ms, "custom"
+    else:
+        length = PERIODS[period]
+        since = None if length is None else until - length
     stats = [strategy_stats(db, n, since, until) for n in names]
     total = None
     if len(stats) > 1:

@@ -75,7 +75,7 @@ def test_status_json_has_decimals_as_strings(state):
 
 def test_unknown_strategy_and_missing_database_are_clear_errors(state, tmp_path):
     r = run(state, "status", "sol-nuetral")
-    assert r.exit_code == 1 and "no strategy 'sol-nuetral'" in r.stderr and "sol-neutral" in r.stderr
+    assert r.exit_code == 2 and "no strategy 'sol-nuetral' (did you mean 'sol-neutral'?)" in r.stderr
     assert r.exception is None or isinstance(r.exception, SystemExit)
     for args in (["status"], ["logs", "x"], ["export", "x", "fills"], ["report"]):
         r = run(tmp_path / "nothing", *args)
@@ -132,7 +132,7 @@ def test_logs_follow_prints_new_events_and_stops_on_ctrl_c(state, tmp_path, monk
 
     monkeypatch.setattr(read_cmds.time, "sleep", fake_sleep)
     r = run(d, "logs", "sol-neutral", "-n", "1", "--follow")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 130, r.output  # Ctrl-C ends --follow like every command: 130
     assert r.stdout.splitlines() == ["2024-08-02T23:00:00.000Z  info      -  @SUM(A1:A9) note",
                                      "2024-08-03T00:00:00.005Z  fill     L1  buy 0.5 @ 151.00 filled"]
 

@@ -14,7 +14,8 @@ import click
 from gridctl import datasets
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
-    EXIT_CONFIG, config_option, fail, json_option, positive_number_or_exit, print_json, strategy_market_or_exit,
+    EXIT_CONFIG, complete_strategy_names, config_option, fail, json_option, merge_window, positive_number_or_exit,
+    print_json, strategy_market_or_exit,
 )
 from gridctl.core.grid import GridError
 
@@ -79,24 +80,29 @@ def _require_charts() -> None:
 
 @cli.command()
 @config_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_strategy_names)
 @click.option("--data", "data_spec", help="Candles CSV (timestamp_ms,open,high,low,close,volume) or builtin:NAME "
               "(default: the account's feed).")
 @click.option("--mark", "mark_spec", help="Mark-price candles CSV (default: the last price).")
 @click.option("--funding", "funding_spec", help="Funding-rate CSV (timestamp_ms,rate); default: the account "
               "feed's funding when --data is not given.")
-@click.option("--from", "date_from", help="First day (UTC), e.g. 2024-08-01.")
-@click.option("--to", "date_to", help="End (UTC, exclusive), e.g. 2024-08-03.")
+@click.option("--since", "date_from", help="First day or time (UTC), e.g. 2024-08-01.")
+@click.option("--until", "date_to", help="End (UTC, exclusive), e.g. 2024-08-03.")
+@click.option("--from", "from_alias", hidden=True)  # the old names of --since/--until
+@click.option("--to", "to_alias", hidden=True)
 @click.option("--balance", type=str, help="Simulated wallet balance (default: the account's).")
 @click.option("--reference", is_flag=True, help="Visit every candle (slow; for checking the fast mode).")
 @click.option("--trades-csv", type=click.Path(dir_okay=False), help="Write one row per completed cycle.")
 @click.option("--fills-csv", type=click.Path(dir_okay=False), help="Write one row per fill.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False),
               help="Write a self-contained HTML chart (price, grid, fills, PnL, drawdown, position per level).")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              help="Write fills.csv and trades.csv into DIR (created if missing).")
 @json_option
 def backtest(config_path: str, name: str, data_spec: Optional[str], mark_spec: Optional[str],
-             funding_spec: Optional[str], date_from: Optional[str], date_to: Optional[str], balance: Optional[str],
-             reference: bool, trades_csv: Optional[str], fills_csv: Optional[str], html_out: Optional[str],
+             funding_spec: Optional[str], date_from: Optional[str], date_to: Optional[str],
+             from_alias: Optional[str], to_alias: Optional[str], balance: Optional[str], reference: bool,
+             trades_csv: Optional[str], fills_csv: Optional[str], html_out: Optional[str], out_dir: Optional[str],
              as_json: bool) -> None:
     """Run a strategy exactly as configured over historical candles.
 
@@ -106,15 +112,25 @@ def backtest(config_path: str, name: str, data_spec: Optional[str], mark_spec: O
     By default the data is the account's feed (its replay file and funding, or the
     same seeded candles a synthetic feed generates); --data overrides it.
 
+    \b
     Example:
-
         gridctl backtest -c strategies.yaml sol-neutral --json
         gridctl backtest -c strategies.yaml sol-neutral --data builtin:SOLUSDT_1h --html sol.html
+        gridctl backtest sol-neutral --data builtin:SOLUSDT_1m --since 2024-08-02 -o out/
     """
     from gridctl.backtest import BacktestInputError, fit_warnings, load_market_data, prepare
     from gridctl.backtest.feed import NoBacktestFeed, account_feed
     from gridctl.backtest.summary import render, summarize, write_fills_csv, write_trades_csv
 
+    from_opt, to_opt = ("--from" if from_alias else "--since"), ("--to" if to_alias else "--until")
+    date_from, date_to = merge_window(date_from, date_to, from_alias, to_alias)
+    if out_dir is not None:
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"-o: cannot create {out_dir}: {exc.strerror}", EXIT_CONFIG)
+        fills_csv = fills_csv or str(Path(out_dir) / "fills.csv")
+        trades_csv = trades_csv or str(Path(out_dir) / "trades.csv")
     _, s, account, rules = strategy_market_or_exit(config_path, name, "backtest")
     for option, out in (("--fills-csv", fills_csv), ("--trades-csv", trades_csv), ("--html", html_out)):
         if out is not None:
@@ -135,7 +151,7 @@ def backtest(config_path: str, name: str, data_spec: Optional[str], mark_spec: O
             file_name = fd.candles.name if fd.candles is not None else None
             funding = funding if funding is not None else fd.funding
         data = load_market_data(rules, candles, _data_path(mark_spec, cwd),  # type: ignore[arg-type]
-                                funding, parse_date(date_from, "--from"), parse_date(date_to, "--to"), label)
+                                funding, parse_date(date_from, from_opt), parse_date(date_to, to_opt), label)
         prepared = prepare(rules, s, account, data, bal)
         data.warnings += fit_warnings(prepared, s.symbol, label, file_name)
     except NoBacktestFeed as exc:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import click
 
 from gridctl import __version__
-from gridctl.cli.common import AppContext
+from gridctl.cli.common import AppContext, GridctlGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=GridctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gridctl")
 @click.option("--state-dir", type=click.Path(file_okay=False), envvar="GRIDCTL_STATE_DIR",
               help="Where the database, PID files and socket live "
@@ -21,8 +21,8 @@ from gridctl.cli.common import AppContext
 def cli(ctx: click.Context, state_dir: str | None) -> None:
     """Grid trading on crypto perpetual futures.
 
+    \b
     Example:
-
         gridctl validate -c strategies.yaml
     """
     ctx.obj = AppContext(state_dir_option=state_dir)

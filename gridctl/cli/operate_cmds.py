@@ -12,7 +12,10 @@ from typing import Callable, Optional
 import click
 
 from gridctl.cli.group import cli
-from gridctl.cli.common import AppContext, config_option, fail, load_config_or_exit, strategy_or_exit
+from gridctl.cli.common import (
+    EXIT_CONFIG, EXIT_RUNTIME, EXIT_USAGE, AppContext, check_names_or_exit, complete_strategy_names,
+    config_option, fail, json_option, load_config_or_exit, print_json, remember_state_dir, strategy_or_exit,
+)
 from gridctl.config import ConfigError, load
 from gridctl.control.client import ControlClient, ControlError, NotRunning
 from gridctl.process.paths import StatePaths
@@ -73,19 +76,32 @@ def _call(client: ControlClient, cmd: str, timeout: Optional[float] = None, **ar
     raise AssertionError("unreachable")
 
 
-def _print_results(resp: dict, extra: Optional[Callable[[dict], bool]] = None) -> None:
-    """`extra(resp)` first (it says whether it went well), then one line per strategy; exit 1 if any failed."""
-    failed = bool(extra and not extra(resp))
-    for r in resp.get("results", []):
-        if r.get("ok"):
-            click.echo(r["message"])
-        else:
-            failed = True
-            click.echo(f"error: {r['message']}", err=True)
-    if resp.get("message"):
-        click.echo(resp["message"])
-    if failed:
-        sys.exit(1)
+def _print_results(resp: dict, as_json: bool = False, fields: Optional[dict] = None,
+                   extra: Optional[Callable[[dict], bool]] = None) -> None:
+    """One line per strategy, after `extra(resp)` (it says whether it went well), or the reply as JSON
+    (with `fields`); exit 1 if anything failed, 2 if every failure was an unknown strategy name."""
+    results = resp.get("results", [])
+    failed = [r for r in results if not r.get("ok")]
+    if as_json:
+        other_failed = bool(resp.get("events_error"))
+        rest = {k: v for k, v in resp.items() if k not in ("ok", "results")}
+        print_json({"ok": not failed and not other_failed, "results": results, **rest, **(fields or {})})
+    else:
+        other_failed = bool(extra and not extra(resp))
+        for r in results:
+            if r.get("ok"):
+                click.echo(r["message"])
+            else:
+                click.echo(f"error: {r['message']}", err=True)
+        if resp.get("message"):
+            click.echo(resp["message"])
+    if failed or other_failed:
+        sys.exit(EXIT_USAGE if failed and not other_failed and all(r.get("unknown") for r in failed)
+                 else EXIT_RUNTIME)
+
+
+def _names_argument(required: bool = False):
+    return click.argument("names", nargs=-1, required=required, shell_complete=complete_strategy_names)
 
 
 def _log_tail(path: Path, n: int = 15) -> str:
@@ -121,25 +137,27 @@ def _launch_daemon(config_path: Path, state_dir: Path, events=None) -> int:
 
 @cli.command()
 @config_option
-@click.argument("names", nargs=-1)
+@_names_argument()
 @click.option("--foreground", is_flag=True,
               help="Run the supervisor in this process and log to stderr (systemd uses this).")
 @click.option("--events", "events_listen", metavar="HOST:PORT",
               help="Serve live events to dashboards over WebSocket (loopback only unless the YAML's "
                    "events.allow_remote is true); overrides the YAML's events.listen.")
+@json_option
 @click.pass_obj
 def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground: bool,
-          events_listen: Optional[str]) -> None:
+          events_listen: Optional[str], as_json: bool) -> None:
     """Start the supervisor (if it is not running) and the named strategies (default: all).
 
     The supervisor runs in the background, one per state dir, and restarts crashed
     strategies. Its log is <state dir>/logs/supervisor.log; each strategy logs to
     <state dir>/logs/NAME.log. With --events (or `events:` in the YAML) it also serves
     the live event feed; clients present the token in <state dir>/events.token
-    (docs/events.md).
+    (docs/events.md). A state dir set by `state_dir:` in the file is remembered, so
+    later commands run without -c find it.
 
+    \b
     Example:
-
         gridctl start -c strategies.yaml
         gridctl start -c strategies.yaml sol-neutral xrp-short
         gridctl start -c strategies.yaml --events 127.0.0.1:8765
@@ -152,7 +170,7 @@ def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground:
     try:
         events = resolve(events_listen, config.events)
     except ListenError as exc:
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_USAGE)
     state_dir = app.state_dir(config).resolve()
     client = ControlClient(state_dir)
     if foreground:
@@ -161,12 +179,28 @@ def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground:
             fail(f"a supervisor is already running for state dir {state_dir} (pid {pid})")
         _log_to_stderr()
         sys.exit(make_arbiter(config.path, state_dir, list(names) or None, events).run())
-    if not client.is_running():
+    if not app.state_dir_option and config.state_dir is not None:
+        remember_state_dir(state_dir)
+    paths = StatePaths(state_dir)
+    launched = not client.is_running()
+    if launched:
         pid = _launch_daemon(config.path.resolve(), state_dir, events)
-        click.echo(f"started supervisor (pid {pid}) for state dir {state_dir}")
+        if not as_json:
+            click.echo(f"started supervisor (pid {pid}) for state dir {state_dir}")
+            click.echo(f"  it runs in the background (daemonised); its log: {paths.supervisor_log}")
+    else:
+        pid = read_pid(paths.pid_file)
+        if not as_json:
+            click.echo(f"supervisor already running (pid {pid}) for state dir {state_dir}")
     spec = None if events is None else {"listen": events.listen, "allow_remote": events.allow_remote}
     resp = _call(client, "start", timeout=LONG, names=list(names), config=str(config.path.resolve()), events=spec)
-    _print_results(resp, extra=_feed_line)
+    supervisor = {"pid": pid, "started": launched, "state_dir": str(state_dir), "log": str(paths.supervisor_log),
+                  "worker_logs": str(paths.supervisor_log.parent / "NAME.log")}
+    _print_results(resp, as_json, {"supervisor": supervisor}, extra=_feed_line)  # exits on a failure
+    if not as_json:
+        first = next(iter(names or config.strategies), "NAME")
+        click.echo(f"next: `gridctl status` to watch them, `gridctl logs {first} --follow` for events, "
+                   f"`gridctl shutdown` to stop everything")
 
 
 def _feed_line(resp: dict) -> bool:
@@ -181,85 +215,107 @@ def _feed_line(resp: dict) -> bool:
 
 @cli.command()
 @config_option
-@click.argument("names", nargs=-1)
+@_names_argument()
 @click.option("--keep-position", is_flag=True, help="Cancel the orders but leave the position open.")
 @click.option("--all", "all_", is_flag=True, help="Stop every running strategy.")
+@json_option
 @click.pass_obj
-def stop(app: AppContext, config_path: str, names: tuple[str, ...], keep_position: bool, all_: bool) -> None:
+def stop(app: AppContext, config_path: str, names: tuple[str, ...], keep_position: bool, all_: bool,
+         as_json: bool) -> None:
     """Stop strategies: cancel every order, then close the position at market (reduce-only).
 
     Without --keep-position the strategy's risk.on_stop decides whether the position
     is closed. The supervisor keeps running; `gridctl start NAME` starts it again.
 
+    \b
     Example:
-
         gridctl stop sol-neutral
         gridctl stop --all --keep-position
     """
     if not names and not all_:
-        fail("name the strategies to stop, or pass --all", 2)
+        fail("name the strategies to stop, or pass --all", EXIT_USAGE)
+    check_names_or_exit(config_path, names)
     client = _client_or_exit(_state_dir(app, config_path))
     resp = _call(client, "stop", timeout=LONG, names=list(names), all=all_,
                  keep_position=True if keep_position else None)
-    _print_results(resp)
+    _print_results(resp, as_json)
 
 
 @cli.command()
 @config_option
-@click.argument("names", nargs=-1, required=True)
+@_names_argument(required=True)
+@json_option
 @click.pass_obj
-def pause(app: AppContext, config_path: str, names: tuple[str, ...]) -> None:
+def pause(app: AppContext, config_path: str, names: tuple[str, ...], as_json: bool) -> None:
     """Pause strategies: keep their orders and position, place nothing new.
 
+    \b
     Example:
-
         gridctl pause sol-neutral sol-long
     """
+    check_names_or_exit(config_path, names)
     client = _client_or_exit(_state_dir(app, config_path))
-    _print_results(_call(client, "pause", timeout=30.0, names=list(names)))
+    _print_results(_call(client, "pause", timeout=30.0, names=list(names)), as_json)
 
 
 @cli.command()
 @config_option
-@click.argument("names", nargs=-1, required=True)
+@_names_argument(required=True)
+@json_option
 @click.pass_obj
-def resume(app: AppContext, config_path: str, names: tuple[str, ...]) -> None:
+def resume(app: AppContext, config_path: str, names: tuple[str, ...], as_json: bool) -> None:
     """Resume paused strategies without rebuilding their grids.
 
+    \b
     Example:
-
         gridctl resume sol-neutral
     """
+    check_names_or_exit(config_path, names)
     client = _client_or_exit(_state_dir(app, config_path))
-    _print_results(_call(client, "resume", timeout=30.0, names=list(names)))
+    _print_results(_call(client, "resume", timeout=30.0, names=list(names)), as_json)
 
 
 @cli.command()
 @config_option
+@json_option
 @click.pass_obj
-def reload(app: AppContext, config_path: str) -> None:
+def reload(app: AppContext, config_path: str, as_json: bool) -> None:
     """Re-read the strategies file the supervisor was started with.
 
-    New strategies start; a running strategy whose grid changed keeps its running
-    grid until you stop and start it; an invalid file changes nothing.
+    New strategies start. Changed risk keys (stop-loss and take-profit prices and
+    percentages, max_loss, take_profit, max_level_loss, on_stop, margin_ratio) and
+    max_position apply to a running strategy at once, its grid untouched; a change
+    of the grid's shape (range, grids, size, mode, ...) waits until you stop and
+    start it, and is listed. An invalid file changes nothing (exit 2). Exit 0 when
+    everything that could be applied was; 1 when a worker did not take its change.
     Same as `kill -HUP $(cat <state dir>/supervisor.pid)` or `systemctl reload gridctl`.
 
+    \b
     Example:
-
         gridctl reload
+        gridctl reload --json
     """
     client = _client_or_exit(_state_dir(app, config_path))
-    _print_results(_call(client, "reload", timeout=LONG))
+    resp = _call(client, "reload", timeout=LONG)
+    if resp.get("config_error"):
+        if as_json:
+            print_json(resp)
+        else:
+            for r in resp.get("results", []):
+                click.echo(f"error: {r['message']}", err=True)
+        sys.exit(EXIT_CONFIG)
+    _print_results(resp, as_json)
 
 
 @cli.command()
 @config_option
+@json_option
 @click.pass_obj
-def shutdown(app: AppContext, config_path: str) -> None:
+def shutdown(app: AppContext, config_path: str, as_json: bool) -> None:
     """Stop every strategy as configured (risk.on_stop), then the supervisor itself.
 
+    \b
     Example:
-
         gridctl shutdown
     """
     state_dir = _state_dir(app, config_path)
@@ -267,32 +323,39 @@ def shutdown(app: AppContext, config_path: str) -> None:
     pid = read_pid(StatePaths(state_dir).pid_file)
     resp = _call(client, "shutdown", timeout=LONG)
     resp.pop("message", None)
-    for r in resp.get("results", []):
-        click.echo(r["message"] if r.get("ok") else f"error: {r['message']}", err=not r.get("ok"))
+    if not as_json:
+        for r in resp.get("results", []):
+            click.echo(r["message"] if r.get("ok") else f"error: {r['message']}", err=not r.get("ok"))
     deadline = time.monotonic() + 30
     while pid and pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if pid and pid_alive(pid):
         fail(f"the supervisor (pid {pid}) has not exited yet; see {StatePaths(state_dir).supervisor_log}")
-    click.echo(f"supervisor{f' (pid {pid})' if pid else ''} stopped")
-    if not all(r.get("ok") for r in resp.get("results", [])):
-        sys.exit(1)
+    ok = all(r.get("ok") for r in resp.get("results", []))
+    if as_json:
+        print_json({"ok": ok, "results": resp.get("results", []), "supervisor": {"pid": pid, "stopped": True}})
+    else:
+        click.echo(f"supervisor{f' (pid {pid})' if pid else ''} stopped")
+    if not ok:
+        sys.exit(EXIT_RUNTIME)
 
 
 @cli.command("emergency-close")
 @config_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_strategy_names)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_obj
-def emergency_close(app: AppContext, config_path: str, name: str, yes: bool) -> None:
+def emergency_close(app: AppContext, config_path: str, name: str, yes: bool, as_json: bool) -> None:
     """Cancel every order of a strategy and close its position at market, now.
 
     The strategy then stops. Asks for confirmation unless --yes is given.
 
+    \b
     Example:
-
         gridctl emergency-close sol-neutral --yes
     """
+    check_names_or_exit(config_path, [name])
     state_dir = _state_dir(app, config_path)
     if not yes and not click.confirm(f"Cancel every order of {name} and close its position at market now?"):
         fail("nothing done")
@@ -300,13 +363,13 @@ def emergency_close(app: AppContext, config_path: str, name: str, yes: bool) -> 
     if client.is_running():
         resp = _call(client, "emergency_close", timeout=LONG, name=name)
         if not all(r.get("not_running") for r in resp.get("results", [])):
-            _print_results(resp)
+            _print_results(resp, as_json)
             return
     # no worker trades it: close what it left on the exchange from here, under the worker's lock
-    _flatten_here(config_path, state_dir, name)
+    _flatten_here(config_path, state_dir, name, as_json)
 
 
-def _flatten_here(config_path: str, state_dir: Path, name: str) -> None:
+def _flatten_here(config_path: str, state_dir: Path, name: str, as_json: bool = False) -> None:
     """Cancel a stopped strategy's orders and close the position it left, in this process."""
     from gridctl.worker.main import run_worker
 
@@ -317,4 +380,8 @@ def _flatten_here(config_path: str, state_dir: Path, name: str) -> None:
         fail(f"{name} is running in another process; try again once it has stopped")
     if code != 0:
         fail(f"emergency close of {name} failed (exit {code}); see `gridctl logs {name}`")
-    click.echo(f"emergency-closed {name} (not running: closed from here; see `gridctl logs {name}`)")
+    message = f"emergency-closed {name} (not running: closed from here; see `gridctl logs {name}`)"
+    if as_json:
+        print_json({"ok": True, "results": [{"name": name, "ok": True, "message": message, "here": True}]})
+    else:
+        click.echo(message)

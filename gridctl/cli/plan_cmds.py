@@ -9,7 +9,7 @@ import click
 
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
-    EXIT_CONFIG, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
+    EXIT_CONFIG, complete_strategy_names, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
     strategy_market_or_exit,
 )
 from gridctl.cli.plan_render import plan_json, print_plan
@@ -29,7 +29,8 @@ def online_option(f: Callable) -> Callable:
 @cli.command()
 @config_option
 @online_option
-def validate(config_path: str, online: bool) -> None:
+@json_option
+def validate(config_path: str, online: bool, as_json: bool) -> None:
     """Check the strategies file against each market's rules and each account's balance.
 
     Every problem is listed with its YAML path and line; the exit status is 2
@@ -37,12 +38,17 @@ def validate(config_path: str, online: bool) -> None:
     margin above the account's balance, a start price or trigger already past a
     stop are problems; little balance headroom, a liquidation estimate before a
     stop are warnings (printed under the strategy's ok line, exit 0). Nothing is
-    traded.
+    traded. --json prints {"ok", "path", "problems": [{"path", "line", "message"}],
+    "strategies": [{"name", ..., "warnings", "notes"}]}.
 
+    \b
     Example:
-
         gridctl validate -c strategies.yaml
+        gridctl validate -c strategies.yaml --json
     """
+    if as_json:
+        _validate_json(config_path, online)
+        return
     config = load_config_or_exit(config_path)
     report = pretrade.check(config, online)
     if report.problems:
@@ -64,9 +70,35 @@ def validate(config_path: str, online: bool) -> None:
             click.echo(f"  note: {n}")
 
 
+def _problems_json(problems) -> list:
+    """Problems (and warnings, which may be Problems too) as {"path", "line", "message"}; text stays text."""
+    return [{"path": ".".join(str(k) for k in p.path), "line": p.line, "message": p.message}
+            if hasattr(p, "line") else str(p) for p in problems]
+
+
+def _validate_json(config_path: str, online: bool) -> None:
+    """validate --json: the problems (exit 2), or the strategies with their warnings and notes."""
+    from pathlib import Path
+
+    from gridctl.config import ConfigError, load
+
+    try:
+        config = load(Path(config_path))
+    except ConfigError as exc:
+        print_json({"ok": False, "path": config_path, "problems": _problems_json(exc.problems), "strategies": []})
+        sys.exit(EXIT_CONFIG)
+    report = pretrade.check(config, online)
+    print_json({"ok": not report.problems, "path": config_path, "problems": _problems_json(sorted(report.problems, key=lambda p: (p.line, p.path))),
+                "strategies": [{"name": s.name, "account": s.account, "symbol": s.symbol, "mode": s.mode.value,
+                                "grids": s.grids, "warnings": _problems_json(report.warnings.get(s.name, [])),
+                                "notes": _problems_json(report.notes.get(s.name, []))} for s in config.strategies.values()]})
+    if report.problems:
+        sys.exit(EXIT_CONFIG)
+
+
 @cli.command()
 @config_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_strategy_names)
 @click.option("--price", help="Start price to plan from (default: the paper feed's first price, else mid-range).")
 @online_option
 @json_option
@@ -78,8 +110,8 @@ def plan(config_path: str, name: str, price: Optional[str], online: bool, as_jso
     estimate, stop-loss and take-profit prices; the fee rates used; the profit per grid
     after fees; and warnings for whatever `validate` would refuse or warn about.
 
+    \b
     Example:
-
         gridctl plan -c strategies.yaml sol-neutral --price 141.2 --json
     """
     _, s, account, rules = strategy_market_or_exit(config_path, name, "plan")

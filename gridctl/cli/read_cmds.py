@@ -10,7 +10,6 @@ import csv
 import re
 import sys
 import time
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Optional
 
@@ -19,30 +18,18 @@ from click.core import ParameterSource
 from tabulate import tabulate
 
 from gridctl.cli.group import cli
-from gridctl.cli.common import AppContext, config_option, fail, json_option, load_config_or_exit, print_json
+from gridctl.cli.common import (
+    EXIT_USAGE, AppContext, complete_strategy_names, config_option, fail, json_option, load_config_or_exit,
+    merge_window, parse_when, print_json, time_window_options, unknown_strategy, window_ms,
+)
 
 FOLLOW_POLL_S = 0.5
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 # A plain decimal number: left alone by the formula escaping, so -1.5 stays a number.
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def parse_when(text: str, now_ms: int) -> int:
-    """A duration ago (30m, 1h, 7d; also s, ms, w) or an ISO date/time (UTC unless it has an offset)."""
-    text = text.strip()
-    m = _DURATION.match(text)
-    if m:
-        return now_ms - int(Decimal(m.group(1)) * _UNIT_MS[m.group(2)])
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is neither a duration like 30m, 1h, 7d nor an ISO date/time "
-                                 f"like 2024-08-01 or 2024-08-01T12:00") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
+__all__ = ["parse_when", "escape_cell"]  # parse_when lives in cli/common.py now
 
 
 def escape_cell(value: Any) -> str:
@@ -95,13 +82,13 @@ def _exists(path: str) -> bool:
 
 
 def _unknown(fn, *args, **kw):
-    """Call a read function, turning an unknown strategy into a clear error."""
+    """Call a read function, turning an unknown strategy into a clear error (exit 2)."""
     from gridctl.store.read import UnknownStrategy
 
     try:
         return fn(*args, **kw)
-    except UnknownStrategy as exc:
-        fail(str(exc))
+    except UnknownStrategy as exc:  # a misspelled name is a usage error
+        fail(str(exc), EXIT_USAGE)
 
 
 def _quiet_broken_pipe() -> None:
@@ -130,7 +117,7 @@ def _short(text: Optional[str], width: int = 48) -> str:
 
 @cli.command()
 @config_option
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_strategy_names)
 @json_option
 @click.pass_obj
 def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool) -> None:
@@ -225,7 +212,7 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
         for key in LIVE_MONEY:
             if live.get(key) is not None:
                 row[key] = Decimal(str(live[key]))
-        for key in ("open_buys", "open_sells", "uptime_s"):
+        for key in ("open_buys", "open_sells", "uptime_s", "config_applied_ts"):
             if live.get(key) is not None:
                 row[key] = live[key]
         since = live.get("db_unavailable_since")
@@ -259,6 +246,16 @@ def _types(values: Iterable[str]) -> list[str]:
     return out
 
 
+def _event_json(e: dict) -> str:
+    """One event as a JSON line (decimals as strings, ts in epoch ms plus ISO time)."""
+    import json
+
+    from gridctl.cli.common import _default
+    from gridctl.store.read import iso
+
+    return json.dumps({**e, "time": iso(e["ts"])}, default=_default)
+
+
 def _event_line(e: dict) -> str:
     from gridctl.store.read import iso
 
@@ -268,19 +265,23 @@ def _event_line(e: dict) -> str:
 
 @cli.command()
 @config_option
-@click.argument("name")
-@click.option("--since", help="Only events since a duration ago (30m, 1h, 7d) or an ISO date/time (UTC).")
+@click.argument("name", shell_complete=complete_strategy_names)
+@time_window_options
 @click.option("--type", "types", multiple=True,
               help="Only these types (repeat or comma-separate): info, warn, error, order, fill, trade, "
-                   "status, risk, price, pnl.")
+                   "status, risk, price, pnl, config.")
 @click.option("--grep", help="Only events whose message contains TEXT (case-insensitive).")
 @click.option("-n", "--lines", type=click.IntRange(min=0),
               help="Show the last N events (default: 100 without --since, all with it).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@json_option
 @click.pass_obj
-def logs(app: AppContext, config_path: str, name: str, since: Optional[str], types: tuple[str, ...],
-         grep: Optional[str], lines: Optional[int], follow: bool) -> None:
-    """A strategy's events (orders, fills, trades, risk, errors) in time order.
+def logs(app: AppContext, config_path: str, name: str, since: Optional[str], until: Optional[str],
+         since_alias: Optional[str], until_alias: Optional[str], types: tuple[str, ...],
+         grep: Optional[str], lines: Optional[int], follow: bool, as_json: bool) -> None:
+    """A strategy's events (orders, fills, trades, risk, config, errors) in time order.
+
+    --json prints one JSON object per line (JSON Lines, also with --follow).
 
     \b
     Example:
@@ -290,14 +291,17 @@ def logs(app: AppContext, config_path: str, name: str, since: Optional[str], typ
     from gridctl.store.read import events, last_event_id, now_ms
 
     type_list = _types(types)
-    since_ms = parse_when(since, now_ms()) if since else None
+    since, until = merge_window(since, until, since_alias, until_alias)
+    since_ms, until_ms = window_ms(since, until, now_ms())
     limit = lines if lines is not None else (None if since else 100)
     db = _open_db(app, config_path)
     last_id = _unknown(last_event_id, db, name)
-    rows = _unknown(events, db, name, since_ms=since_ms, types=type_list, grep=grep, limit=limit)
+    rows = _unknown(events, db, name, since_ms=since_ms, types=type_list, grep=grep, limit=limit,
+                    until_ms=until_ms)
+    show = _event_json if as_json else _event_line
     for e in rows:
         if e["id"] <= last_id:
-            click.echo(_event_line(e))
+            click.echo(show(e))
     if not follow:
         return
     try:
@@ -305,25 +309,22 @@ def logs(app: AppContext, config_path: str, name: str, since: Optional[str], typ
             sys.stdout.flush()
             time.sleep(FOLLOW_POLL_S)
             for e in events(db, name, types=type_list, grep=grep, after_id=last_id):
-                click.echo(_event_line(e))
+                click.echo(show(e))
                 last_id = max(last_id, e["id"])
-    except KeyboardInterrupt:
-        return
     except BrokenPipeError:
         _quiet_broken_pipe()
 
 
 @cli.command()
 @config_option
-@click.argument("name")
+@click.argument("name", shell_complete=complete_strategy_names)
 @click.argument("kind", type=click.Choice(["orders", "fills", "trades", "events", "equity", "funding"]))
-@click.option("--since", help="From a duration ago (30m, 1h, 7d) or an ISO date/time (UTC).")
-@click.option("--until", help="Up to (not including) a duration ago or an ISO date/time (UTC).")
+@time_window_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
 @click.pass_obj
 def export(app: AppContext, config_path: str, name: str, kind: str, since: Optional[str], until: Optional[str],
-           output: Optional[str]) -> None:
+           since_alias: Optional[str], until_alias: Optional[str], output: Optional[str]) -> None:
     """Export one table of a strategy as CSV (stdout by default).
 
     Times are epoch ms plus ISO 8601 UTC columns; money, prices and quantities are
@@ -337,9 +338,7 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
     """
     from gridctl.store.read import export as read_export, now_ms
 
-    now = now_ms()
-    since_ms = parse_when(since, now) if since else None
-    until_ms = parse_when(until, now) if until else None
+    since_ms, until_ms = window_ms(*merge_window(since, until, since_alias, until_alias), now_ms())
     db = _open_db(app, config_path)
     header, rows = _unknown(read_export, db, name, kind, since_ms, until_ms)
     out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
@@ -362,44 +361,55 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
 
 @cli.command()
 @config_option
-@click.argument("names", nargs=-1)
-@click.option("--period", type=click.Choice(["1h", "1d", "7d", "30d", "all"]), default="1d", show_default=True,
-              help="The time window ending now.")
+@click.argument("names", nargs=-1, shell_complete=complete_strategy_names)
+@click.option("--since", help="Start of the window: 1h, 1d, 7d, 30d, all, any duration ago (2h, 14d) or an "
+                              "ISO date/time (UTC).  [default: 1d]")
+@click.option("--until", help="End of the window (default: now): a duration ago or an ISO date/time (UTC).")
+@click.option("--period", type=click.Choice(["1h", "1d", "7d", "30d", "all"]), hidden=True)  # old name of --since
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]), default="table",
               show_default=True, help="Output format.")
+@json_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML chart of ONE strategy (price, grid, fills, PnL, drawdown, "
                    "position per level).")
 @click.pass_obj
-def report(app: AppContext, config_path: str, names: tuple[str, ...], period: str, fmt: str,
-           output: Optional[str], html_out: Optional[str]) -> None:
-    """Performance of strategies (default: all) over a period.
+def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Optional[str], until: Optional[str],
+           period: Optional[str], fmt: str, as_json: bool, output: Optional[str], html_out: Optional[str]) -> None:
+    """Performance of strategies (default: all) over a window (default: the last day).
 
     Trades, fills, cancels, fill rate, time to fill, win rate, cycle profits, hold
     time, grid profit, realized/unrealized PnL, fees, funding, total, grid yield
     per day, max drawdown, position size, stop-losses and position by level.
+    --json is --format json.
 
     \b
     Example:
-        gridctl report --period 7d
-        gridctl report sol-neutral sol-long --period 30d --format csv -o month.csv
-        gridctl report sol-neutral --period all --html sol.html
+        gridctl report --since 7d
+        gridctl report sol-neutral sol-long --since 30d --format csv -o month.csv
+        gridctl report sol-neutral --since all --html sol.html
     """
-    from gridctl.report import render, report as build
+    from gridctl.report import PERIODS, render, report as build
+    from gridctl.store.read import now_ms
 
+    since, _ = merge_window(since, None, period, None)
+    now = now_ms()
+    until_ms = parse_when(until, now) if until else None
+    since = since or "1d"
+    fixed = since in PERIODS
+    since_ms = None if fixed else parse_when(since, now)
     if html_out is not None:
         from gridctl.charts import ChartsUnavailable, require_plotly
         if len(names) != 1:
-            fail("--html draws one strategy: name it, e.g. gridctl report sol-neutral --html sol.html", 2)
+            fail("--html draws one strategy: name it, e.g. gridctl report sol-neutral --html sol.html", EXIT_USAGE)
         try:
             require_plotly()
         except ChartsUnavailable as exc:
-            fail(str(exc), 2)
+            fail(str(exc), EXIT_USAGE)
     db = _open_db(app, config_path)
-    rep = _unknown(build, db, list(names) or None, period)
-    text = render(rep, fmt)
+    rep = _unknown(build, db, list(names) or None, since if fixed else "1d", until_ms, since_ms=since_ms)
+    text = render(rep, "json" if as_json else fmt)
     if html_out is not None:
         from gridctl.charts.report import report_chart
         from gridctl.report import title
@@ -407,7 +417,7 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], period: st
             with open(html_out, "w", encoding="utf-8") as f:
                 f.write(report_chart(db, names[0], rep["from_ts"], rep["to_ts"], f"{names[0]} · {title(rep)}"))
         except OSError as exc:
-            fail(f"cannot write {html_out}: {exc.strerror}", 2)
+            fail(f"cannot write {html_out}: {exc.strerror}", EXIT_USAGE)
         click.echo(f"wrote the chart to {html_out}", err=True)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as f:

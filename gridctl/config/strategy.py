@@ -31,7 +31,12 @@ def settings_hash(config: Config, name: str) -> str:
     (`Secret.__repr__` masks them).
     """
     s = config.strategies[name]
-    return hashlib.sha256(repr((s, config.accounts.get(s.account))).encode()).hexdigest()[:16]
+    return strategy_hash(s, config.accounts.get(s.account))
+
+
+def strategy_hash(s: StrategyConfig, account: Optional[AccountConfig]) -> str:
+    """settings_hash of one strategy's settings and its account's (also of settings changed live)."""
+    return hashlib.sha256(repr((s, account)).encode()).hexdigest()[:16]
 
 
 def venue_markets(account: AccountConfig) -> Optional[dict[str, MarketRules]]:

@@ -7,6 +7,8 @@ adopted the worker after a crash) reaches the worker directly. Requests:
     {"cmd": "pause"} / {"cmd": "resume"}            -> {"ok": true, ...handler's dict}
     {"cmd": "stop", "args": {"keep_position": b}}   -> {"ok": true, ...}; the worker then exits 0
     {"cmd": "emergency_close"}                      -> {"ok": true, ...}; the worker then exits 0
+    {"cmd": "apply_risk", "args": {"settings": {...}, "config_hash": h, "changes": [...]}}
+        -> {"ok": true, "message": ..., "applied_ts": ms}; risk keys and max_position at once, grid kept
     {"cmd": "events", "args": {"n": 50, "follow": true}}
         -> {"ok": true, "stream": true}, the last n events, then live events, one per line
 """
@@ -35,6 +37,9 @@ class WorkerHandler(Protocol):
 
     async def emergency_close(self) -> dict:
         """Cancel everything and close the position at market at once, then exit with 0."""
+
+    async def apply_risk(self, args: dict) -> dict:
+        """Apply changed risk settings (gridctl.config.live_change.live_settings) without touching the grid."""
 
     def status(self) -> dict:
         """Must contain "paused": bool; everything else is shown as is by `status`."""
@@ -74,6 +79,8 @@ async def _dispatch(handler: WorkerHandler, cmd: str, args: dict) -> dict:
             result = await handler.stop(bool(args.get("keep_position", False)))
         elif cmd == "emergency_close":
             result = await handler.emergency_close()
+        elif cmd == "apply_risk":
+            result = await handler.apply_risk(args)
         else:
             return error(f"unknown command {cmd!r}")
     except Exception as exc:  # the worker keeps serving; the caller sees what went wrong

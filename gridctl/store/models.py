@@ -206,7 +206,7 @@ class Equity(BaseModel):
         indexes = ((("strategy", "ts"), False),)
 
 
-EVENT_TYPES = ("info", "warn", "error", "order", "fill", "trade", "status", "risk", "price", "pnl")
+EVENT_TYPES = ("info", "warn", "error", "order", "fill", "trade", "status", "risk", "price", "pnl", "config")
 
 
 class Event(BaseModel):

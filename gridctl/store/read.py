@@ -52,9 +52,11 @@ def check_names(db: Database, names: Optional[Iterable[str]]) -> list[str]:
     names = list(dict.fromkeys(names))
     missing = [n for n in names if n not in known]
     if missing:
+        from gridctl.config.reader import did_you_mean
+
         have = ", ".join(known) if known else "none yet"
-        raise UnknownStrategy(f"no strategy {', '.join(repr(m) for m in missing)} in the database "
-                              f"(strategies: {have})")
+        raise UnknownStrategy("; ".join(f"no strategy '{m}'{did_you_mean(m, known)}" for m in missing)
+                              + f" in the database (strategies: {have})")
     return names
 
 
@@ -108,12 +110,20 @@ def status(db: Database, names: Optional[Sequence[str]] = None, now: Optional[in
             "uptime_s": max(0, (now - s.started_ts) // 1000) if live else None,
             "pid": s.pid,
             "started_ts": s.started_ts,
+            # the configuration in force: its hash, and when it was applied (start or `gridctl reload`)
+            "config_hash": s.config_hash,
+            "config_applied_ts": _config_applied_ts(name),
             "stop_reason": s.stop_reason,
             "last_error": s.last_error,
             # epoch ms; only a running worker knows (the live overlay of `gridctl status` fills it in)
             "db_unavailable_since": None,
         })
     return out
+
+
+def _config_applied_ts(name: str) -> Optional[int]:
+    """The time of the latest "config" event: when the running settings were applied."""
+    return (Event.select(fn.MAX(Event.ts)).where((Event.strategy == name) & (Event.type == "config")).scalar())
 
 
 def events(db: Database, name: str, since_ms: Optional[int] = None, types: Optional[Sequence[str]] = None,

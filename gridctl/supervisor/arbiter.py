@@ -68,6 +68,7 @@ class Worker:
     retry_at: float = 0.0
     stop_requested: bool = False
     config_hash: str = ""
+    running: Optional[tuple] = None  # (StrategyConfig, AccountConfig) the worker runs, for reload's diff
     next_liveness: float = 0.0
     probing: bool = False
 
@@ -231,6 +232,11 @@ class Arbiter(Operations):
         w = self.workers.get(name)
         return w is not None and w.state.alive
 
+    def settings_of(self, name: str) -> Optional[tuple]:
+        """(strategy, account) settings of name in the current config."""
+        s = self.config.strategies.get(name) if self.config else None
+        return None if s is None or self.config is None else (s, self.config.accounts.get(s.account))
+
     def worker(self, name: str) -> Worker:
         """The record for name, created on first use."""
         if name not in self.workers:
@@ -368,6 +374,7 @@ class Arbiter(Operations):
                 w.started_at = time.time()
             if self.config and w.name in self.config.strategies:
                 w.config_hash = settings_hash(self.config, w.name)
+                w.running = self.settings_of(w.name)
             self.set_state(w, WorkerState.STARTING, f"adopted pid {holder}")
             log.info("adopted %s (pid %d)", w.name, holder)
             found.append(w)

@@ -7,7 +7,7 @@ Requests (args in braces) and replies:
   stop {"names": [...], "all": b, "keep_position": b|null}
   pause / resume {"names": [...]}
   emergency_close {"name": NAME}
-  reload {}                                 -> {"ok": ..., "results": [...]}
+  reload {}                                 -> {"ok": ..., "results": [...], "config_error": b?}
   shutdown {}                               -> {"ok": true, "results": [...], "message": "..."}
   events {"names": [...], "n": 50, "follow": true}  (stream of event objects)
 A result is {"name", "ok", "message", ...}; `message` is what the CLI prints.
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Optional
 
 from gridctl.config import ConfigError, load
-from gridctl.config.strategy import settings_hash
+from gridctl.config import live_change
+from gridctl.config.strategy import settings_hash, strategy_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
 from gridctl.control.protocol import LINE_LIMIT, decode, encode, request
 from gridctl.control.server import CommandError
@@ -137,26 +138,32 @@ async def status(a: "Arbiter") -> dict:
 
 
 async def reload_config(a: "Arbiter") -> dict:
-    """Re-read the YAML: start new strategies; refuse grid changes of running ones until stopped."""
+    """Re-read the YAML: start new strategies, apply changed risk keys to running ones at once,
+    and list the grid changes that wait until a strategy is stopped.
+
+    `ok` is false only when something that could be done failed (a worker did not take
+    its new risk settings); an invalid file changes nothing and says `config_error`.
+    """
     try:
         new = load(a.config_path)
     except ConfigError as exc:
-        raise CommandError(f"{a.config_path} has {len(exc.problems)} problem(s), nothing changed: "
-                           + "; ".join(str(p) for p in exc.problems)) from None
+        msg = (f"{a.config_path} has {len(exc.problems)} problem(s), nothing changed: "
+               + "; ".join(str(p) for p in exc.problems))
+        return {"ok": False, "config_error": True,
+                "results": [{"name": "", "ok": False, "action": "invalid", "message": msg}]}
     old = a.config
     assert old is not None
     results: list[dict] = []
     to_start: list[str] = []
+    live: list["Worker"] = []
     for name in new.strategies:
-        h = settings_hash(new, name)
         w = a.workers.get(name)
-        if name not in old.strategies:
+        if name not in old.strategies and not (w is not None and w.state.alive):
             to_start.append(name)
-        elif w is not None and w.state.alive and w.config_hash and w.config_hash != h:
-            results.append({"name": name, "ok": False, "action": "refused",
-                            "message": f"{name}: its configuration changed while it runs; it keeps the "
-                                       f"running grid. Stop it (`gridctl stop {name}`), then `gridctl start {name}`"})
-        elif settings_hash(old, name) != h:
+        elif w is not None and w.state.alive and w.config_hash and w.config_hash != settings_hash(new, name):
+            w.running = w.running or a.settings_of(name)  # still the old config here
+            live.append(w)
+        elif name in old.strategies and settings_hash(old, name) != settings_hash(new, name):
             results.append({"name": name, "ok": True, "action": "updated",
                             "message": f"{name}: new configuration takes effect when it starts"})
     for name in old.strategies:
@@ -164,6 +171,7 @@ async def reload_config(a: "Arbiter") -> dict:
             results.append({"name": name, "ok": True, "action": "removed",
                             "message": f"{name} is no longer in the config; it runs until you stop it"})
     a.config = new
+    results += await asyncio.gather(*(_apply_live(a, w, new) for w in live))
     for r in await asyncio.gather(*(a.start_worker(n) for n in to_start)):
         results.append({**r, "action": "started"})
     if old.reports != new.reports:
@@ -171,6 +179,38 @@ async def reload_config(a: "Arbiter") -> dict:
     if not results:
         results.append({"name": "", "ok": True, "action": "unchanged", "message": "nothing changed"})
     return _combined(results)
+
+
+async def _apply_live(a: "Arbiter", w: "Worker", new) -> dict:
+    """Send a running strategy its changed risk keys (apply_risk); say which grid changes wait."""
+    s_new = new.strategies[w.name]
+    acc_new = new.accounts.get(s_new.account)
+    s_run, acc_run = w.running or (s_new, acc_new)
+    changes, waiting = live_change.diff(s_run, s_new, acc_run, acc_new)
+    parts: list[str] = []
+    ok = True
+    if changes:
+        after = live_change.with_live_changes(s_run, s_new)
+        h = strategy_hash(after, acc_run)
+        try:
+            reply = await worker_call(a.paths.worker_socket(w.name), "apply_risk", timeout=10.0,
+                                      settings=live_change.live_settings(after), config_hash=h, changes=changes)
+        except (NotRunning, ControlError, OSError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        if reply.get("ok"):
+            w.running, w.config_hash = (after, acc_run), h
+            parts.append(f"applied {', '.join(changes)}")
+        else:
+            ok = False
+            parts.append(f"did not take {', '.join(changes)}: {reply.get('error') or reply.get('message')}")
+    if not parts and not waiting:
+        parts.append("its settings changed in a way gridctl cannot apply live; restart it to be sure")
+    if waiting:
+        parts.append(f"waits until stopped: {', '.join(waiting)} (the running grid is kept; "
+                     f"`gridctl stop {w.name}`, then `gridctl start {w.name}`)")
+    action = "applied" if changes and ok and not waiting else ("waiting" if ok else "failed")
+    return {"name": w.name, "ok": ok, "action": action, "applied": changes if ok else [],
+            "waiting": waiting, "message": f"{w.name}: " + "; ".join(parts)}
 
 
 async def events(a: "Arbiter", names: list[str], n: int, follow: bool,

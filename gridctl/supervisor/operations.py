@@ -47,6 +47,7 @@ class Operations:
             return _result(name, True, f"{name} is already running (pid {w.pid})", pid=w.pid, state=w.state.value)
         w.crashes = 0
         w.config_hash = settings_hash(self.config, name)
+        w.running = self.settings_of(name)
         self._spawn(w)
         pid = w.pid
         await self.wait_for(lambda: w.state != S.STARTING or w.pid != pid, self.start_wait)
@@ -69,7 +70,8 @@ class Operations:
         verb = "emergency-closed" if emergency else "stopped"
         if w is None or w.state in (S.STOPPED, S.EXITED, S.FATAL):
             if self.config and name not in self.config.strategies and w is None:
-                return _result(name, False, f"no strategy '{name}' is known to this supervisor")
+                return _result(name, False, f"no strategy '{name}'{did_you_mean(name, self.config.strategies)}",
+                               unknown=True)
             if emergency:
                 return _result(name, False, f"{name} is not running", not_running=True)
             return _result(name, True, f"{name} is not running ({w.state.value if w else 'stopped'})")
@@ -118,6 +120,9 @@ class Operations:
 
     async def _relay(self: "Arbiter", name: str, cmd: str) -> dict:
         w = self.workers.get(name)
+        if w is None and self.config is not None and name not in self.config.strategies:
+            return _result(name, False, f"no strategy '{name}'{did_you_mean(name, self.config.strategies)}",
+                           unknown=True)
         if w is None or w.state not in (S.RUNNING, S.PAUSED):
             state = w.state.value if w else "stopped"
             return _result(name, False, f"{name} is not running ({state})")

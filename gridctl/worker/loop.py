@@ -50,6 +50,7 @@ class WorkerLoop:
         self.done = asyncio.Event()
         self.started = clock()
         self.last_error: Optional[str] = None
+        self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -327,6 +328,24 @@ class WorkerLoop:
         await self.sync()
         return {"state": "stopping"}
 
+    async def apply_risk(self, args: dict) -> dict:
+        """Rebuild the engine's risk limits, max_position, margin-ratio thresholds and on_stop in
+        place (the grid and its orders stay), record the applied configuration, re-check the stops."""
+        from gridctl.config.live_change import apply_live_settings
+
+        self.e.cfg = apply_live_settings(self.e.cfg, self.e.rules, args["settings"])
+        self.e.version += 1  # max_position changes which entries are wanted
+        ts = self.now_ms()
+        changes = [str(c) for c in args.get("changes") or []]
+        self.config_applied_ts = ts
+        self.rec.strategy(ts, config_hash=args.get("config_hash"))
+        self.rec.event(ts, "config", "applied " + (", ".join(changes) or "the same settings"),
+                       data={"config_hash": args.get("config_hash"), "settings": args["settings"]})
+        # a stop moved past the current price acts now, not at the next tick
+        self.rec.engine_events(ts, self.d.on_price(PriceUpdate(ts, self.ex.price(), self.ex.mark())))
+        await self.sync()
+        return {"message": "applied " + ", ".join(changes), "applied_ts": ts}
+
     def status(self) -> dict:
         led, mark, r = self.e.ledger, self.ex.mark(), self.e.rules
         q = Decimal("0.0001")
@@ -345,6 +364,7 @@ class WorkerLoop:
             "funding": str(led.funding.quantize(q)), "total_pnl": str(led.total_pnl(mark).quantize(q)),
             "uptime_s": int(self.clock() - self.started), "last_error": self.last_error,
             "stop_reason": self.e.stop_reason, "db_unavailable_since": stats.get("unavailable_since_ms"),
+            "config_applied_ts": self.config_applied_ts,
         }
 
     def recent_events(self, n: int) -> list[dict]:

@@ -201,6 +201,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
               f" {rules.price(params.lower)}..{rules.price(params.upper)}, {len(levels)} levels, "
               f"start price {grid['start_price']}")
+    _record_config(loop, now_ms, s, settings_hash(config, name))
     # the grid must be stored before its first order exists: a worker killed in its
     # first second would otherwise restart as a new grid beside the old one's orders
     if not _flush_now(writer):
@@ -220,6 +221,15 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         await exchange.close()
         writer.close()
     return code
+
+
+def _record_config(loop, ts: int, s: StrategyConfig, config_hash: str) -> None:
+    """Keep the configuration this run applies (a "config" event; reloads add theirs)."""
+    from gridctl.config.live_change import live_settings
+
+    loop.config_applied_ts = ts
+    loop.rec.event(ts, "config", f"started with configuration {config_hash}",
+                   data={"config_hash": config_hash, "settings": live_settings(s)})
 
 
 def _writer_tuning() -> dict:

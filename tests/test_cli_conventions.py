@@ -4,7 +4,6 @@ help examples one per line, shell completion of strategy names, the remembered s
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import click

@@ -20,7 +20,7 @@ from tabulate import tabulate
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
     EXIT_USAGE, AppContext, complete_strategy_names, config_option, fail, json_option, load_config_or_exit,
-    merge_window, parse_when, print_json, time_window_options, unknown_strategy, window_ms,
+    merge_window, parse_when, print_json, time_window_options, window_ms,
 )
 
 FOLLOW_POLL_S = 0.5

@@ -1,4 +1,4 @@
-"""`gridctl status`, `logs`, `export` and `report`: read the database, never an exchange.
+"""`gridctl logs`, `export` and `report` (and `status`, in status_cmd.py): read the database, never an exchange.
 
 They work with no supervisor running. The database is found through the
 config's state_dir/database (`-c FILE`) or the global `--state-dir`.
@@ -110,142 +110,6 @@ def _quiet_broken_pipe() -> None:
     # Point stdout at /dev/null so the interpreter's final flush does not complain.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
-
-
-def _uptime(seconds: Optional[int]) -> str:
-    if seconds is None:
-        return "-"
-    d, rem = divmod(seconds, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    return f"{d}d {h:02d}h" if d else (f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s")
-
-
-def _short(text: Optional[str], width: int = 48) -> str:
-    if not text:
-        return ""
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-@cli.command()
-@config_option
-@click.argument("name", required=False)
-@json_option
-@click.pass_obj
-def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool) -> None:
-    """State, price, position, open orders and PnL of every strategy (or NAME).
-
-    Read from the database: works with the supervisor down. PnL is as of the
-    latest equity snapshot (written every minute). A running worker that cannot
-    write to the database says since when (its orders and fills wait in memory or
-    in the state dir's journal). --json prints a list of objects with decimals as
-    strings and db_unavailable_since as ISO time or null.
-
-    \b
-    Example:
-        gridctl status -c strategies.yaml
-        gridctl --state-dir /var/lib/gridctl status sol-neutral --json
-    """
-    from gridctl.store.read import status as read_status
-
-    db = _open_db(app, config_path)
-    rows = _unknown(read_status, db, [name] if name else None)
-    _overlay_live(rows, _locate(app, config_path)[0])
-    if as_json:
-        from gridctl.store.read import iso
-
-        for r in rows:
-            r["db_unavailable_since"] = iso(r["db_unavailable_since"]) or None
-        print_json(rows)
-        return
-    if not rows:
-        click.echo("no strategies in the database yet")
-        return
-    def d(v: Optional[Decimal]) -> str:
-        return "-" if v is None else format(v, "f")
-
-    def money(v: Optional[Decimal]) -> str:
-        # the table shows money to 4 decimals; --json keeps every digit
-        return "-" if v is None else format(v.quantize(Decimal("0.0001")), "f")
-
-    def position(r: dict) -> str:
-        # the ledger's position, and the exchange's beside it when they differ (never overwritten)
-        ex = r.get("exchange_position")
-        if ex is None or ex == r["position"]:
-            return d(r["position"])
-        return f"{d(r['position'])} (exchange {d(ex)})"
-
-    table = [[r["name"], r["state"], d(r["price"]), position(r), r["open_buys"], r["open_sells"],
-              money(r["grid_profit"]), money(r["realized"]), money(r["unrealized"]), money(r["fees"]),
-              money(r["funding"]), money(r["total_pnl"]), _uptime(r["uptime_s"]),
-              _short(r["last_error"] or r["stop_reason"])] for r in rows]
-    click.echo(tabulate(table, headers=["strategy", "state", "price", "position", "buys", "sells", "grid profit",
-                                        "realized", "unrealized", "fees", "funding", "total PnL", "uptime",
-                                        "last error / stop reason"],
-                        disable_numparse=True, stralign="right"))
-    # below the table, not a column: rare, and it must not be cut short like the last error
-    from gridctl.store.read import iso
-
-    for r in rows:
-        if r["db_unavailable_since"] is not None:
-            click.echo(f"{r['name']}: database unavailable since {iso(r['db_unavailable_since'])}")
-
-
-LIVE_MONEY = ("price", "position", "exchange_position", "grid_profit", "realized", "unrealized", "fees", "funding", "total_pnl")
-SUPERVISOR_STATES = ("starting", "backoff", "stopping", "exited", "fatal")
-
-
-def _overlay_live(rows: list[dict], state_dir) -> None:
-    """With the supervisor up, show its process states and the workers' live figures.
-
-    The database holds the last snapshot (every minute); a running worker knows
-    the current price and PnL. A worker in backoff or fatal shows why.
-    """
-    from gridctl.control.client import supervisor_status
-
-    for row in rows:
-        row.setdefault("exchange_position", None)  # known only from a running worker
-    sup = supervisor_status(state_dir, timeout=2.0)
-    if not sup:
-        _mark_dead_workers(rows, state_dir)
-        return
-    by_name = {r["name"]: r for r in rows}
-    for w in sup.get("workers", []):
-        row = by_name.get(w.get("name"))
-        if row is None:
-            continue
-        live = w.get("worker") or {}
-        if w.get("state") in SUPERVISOR_STATES or not live:
-            row["state"] = w.get("state", row["state"])
-            if w.get("reason") and w.get("state") in ("backoff", "fatal", "exited"):
-                row["last_error"] = w["reason"]
-        else:
-            row["state"] = live.get("state", row["state"])
-        for key in LIVE_MONEY:
-            if live.get(key) is not None:
-                row[key] = Decimal(str(live[key]))
-        for key in ("open_buys", "open_sells", "uptime_s"):
-            if live.get(key) is not None:
-                row[key] = live[key]
-        since = live.get("db_unavailable_since")
-        if isinstance(since, (int, float)) and not isinstance(since, bool):
-            row["db_unavailable_since"] = int(since)
-
-
-def _mark_dead_workers(rows: list[dict], state_dir) -> None:
-    """Supervisor down: a strategy the database calls active whose worker process is
-    gone is shown as 'down' (workers keep trading without the supervisor; this tells
-    the operator which ones do not)."""
-    from gridctl.process.paths import StatePaths
-    from gridctl.process.pidfile import pid_alive, read_pid
-
-    paths = StatePaths(state_dir)
-    for row in rows:
-        if row["state"] in ("starting", "running", "paused", "stopping"):
-            pid = read_pid(paths.worker_pid(row["name"]))
-            if not (pid and pid_alive(pid)):
-                row["state"] = "down"
 
 
 def _types(values: Iterable[str]) -> list[str]:
@@ -393,3 +257,7 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], period: st
         click.echo(f"wrote the report to {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+# `status` lives in its own module; importing it here registers it with the other read commands.
+from gridctl.cli import status_cmd  # noqa: E402,F401

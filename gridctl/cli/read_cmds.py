@@ -231,26 +231,36 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
               help="The time window ending now.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]), default="table",
               show_default=True, help="Output format.")
+@click.option("--by", "by", type=click.Choice(["day"]),
+              help="One row per strategy and UTC day: PnL split, cycles, end-of-day position.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
 @click.pass_obj
 def report(app: AppContext, config_path: str, names: tuple[str, ...], period: str, fmt: str,
-           output: Optional[str]) -> None:
+           by: Optional[str], output: Optional[str]) -> None:
     """Performance of strategies (default: all) over a period.
 
     Trades, fills, cancels, fill rate, time to fill, win rate, cycle profits, hold
     time, grid profit, realized/unrealized PnL, fees, funding, total, grid yield
     per day, max drawdown, position size, stop-losses and position by level.
+    --by day: one row per strategy and UTC day instead (grid profit, other
+    realized, fees, funding, unrealized change, total, cycles, end position).
 
     \b
     Example:
         gridctl report --period 7d
         gridctl report sol-neutral sol-long --period 30d --format csv -o month.csv
+        gridctl report --period 30d --by day
     """
     from gridctl.report import render, report as build
 
     db = _open_db(app, config_path)
-    text = render(_unknown(build, db, list(names) or None, period), fmt)
+    if by == "day":
+        from gridctl.report_daily import daily, render_daily
+
+        text = render_daily(_unknown(daily, db, list(names) or None, period), fmt)
+    else:
+        text = render(_unknown(build, db, list(names) or None, period), fmt)
     if output:
         with open(output, "w", encoding="utf-8", newline="") as f:
             f.write(text)

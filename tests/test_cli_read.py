@@ -54,7 +54,7 @@ def test_status_table_shows_what_the_operator_needs(state):
     neutral = next(l for l in lines if "sol-neutral" in l).split()
     # money to 4 decimals in the table (0.06348 fees show as 0.0635; --json keeps every digit)
     assert neutral[:6] == ["sol-neutral", "running", "151.50", "150.00-154.00", "x4", "0.5"]
-    assert ["0.8000", "0.7500", "0.0635", "-0.0113", "1.4753"] == neutral[10:15]
+    assert ["0.8000", "0.7500", "0.0635", "-0.0113", "1.4753"] == neutral[12:17]
     assert "sol-long: stop-loss: price 138.10 left the range by 0.5%" in lines  # below the table, never cut
 
 

@@ -15,11 +15,11 @@ from decimal import Decimal
 from typing import Any, Iterable, Optional
 
 import click
-from click.core import ParameterSource
 from tabulate import tabulate
 
 from gridctl.cli.group import cli
-from gridctl.cli.common import AppContext, config_option, fail, json_option, load_config_or_exit, print_json
+from gridctl.cli.common import AppContext, config_option
+from gridctl.cli.read_db import _exists, _locate, _open_db, _unknown  # noqa: F401
 
 FOLLOW_POLL_S = 0.5
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
@@ -60,48 +60,6 @@ def escape_cell(value: Any) -> str:
     if s.startswith(_FORMULA_START) and not _NUMBER.match(s):
         return "'" + s
     return s
-
-
-def _locate(app: AppContext, config_path: str):
-    """(state dir, database URL) for this invocation."""
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("config_path") not in (ParameterSource.DEFAULT, None)
-    config = None
-    # --state-dir alone is enough; the config is read when given or when ./strategies.yaml is there.
-    if explicit or (not app.state_dir_option and _exists(config_path)):
-        config = load_config_or_exit(config_path, check_markets=False)
-    return app.state_dir(config), (config.database if config is not None else None)
-
-
-def _open_db(app: AppContext, config_path: str):
-    """The database for this invocation, or a clear error and exit 1."""
-    from peewee import PeeweeException
-
-    from gridctl.store.db import NoDatabase, open_database
-
-    state_dir, url = _locate(app, config_path)
-    try:
-        return open_database(state_dir, url=url, create=False)
-    except NoDatabase as exc:
-        fail(str(exc))
-    except (PeeweeException, OSError) as exc:
-        fail(f"cannot open the gridctl database in {state_dir if not url else 'the configured database'}: {exc}")
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)
-
-
-def _unknown(fn, *args, **kw):
-    """Call a read function, turning an unknown strategy into a clear error."""
-    from gridctl.store.read import UnknownStrategy
-
-    try:
-        return fn(*args, **kw)
-    except UnknownStrategy as exc:
-        fail(str(exc))
 
 
 def _quiet_broken_pipe() -> None:

@@ -17,7 +17,7 @@ import click
 
 from gridctl.cli.common import AppContext, config_option, fail, json_option, print_json
 from gridctl.cli.group import cli
-from gridctl.cli.read_cmds import _locate, _open_db
+from gridctl.cli.read_db import _locate, _open_db
 from gridctl.store.dashboard import decimal_or_none, derive
 
 LIVE_MONEY = ("price", "position", "exchange_position", "grid_profit", "realized", "unrealized", "fees", "funding",

@@ -1,4 +1,4 @@
-"""`gridctl status`, `logs`, `export` and `report`: read the database, never an exchange.
+"""`gridctl logs`, `export` and `report` (and `status`, in status_cmd.py): read the database, never an exchange.
 
 They work with no supervisor running. The database is found through the
 config's state_dir/database (`-c FILE`) or the global `--state-dir`.
@@ -14,14 +14,12 @@ from decimal import Decimal
 from typing import Any, Iterable, Optional
 
 import click
-from click.core import ParameterSource
-from tabulate import tabulate
 
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
-    EXIT_USAGE, AppContext, complete_strategy_names, config_option, fail, json_option, load_config_or_exit,
-    merge_window, parse_when, print_json, time_window_options, window_ms,
+    EXIT_USAGE, AppContext, complete_strategy_names, config_option, fail, json_option, merge_window, parse_when, time_window_options, window_ms,
 )
+from gridctl.cli.read_db import _exists, _locate, _open_db, _unknown  # noqa: F401
 
 FOLLOW_POLL_S = 0.5
 # A plain decimal number: left alone by the formula escaping, so -1.5 stays a number.
@@ -49,190 +47,12 @@ def escape_cell(value: Any) -> str:
     return s
 
 
-def _locate(app: AppContext, config_path: str):
-    """(state dir, database URL) for this invocation."""
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("config_path") not in (ParameterSource.DEFAULT, None)
-    config = None
-    # --state-dir alone is enough; the config is read when given or when ./strategies.yaml is there.
-    if explicit or (not app.state_dir_option and _exists(config_path)):
-        config = load_config_or_exit(config_path, check_markets=False)
-    return app.state_dir(config), (config.database if config is not None else None)
-
-
-def _open_db(app: AppContext, config_path: str):
-    """The database for this invocation, or a clear error and exit 1."""
-    from peewee import PeeweeException
-
-    from gridctl.store.db import NoDatabase, open_database
-
-    state_dir, url = _locate(app, config_path)
-    try:
-        return open_database(state_dir, url=url, create=False)
-    except NoDatabase as exc:
-        fail(str(exc))
-    except (PeeweeException, OSError) as exc:
-        fail(f"cannot open the gridctl database in {state_dir if not url else 'the configured database'}: {exc}")
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)
-
-
-def _unknown(fn, *args, **kw):
-    """Call a read function, turning an unknown strategy into a clear error (exit 2)."""
-    from gridctl.store.read import UnknownStrategy
-
-    try:
-        return fn(*args, **kw)
-    except UnknownStrategy as exc:  # a misspelled name is a usage error
-        fail(str(exc), EXIT_USAGE)
-
-
 def _quiet_broken_pipe() -> None:
     import os
 
     # Point stdout at /dev/null so the interpreter's final flush does not complain.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(0)
-
-
-def _uptime(seconds: Optional[int]) -> str:
-    if seconds is None:
-        return "-"
-    d, rem = divmod(seconds, 86400)
-    h, rem = divmod(rem, 3600)
-    m, s = divmod(rem, 60)
-    return f"{d}d {h:02d}h" if d else (f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s")
-
-
-def _short(text: Optional[str], width: int = 48) -> str:
-    if not text:
-        return ""
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-@cli.command()
-@config_option
-@click.argument("name", required=False, shell_complete=complete_strategy_names)
-@json_option
-@click.pass_obj
-def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool) -> None:
-    """State, price, position, open orders and PnL of every strategy (or NAME).
-
-    Read from the database: works with the supervisor down. PnL is as of the
-    latest equity snapshot (written every minute). A running worker that cannot
-    write to the database says since when (its orders and fills wait in memory or
-    in the state dir's journal). --json prints a list of objects with decimals as
-    strings and db_unavailable_since as ISO time or null.
-
-    \b
-    Example:
-        gridctl status -c strategies.yaml
-        gridctl --state-dir /var/lib/gridctl status sol-neutral --json
-    """
-    from gridctl.store.read import status as read_status
-
-    db = _open_db(app, config_path)
-    rows = _unknown(read_status, db, [name] if name else None)
-    _overlay_live(rows, _locate(app, config_path)[0])
-    if as_json:
-        from gridctl.store.read import iso
-
-        for r in rows:
-            r["db_unavailable_since"] = iso(r["db_unavailable_since"]) or None
-        print_json(rows)
-        return
-    if not rows:
-        click.echo("no strategies in the database yet")
-        return
-    def d(v: Optional[Decimal]) -> str:
-        return "-" if v is None else format(v, "f")
-
-    def money(v: Optional[Decimal]) -> str:
-        # the table shows money to 4 decimals; --json keeps every digit
-        return "-" if v is None else format(v.quantize(Decimal("0.0001")), "f")
-
-    def position(r: dict) -> str:
-        # the ledger's position, and the exchange's beside it when they differ (never overwritten)
-        ex = r.get("exchange_position")
-        if ex is None or ex == r["position"]:
-            return d(r["position"])
-        return f"{d(r['position'])} (exchange {d(ex)})"
-
-    table = [[r["name"], r["state"], d(r["price"]), position(r), r["open_buys"], r["open_sells"],
-              money(r["grid_profit"]), money(r["realized"]), money(r["unrealized"]), money(r["fees"]),
-              money(r["funding"]), money(r["total_pnl"]), _uptime(r["uptime_s"]),
-              _short(r["last_error"] or r["stop_reason"])] for r in rows]
-    click.echo(tabulate(table, headers=["strategy", "state", "price", "position", "buys", "sells", "grid profit",
-                                        "realized", "unrealized", "fees", "funding", "total PnL", "uptime",
-                                        "last error / stop reason"],
-                        disable_numparse=True, stralign="right"))
-    # below the table, not a column: rare, and it must not be cut short like the last error
-    from gridctl.store.read import iso
-
-    for r in rows:
-        if r["db_unavailable_since"] is not None:
-            click.echo(f"{r['name']}: database unavailable since {iso(r['db_unavailable_since'])}")
-
-
-LIVE_MONEY = ("price", "position", "exchange_position", "grid_profit", "realized", "unrealized", "fees", "funding", "total_pnl")
-SUPERVISOR_STATES = ("starting", "backoff", "stopping", "exited", "fatal")
-
-
-def _overlay_live(rows: list[dict], state_dir) -> None:
-    """With the supervisor up, show its process states and the workers' live figures.
-
-    The database holds the last snapshot (every minute); a running worker knows
-    the current price and PnL. A worker in backoff or fatal shows why.
-    """
-    from gridctl.control.client import supervisor_status
-
-    for row in rows:
-        row.setdefault("exchange_position", None)  # known only from a running worker
-    sup = supervisor_status(state_dir, timeout=2.0)
-    if not sup:
-        _mark_dead_workers(rows, state_dir)
-        return
-    by_name = {r["name"]: r for r in rows}
-    for w in sup.get("workers", []):
-        row = by_name.get(w.get("name"))
-        if row is None:
-            continue
-        live = w.get("worker") or {}
-        if w.get("state") in SUPERVISOR_STATES or not live:
-            row["state"] = w.get("state", row["state"])
-            if w.get("reason") and w.get("state") in ("backoff", "fatal", "exited"):
-                row["last_error"] = w["reason"]
-        else:
-            row["state"] = live.get("state", row["state"])
-        for key in LIVE_MONEY:
-            if live.get(key) is not None:
-                row[key] = Decimal(str(live[key]))
-        for key in ("open_buys", "open_sells", "uptime_s", "config_applied_ts"):
-            if live.get(key) is not None:
-                row[key] = live[key]
-        since = live.get("db_unavailable_since")
-        if isinstance(since, (int, float)) and not isinstance(since, bool):
-            row["db_unavailable_since"] = int(since)
-
-
-def _mark_dead_workers(rows: list[dict], state_dir) -> None:
-    """Supervisor down: a strategy the database calls active whose worker process is
-    gone is shown as 'down' (workers keep trading without the supervisor; this tells
-    the operator which ones do not)."""
-    from gridctl.process.paths import StatePaths
-    from gridctl.process.pidfile import pid_alive, read_pid
-
-    paths = StatePaths(state_dir)
-    for row in rows:
-        if row["state"] in ("starting", "running", "paused", "stopping"):
-            pid = read_pid(paths.worker_pid(row["name"]))
-            if not (pid and pid_alive(pid)):
-                row["state"] = "down"
 
 
 def _types(values: Iterable[str]) -> list[str]:
@@ -369,6 +189,8 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "md"]), default="table",
               show_default=True, help="Output format.")
 @json_option
+@click.option("--by", "by", type=click.Choice(["day"]),
+              help="One row per strategy and UTC day: PnL split, cycles, end-of-day position.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write to FILE instead of stdout.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False),
@@ -376,19 +198,23 @@ def export(app: AppContext, config_path: str, name: str, kind: str, since: Optio
                    "position per level).")
 @click.pass_obj
 def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Optional[str], until: Optional[str],
-           period: Optional[str], fmt: str, as_json: bool, output: Optional[str], html_out: Optional[str]) -> None:
+           period: Optional[str], fmt: str, as_json: bool, by: Optional[str], output: Optional[str],
+           html_out: Optional[str]) -> None:
     """Performance of strategies (default: all) over a window (default: the last day).
 
     Trades, fills, cancels, fill rate, time to fill, win rate, cycle profits, hold
     time, grid profit, realized/unrealized PnL, fees, funding, total, grid yield
     per day, max drawdown, position size, stop-losses and position by level.
-    --json is --format json.
+    --json is --format json. --by day: one row per strategy and UTC day instead
+    (grid profit, other realized, fees, funding, unrealized change, total,
+    cycles, end position; fixed windows 1h/1d/7d/30d/all).
 
     \b
     Example:
         gridctl report --since 7d
         gridctl report sol-neutral sol-long --since 30d --format csv -o month.csv
         gridctl report sol-neutral --since all --html sol.html
+        gridctl report --since 30d --by day
     """
     from gridctl.report import PERIODS, render, report as build
     from gridctl.store.read import now_ms
@@ -408,11 +234,21 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Opt
         except ChartsUnavailable as exc:
             fail(str(exc), EXIT_USAGE)
     db = _open_db(app, config_path)
-    rep = _unknown(build, db, list(names) or None, since if fixed else "1d", until_ms, since_ms=since_ms)
-    text = render(rep, "json" if as_json else fmt)
+    if by == "day":
+        from gridctl.report_daily import daily, render_daily
+
+        if not fixed or until_ms is not None:
+            fail("--by day takes a fixed window: --since 1h, 1d, 7d, 30d or all", EXIT_USAGE)
+        rep = _unknown(daily, db, list(names) or None, since)
+        text = render_daily(rep, "json" if as_json else fmt)
+    else:
+        rep = _unknown(build, db, list(names) or None, since if fixed else "1d", until_ms, since_ms=since_ms)
+        text = render(rep, "json" if as_json else fmt)
     if html_out is not None:
         from gridctl.charts.report import report_chart
         from gridctl.report import title
+        if by == "day":
+            fail("--html goes with the plain report, not --by day", EXIT_USAGE)
         try:
             with open(html_out, "w", encoding="utf-8") as f:
                 f.write(report_chart(db, names[0], rep["from_ts"], rep["to_ts"], f"{names[0]} · {title(rep)}"))
@@ -425,3 +261,7 @@ def report(app: AppContext, config_path: str, names: tuple[str, ...], since: Opt
         click.echo(f"wrote the report to {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+# `status` lives in its own module; importing it here registers it with the other read commands.
+from gridctl.cli import status_cmd  # noqa: E402,F401

@@ -15,8 +15,9 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from peewee import Database, fn
 
+from gridctl.store.dashboard import grid_facts
 from gridctl.store.db import bind
-from gridctl.store.models import Equity, Event, FillRow, Funding, Order, Strategy, Trade
+from gridctl.store.models import Equity, Event, FillRow, Funding, Level, Order, Strategy, Trade
 
 ZERO = Decimal(0)
 LIVE_STATES = ("starting", "running", "paused", "backoff", "stopping")
@@ -73,7 +74,8 @@ def status(db: Database, names: Optional[Sequence[str]] = None, now: Optional[in
     """One dict per strategy: state, price, position, open orders, PnL parts, uptime, last error.
 
     PnL figures come from the latest equity snapshot (the worker writes one every
-    60 s), open orders from the orders table. `uptime_s` is None unless running.
+    60 s), open orders from the orders table, range, grid count, investment and
+    cycles from `gridctl.store.dashboard.grid_facts`. `uptime_s` is None unless running.
     """
     names = check_names(db, names)
     now = now_ms() if now is None else now
@@ -106,7 +108,11 @@ def status(db: Database, names: Optional[Sequence[str]] = None, now: Optional[in
             "funding": eq.funding if eq else ZERO,
             "total_pnl": eq.total_pnl if eq else ZERO,
             "equity": eq.equity if eq else None,
+            # when the figures above were true: the snapshot's time (the live overlay: now)
             "as_of_ts": eq.ts if eq else None,
+            "stale": False,
+            "entry_price": None,
+            **grid_facts(s, now),
             "uptime_s": max(0, (now - s.started_ts) // 1000) if live else None,
             "pid": s.pid,
             "started_ts": s.started_ts,
@@ -214,3 +220,26 @@ def export(db: Database, name: str, kind: str, since_ms: Optional[int] = None,
             yield tuple(out)
 
     return list(header), rows()
+
+
+def levels_detail(db: Database, name: str) -> list[dict]:
+    """The grid of one strategy line by line: side, state, entry, exit, size, held, its open order.
+
+    state: `holding` (the entry filled, its exit is wanted), `waiting` (an entry
+    order rests), `idle` (nothing on the book for this line).
+    """
+    check_names(db, [name])
+    open_by_level: dict[int, Order] = {}
+    for o in (Order.select().where((Order.strategy == name) & (Order.status == "open"))
+              .order_by(Order.created_ts, Order.id)):
+        if o.level is not None:
+            open_by_level[o.level] = o
+    out = []
+    for lv in Level.select().where(Level.strategy == name).order_by(Level.idx):
+        o = open_by_level.get(lv.idx)
+        state = "holding" if lv.held else ("waiting" if o is not None and o.intent == "entry" else "idle")
+        out.append({"level": lv.idx, "side": lv.side, "state": state, "entry_price": lv.entry_price,
+                    "exit_price": lv.exit_price, "qty": lv.size, "held": lv.held,
+                    "open_order": f"{o.intent} {o.side} {format(o.qty, 'f')} @ {format(o.price, 'f')}"
+                    if o is not None and o.price is not None else None})
+    return out

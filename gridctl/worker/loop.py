@@ -348,6 +348,7 @@ class WorkerLoop:
 
     def status(self) -> dict:
         led, mark, r = self.e.ledger, self.ex.mark(), self.e.rules
+        lim = self.e.cfg.limits
         q = Decimal("0.0001")
         orders = self._open_orders()
         buys = sum(1 for o in orders if o.side.value == "buy")
@@ -365,6 +366,15 @@ class WorkerLoop:
             "uptime_s": int(self.clock() - self.started), "last_error": self.last_error,
             "stop_reason": self.e.stop_reason, "db_unavailable_since": stats.get("unavailable_since_ms"),
             "config_applied_ts": self.config_applied_ts,
+            # for the dashboard (gridctl.store.dashboard derives liquidation, margin ratio, stop distance)
+            "as_of_ts": self.now_ms(), "mark_price": str(r.price(mark)),
+            "entry_price": None if led.entry_price() is None else str(led.entry_price().quantize(r.tick / 100)),
+            "maintenance_margin_rate": str(r.maintenance_margin_rate), "contract_size": str(r.contract_size),
+            "lower": str(r.price(self.e.cfg.lower)), "upper": str(r.price(self.e.cfg.upper)),
+            "stops": {k: str(r.price(v)) for k, v in (("stop_loss_below", lim.stop_below),
+                                                      ("stop_loss_above", lim.stop_above),
+                                                      ("take_profit_below", lim.take_below),
+                                                      ("take_profit_above", lim.take_above)) if v is not None},
         }
 
     def recent_events(self, n: int) -> list[dict]:

@@ -205,7 +205,7 @@ def _overlay_live(rows: list[dict], state_dir) -> None:
     from gridctl.control.client import supervisor_status
 
     for row in rows:
-        row.setdefault("exchange_position", None)  # known only from a running worker
+        row.setdefault("exchange_position", None)
     sup = supervisor_status(state_dir, timeout=2.0)
     if not sup:
         _mark_dead_workers(rows, state_dir)

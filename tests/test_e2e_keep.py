@@ -152,7 +152,8 @@ def test_emergency_close_of_a_stopped_strategy_closes_what_it_kept(paper):
     kept = keep_stopped_sol(paper)
     r = paper.gridctl("emergency-close", "sol-long", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "emergency-closed sol-long (not running: closed from here" in r.stdout, r.stdout
+    assert f"emergency-closed sol-long: it was not running; closed its position {kept} at market" in r.stdout, \
+        r.stdout
     assert paper.venue_position("sol-long") == 0 and paper.book("sol-long") == {}
     st = status(paper, "sol-long")
     assert st["state"] == "stopped" and Decimal(st["position"]) == 0
@@ -161,6 +162,7 @@ def test_emergency_close_of_a_stopped_strategy_closes_what_it_kept(paper):
     # a second one has nothing to close and says so, still with exit 0
     r = paper.gridctl("emergency-close", "sol-long", "--yes")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "sol-long is not running and holds no position: nothing to close" in r.stdout, r.stdout
     assert paper.venue_position("sol-long") == 0
 
 

@@ -184,11 +184,14 @@ def test_a_crash_after_an_adoption_adopts_it_again_exactly_once(paper):
                                      or ""), 10, "the adoption stored with the grid")
     grid = json.loads(paper.sql("SELECT grid_json FROM strategies WHERE name = 'sol-long'")[0][0])
     assert Decimal(grid["adopted"]["legs"][0][1]) * SOL == kept
+    def recovered() -> list[str]:
+        return logs(paper, "sol-long", "recovered:").strip().splitlines()
+    wait_until(lambda: len(recovered()) == 2, 10, "the adopting start recovered")  # first start, restart
     old = paper.workers()["sol-long"]["pid"]
     os.kill(old, signal.SIGKILL)
     wait_until(lambda: (w := paper.workers()["sol-long"])["state"] == "running" and w["pid"] != old, 20, "restart")
     wait_until(lambda: "continuing grid" in logs(paper, "sol-long", "continuing grid"), 10, "continuing grid")
-    wait_until(lambda: len(logs(paper, "sol-long", "recovered:").strip().splitlines()) == 2, 10, "recovered again")
+    wait_until(lambda: len(recovered()) == 3, 10, "the crash-restart recovered")
     st, held = steady(paper, "sol-long")
     assert Decimal(st["position"]) == Decimal(st["exchange_position"]) == held  # not kept + held
     assert logs(paper, "sol-long", "adopted the exchange's position").count("adopted") == 1

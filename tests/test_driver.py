@@ -204,3 +204,22 @@ def test_after_a_stream_loss_the_mirror_is_confirmed_and_what_vanished_is_placed
     assert {o.price for o in book} == {10000, 10100, 10200}  # the vanished level is back, under a new id
     assert [m for m in (e["message"] for e in writer.recent_events()) if "stream" in m] == [
         "exchange stream lost: connection reset", "exchange stream restored"]
+
+
+def test_initial_position_never_buys_what_an_unpaired_adopted_lot_already_holds():
+    """A kept position of 1.5 lots on a long grid whose start would hold 7: the adoption puts
+    one full lot on the nearest level and 0.5 unpaired; the initial position buys the rest,
+    never a lot the unpaired part covers (it holds 7 lots or less, never 7.5)."""
+    from backtest_helpers import strategy as strat
+
+    s = strat("long", "100", "110", 10, amount="1", initial_position=True)
+    params = grid_params(R, s, 10250)
+    levels = build_grid(R, params, 10250)
+    fresh = GridEngine(R, levels, engine_config(R, s, account(), params))
+    wanted = sum(r.qty for r in fresh.opening_requests(10250))
+    assert wanted == 70
+    for kept in (15, 5, 25):
+        e = GridEngine(R, levels, engine_config(R, s, account(), params))
+        e.adopt(T, 1, kept, D("105"), 10250)
+        bought = sum(r.qty for r in e.opening_requests(10250))
+        assert wanted - 10 < kept + bought <= wanted, (kept, bought)

@@ -14,9 +14,7 @@ import csv
 import io
 import json
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,8 +25,7 @@ from typing import Optional
 import pytest
 import yaml
 
-from gridctl.control.client import ControlClient, supervisor_status
-from tests.proc_helpers import wait_until
+from tests.proc_helpers import Paper as _Paper, own_ids_unique, wait_until
 from gridctl.core.clientid import decode as decode_cid, strategy_tag
 from gridctl.process.pidfile import lock_holder, pid_alive as alive, read_pid
 
@@ -43,122 +40,9 @@ pytestmark = pytest.mark.slow  # real processes; the whole file takes about a mi
 
 
 
-class Paper:
-    """One state dir with its own copy of the config; every process it starts dies in cleanup()."""
-
+class Paper(_Paper):
     def __init__(self, tmp: Path, backoff: float = 0.3):
-        self.root = tmp
-        self.state = tmp / "st"
-        self.config = tmp / "strategies.yaml"
-        shutil.copy(CONFIG, self.config)
-        self.env = dict(os.environ, GRIDCTL_STATE_DIR=str(self.state), GRIDCTL_BACKOFF_BASE=str(backoff))
-        for k in ("GRIDCTL_WORKER_MAIN", "GRIDCTL_PRELOAD", "GRIDCTL_CONFIG"):
-            self.env.pop(k, None)  # the real worker, the real preload
-        self.seen_pids: set[int] = set()
-
-    # -- the CLI ------------------------------------------------------------------------------
-    def gridctl(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gridctl", *args], env=self.env, text=True,
-                              capture_output=True, timeout=timeout, cwd=self.root)
-
-    def ok(self, *args: str) -> str:
-        r = self.gridctl(*args)
-        assert r.returncode == 0, f"gridctl {' '.join(args)} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
-        return r.stdout
-
-    def start(self, *names: str) -> str:
-        out = self.ok("start", "-c", str(self.config), *names)
-        self.workers()  # remember the pids for cleanup()
-        return out
-
-    def status(self) -> dict[str, dict]:
-        """`gridctl status --json`, by strategy name."""
-        return {r["name"]: r for r in json.loads(self.ok("status", "-c", str(self.config), "--json"))}
-
-    def workers(self) -> dict[str, dict]:
-        """The supervisor's view (process state, pid, restarts, reason)."""
-        st = supervisor_status(self.state)
-        assert st is not None, "the supervisor does not answer"
-        ws = {w["name"]: w for w in st["workers"]}
-        self.seen_pids.update(w["pid"] for w in ws.values() if w["pid"])
-        return ws
-
-    # -- the paper exchange (the venue) -------------------------------------------------------
-    def paper(self, name: str) -> dict:
-        """The simulated venue's saved state for one strategy (book, account, fill journal)."""
-        path = self.state / "paper" / f"{name}.json"
-        wait_until(path.exists, 10, f"{path} (written after the worker's first candle)")
-        state = json.loads(path.read_text())  # replaced atomically: never half-written
-        state["journal"] = self.trades(name)
-        return state
-
-    def trades(self, name: str) -> list[dict]:
-        """The venue's trade history of one strategy (appended fill by fill; a line cut by a kill is skipped)."""
-        path = self.state / "paper" / f"{name}.fills.jsonl"
-        out = []
-        for line in (path.read_text().splitlines() if path.exists() else []):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-    def book(self, name: str) -> dict[str, dict]:
-        """Open orders on the venue, by client id."""
-        return {o["client_id"]: o for o in self.paper(name)["sim"]["orders"] if o["status"] == "open"}
-
-    def venue_position(self, name: str) -> int:
-        """Net position on the venue, in lot steps."""
-        return sum(leg["qty"] for leg in self.paper(name)["sim"]["account"]["legs"].values())
-
-    # -- the database -------------------------------------------------------------------------
-    def sql(self, query: str, *params) -> list[tuple]:
-        con = sqlite3.connect(self.state / "gridctl.db", timeout=10)
-        try:
-            return con.execute(query, params).fetchall()
-        finally:
-            con.close()
-
-    def count(self, table: str, name: str, where: str = "1") -> int:
-        return self.sql(f"SELECT COUNT(*) FROM {table} WHERE strategy = ? AND {where}", name)[0][0]
-
-    # -- teardown -----------------------------------------------------------------------------
-    def kill_all(self) -> None:
-        """SIGKILL the supervisor, then every worker: for a test that leaves a worker that cannot stop."""
-        pids = [read_pid(self.state / "supervisor.pid")]
-        pids += [lock_holder(p) or 0 for p in (self.state / "run").glob("*.pid")]
-        for pid in pids:
-            if pid and alive(pid):
-                os.kill(pid, signal.SIGKILL)
-
-    def cleanup(self) -> None:
-        if ControlClient(self.state).is_running():
-            try:
-                ControlClient(self.state, timeout=60).call("shutdown")
-            except Exception:
-                pass
-        pids = {read_pid(self.state / "supervisor.pid")} | self.seen_pids
-        run = self.state / "run"
-        if run.exists():
-            pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in pids if p) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            if pid and alive(pid):
-                os.kill(pid, signal.SIGKILL)
-
-
-def own_ids_unique(book: dict[str, dict], name: str) -> None:
-    """Every open order on the venue is this strategy's, and no (level, intent) has two."""
-    tag = strategy_tag(name)
-    seen: dict[tuple, str] = {}
-    for cid in book:
-        d = decode_cid("binance", cid)
-        assert d is not None and d.tag == tag, f"{cid} on {name}'s book is not {name}'s order"
-        key = (d.level, d.intent.value)
-        assert key not in seen, f"duplicate orders for level {d.level} {d.intent.value}: {seen[key]} and {cid}"
-        seen[key] = cid
+        super().__init__(tmp, CONFIG, backoff)
 
 
 def grid_placed(p: Paper, name: str) -> bool:

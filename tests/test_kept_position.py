@@ -115,7 +115,7 @@ def test_a_kept_position_is_adopted_at_the_next_start_and_never_bought_twice(pap
     assert paper.venue_position(name) != 0
     # stopped with its position open: emergency-close closes it from the command itself
     out = paper.ok("emergency-close", name, "--yes")
-    assert f"emergency-closed {name} (not running: closed from here" in out
+    assert f"emergency-closed {name}: it was not running; closed its position" in out
     assert paper.venue_position(name) == 0 and paper.book(name) == {}
     st = live(paper, name)
     assert st["state"] == "stopped" and Decimal(st["position"]) == 0

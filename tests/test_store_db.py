@@ -114,3 +114,27 @@ def test_workers_started_together_all_migrate_a_new_database(tmp_path):
         for p in procs:
             p.join(30)
         assert [p.exitcode for p in procs] == [0] * 8
+
+
+def test_a_version_2_database_gets_equity_exchange_position_and_keeps_its_snapshots(tmp_path):
+    """Migration 3 adds equity.exchange_position to a database made before it (null: not known)."""
+    from gridctl.store.models import Equity
+    from gridctl.store.read import status
+
+    db = open_database(tmp_path)
+    db.execute_sql("ALTER TABLE equity DROP COLUMN exchange_position")
+    db.execute_sql("DELETE FROM schema_version WHERE version >= 3")
+    db.execute_sql("INSERT INTO strategies (name, status) VALUES ('s', 'stopped')")
+    db.execute_sql("INSERT INTO equity (strategy, ts, position, realized, grid_profit, unrealized, fees, funding, "
+                   "total_pnl, open_buys, open_sells) VALUES ('s', 1, '1.92', '0', '0', '0', '0', '0', '0', 0, 0)")
+    db.close()
+    db = open_database(tmp_path)
+    assert current_version(db) == LATEST >= 3
+    assert "exchange_position" in {c.name for c in db.get_columns("equity")}
+    assert migrate(db) == LATEST  # a re-run checks before it alters
+    row = status(db, ["s"])[0]
+    assert row["position"] == Decimal("1.92") and row["exchange_position"] is None
+    Equity.insert(strategy="s", ts=2, position=Decimal("1.92"), exchange_position=Decimal("2.42")).execute()
+    row = status(db, ["s"])[0]
+    assert (row["position"], row["exchange_position"]) == (Decimal("1.92"), Decimal("2.42"))
+    db.close()

@@ -369,7 +369,7 @@ def test_an_old_database_gets_the_trade_id_column_and_its_unique_index(tmp_path)
     from peewee import SqliteDatabase
 
     from gridctl.store.db import bind
-    from gridctl.store.migrations import current_version, migrate
+    from gridctl.store.migrations import LATEST, current_version, migrate
     from gridctl.store.models import MODELS, SchemaVersion
 
     path = tmp_path / "gridctl.db"
@@ -387,7 +387,7 @@ def test_an_old_database_gets_the_trade_id_column_and_its_unique_index(tmp_path)
     SchemaVersion.insert(version=1, applied_ts=1).execute()
     old.close()
     db = open_database(tmp_path)
-    assert current_version(db) == 2
+    assert current_version(db) == LATEST
     assert "trade_id" in {c.name for c in db.get_columns("fills")}
     assert FillRow.get().price == Decimal("150.25") and FillRow.get().trade_id is None
     w = BufferedWriter(db, strategy="s")
@@ -395,5 +395,5 @@ def test_an_old_database_gets_the_trade_id_column_and_its_unique_index(tmp_path)
     w.add("fills", tfill(1))
     assert w.flush() is True and FillRow.select().where(FillRow.trade_id == "t1").count() == 1
     assert w.rejected == 0
-    assert migrate(db) == 2  # running it again changes nothing
+    assert migrate(db) == LATEST  # running it again changes nothing
     db.close()

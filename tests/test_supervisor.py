@@ -341,4 +341,4 @@ def test_emergency_close_asks_first_and_events_stream(env):
     assert env.workers()["alpha"]["state"] == "stopped"
     # not running: what it left on the exchange is closed from the command itself
     r = env.gridctl("emergency-close", "alpha", "--yes")
-    assert r.returncode == 0 and "emergency-closed alpha (not running: closed from here" in r.stdout
+    assert r.returncode == 0 and "alpha is not running and holds no position: nothing to close" in r.stdout

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -375,13 +376,24 @@ def _flatten_here(config_path: str, state_dir: Path, name: str, as_json: bool = 
 
     config = load_config_or_exit(config_path)
     strategy_or_exit(config, name)
-    code = run_worker(name, Path(config_path), state_dir, flatten=True)
+    report: dict = {}
+    code = run_worker(name, Path(config_path), state_dir, flatten=True, report=report)
     if code == EX_ALREADY_RUNNING:
         fail(f"{name} is running in another process; try again once it has stopped")
     if code != 0:
         fail(f"emergency close of {name} failed (exit {code}); see `gridctl logs {name}`")
-    message = f"emergency-closed {name} (not running: closed from here; see `gridctl logs {name}`)"
+    held, left = Decimal(report.get("held", "0")), Decimal(report.get("left", "0"))
+    if left:
+        fail(f"emergency close of {name}: position {left} is still open after the close; "
+             f"see `gridctl logs {name}`")
+    if not held:
+        message = (f"{name} is not running and holds no position: nothing to close (its open orders, if any, "
+                   f"were cancelled)")
+    else:
+        message = (f"emergency-closed {name}: it was not running; closed its position {held} at market from here "
+                   f"(see `gridctl logs {name}`)")
     if as_json:
-        print_json({"ok": True, "results": [{"name": name, "ok": True, "message": message, "here": True}]})
+        print_json({"ok": True, "results": [{"name": name, "ok": True, "message": message, "here": True,
+                                             "closed": str(held)}]})
     else:
         click.echo(message)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from gridctl.core import clientid
 from gridctl.core.fills import DELEVERAGING, LIQUIDATION, Fill, FundingPayment
 from gridctl.core.grid import LevelSpec, Mode, Side
-from gridctl.core.ledger import Ledger, Trade
+from gridctl.core.ledger import UNASSIGNED, Ledger, Trade
 from gridctl.core.market import MarketRules
 from gridctl.core.orders import (
     Action, Cancel, DesiredOrder, Intent, Level, OpenOrder, OrderPolicy, OrderRequest, Submit, desired_orders,
@@ -25,6 +25,14 @@ from gridctl.core.risk import RiskLimits, money_stop, price_stop
 
 WAITING, RUNNING, PAUSED, STOPPING, STOPPED = "waiting", "running", "paused", "stopping", "stopped"
 CLOSE_TRIES = 3  # a close the venue refuses is sent again this many times in all
+
+
+@dataclass(frozen=True)
+class _Cover:
+    """What is left of an adopted unpaired lot while the initial position is planned."""
+
+    sign: int
+    qty: int
 
 
 @dataclass(frozen=True)
@@ -333,8 +341,15 @@ class GridEngine:
         out = []
         wanted = [lv for lv in self.levels.values() if lv.held == 0 and (
             lv.spec.entry >= market if lv.spec.side is Side.BUY else lv.spec.entry <= market)]
+        unpaired = self.ledger.lots.get(UNASSIGNED)
         for lv in sorted(wanted, key=lambda lv: abs(lv.spec.entry - market)):
             s = lv.spec
+            sign = 1 if s.side is Side.BUY else -1
+            cover = unpaired.qty if unpaired is not None and unpaired.sign == sign else 0
+            if cover > 0:  # an adopted unpaired lot already holds (part of) this level's lot
+                if unpaired is not None:
+                    unpaired = None if cover <= s.size else _Cover(sign, cover - s.size)
+                continue
             if cap is not None and exposure + s.size > cap:
                 break
             exposure += s.size

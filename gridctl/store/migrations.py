@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from peewee import CharField, Database, SqliteDatabase
+from peewee import CharField, Database, SqliteDatabase, TextField
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
@@ -37,9 +37,18 @@ def _m2_fill_trade_id(db: Database) -> None:
         run_migrations(migrator.add_index("fills", ("strategy", "trade_id"), True))
 
 
+def _m3_equity_exchange_position(db: Database) -> None:
+    """equity.exchange_position: the exchange's position beside the ledger's, so `status`
+    shows a difference also when no worker is running (null in older snapshots: not known)."""
+    if "exchange_position" not in {c.name for c in db.get_columns("equity")}:
+        migrator = SchemaMigrator.from_database(db)
+        run_migrations(migrator.add_column("equity", "exchange_position", TextField(null=True)))
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
     2: _m2_fill_trade_id,
+    3: _m3_equity_exchange_position,
 }
 LATEST = max(MIGRATIONS)
 

@@ -200,6 +200,8 @@ class Equity(BaseModel):
     equity = DecimalText(null=True)
     open_buys = IntegerField(default=0)
     open_sells = IntegerField(default=0)
+    # the exchange's net position at this snapshot (== position unless they differ; null: not known)
+    exchange_position = DecimalText(null=True)
 
     class Meta:
         table_name = "equity"

@@ -99,6 +99,9 @@ def status(db: Database, names: Optional[Sequence[str]] = None, now: Optional[in
             "state": s.status,
             "price": eq.price if eq else None,
             "position": eq.position if eq else ZERO,
+            # the exchange's position at that snapshot; it differs from `position` only when
+            # the two disagree (shown, never written over the ledger); None: not known
+            "exchange_position": eq.exchange_position if eq else None,
             "open_buys": open_counts.get((name, "buy"), 0),
             "open_sells": open_counts.get((name, "sell"), 0),
             "grid_profit": eq.grid_profit if eq else ZERO,

@@ -119,12 +119,14 @@ class WorkerLoop:
         if net == self.e.ledger.position:
             if self.exchange_position is not None:
                 self.rec.event(ts, "info", "the exchange's position matches the ledger again")
+                self.last_equity = 0.0
             self.exchange_position = None
             return
         if self.exchange_position != net:
             r = self.e.rules
             self.rec.event(ts, "warn", f"position differs: ledger {r.qty(self.e.ledger.position)}, exchange "
                            f"{r.qty(net)} (not changed; see gridctl status)")
+            self.last_equity = 0.0  # the next snapshot stores it: status shows it with no worker running
         self.exchange_position = net
 
     # -- events ------------------------------------------------------------------
@@ -259,7 +261,8 @@ class WorkerLoop:
         ts = self.now_ms()
         orders = self._open_orders()
         buys = sum(1 for o in orders if o.side.value == "buy")
-        self.rec.equity(ts, self.ex.price(), self.ex.mark(), self.balance, buys, len(orders) - buys)
+        self.rec.equity(ts, self.ex.price(), self.ex.mark(), self.balance, buys, len(orders) - buys,
+                        self.exchange_position)
         self.rec.levels(ts)
         self.rec.event(ts, "pnl", f"total PnL {self.e.ledger.total_pnl(self.ex.mark()):.4f}")
 

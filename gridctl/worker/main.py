@@ -131,9 +131,11 @@ def _readopt(engine: GridEngine, grid: dict, market: int) -> None:
         engine.adopt(adopted["ts"], sign, qty, Decimal(entry), grid["start"])
 
 
-async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = False) -> int:
+async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = False,
+               report: Optional[dict] = None) -> int:
     """Run one strategy (or, with `flatten`, only close what it holds: emergency-close of a
-    strategy that is not running)."""
+    strategy that is not running; `report` then gets "held" and "left", the position before
+    and after, as decimal strings)."""
     from gridctl.control.worker_server import serve_worker
     from gridctl.store.db import open_database
     from gridctl.store.journal import journal_path
@@ -208,6 +210,8 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         rec.event(now_ms, "warn", "database unavailable: the grid is not stored yet; trading continues")
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
     adoption = await loop.recover(last_ts, fresh)
+    if report is not None:
+        report["held"] = str(rules.qty(engine.ledger.position))
     if adoption is not None:  # stored with the grid, so a restart takes the same position over again
         grid["adopted"] = adoption
         rec.strategy(now_ms, grid_json=json.dumps(grid))
@@ -216,6 +220,8 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(loop.stop(False)))
     try:
         code = await loop.run()
+        if report is not None:
+            report["left"] = str(rules.qty(engine.ledger.position))
     finally:
         server.close()
         await exchange.close()
@@ -261,7 +267,8 @@ def _cid(value: Optional[str]) -> object:
     return int(value) if value and value.isdigit() else value
 
 
-def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = False) -> int:
+def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = False,
+               report: Optional[dict] = None) -> int:
     """Run one strategy until it stops; returns the exit code (see module doc).
 
     `flatten`: cancel the strategy's orders and close its position, then exit
@@ -272,7 +279,7 @@ def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         print(f"{name} is already running (pid {exc.pid})", file=sys.stderr)
         return EX_ALREADY_RUNNING
     try:
-        return asyncio.run(_run(name, Path(config_path), Path(state_dir), flatten))
+        return asyncio.run(_run(name, Path(config_path), Path(state_dir), flatten, report))
     except WorkerConfigError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG

@@ -129,14 +129,17 @@ class Recorder:
                 "exit_price": self.rules.price(s.exit), "size": self.rules.qty(s.size),
                 "held": self.rules.qty(lv.held), "exiting": lv.exiting, "gen": lv.gen, "updated_ts": ts})
 
-    def equity(self, ts: int, price: int, mark: int, balance: Decimal, buys: int, sells: int) -> None:
+    def equity(self, ts: int, price: int, mark: int, balance: Decimal, buys: int, sells: int,
+               exchange_position: Optional[int] = None) -> None:
+        """A snapshot; `exchange_position` (steps) is the venue's net position (default: the ledger's)."""
         led = self.e.ledger
         total = led.total_pnl(mark)
         self.w.add("equity", {
             "strategy": self.name, "ts": ts, "price": self.rules.price(price),
             "position": self.rules.qty(led.position), "realized": led.realized, "grid_profit": led.grid_profit,
             "unrealized": led.unrealized(mark), "fees": led.fees, "funding": led.funding, "total_pnl": total,
-            "equity": balance + total, "open_buys": buys, "open_sells": sells})
+            "equity": balance + total, "open_buys": buys, "open_sells": sells,
+            "exchange_position": self.rules.qty(led.position if exchange_position is None else exchange_position)})
 
     def strategy(self, ts: int, **fields: Any) -> None:
         self.w.upsert("strategies", {"name": self.name, "updated_ts": ts, **fields})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional, Union
 
-from peewee import Database, SqliteDatabase
+from peewee import Database, OperationalError, SqliteDatabase
 
 from gridctl.store.migrations import migrate
 from gridctl.store.models import MODELS
@@ -50,9 +51,28 @@ def open_database(state_dir: Union[str, Path], url: Optional[str] = None, timeou
             path.parent.mkdir(parents=True, exist_ok=True)
         # WAL: readers (status, logs) never block the workers' writes and vice versa.
         db = SqliteDatabase(str(path), timeout=timeout,
-                            pragmas={"journal_mode": "wal", "synchronous": "normal",
-                                     "busy_timeout": int(timeout * 1000)})
+                            pragmas={"busy_timeout": int(timeout * 1000), "journal_mode": "wal",
+                                     "synchronous": "normal"})
     bind(db)
-    db.connect(reuse_if_open=True)
+    _connect(db, timeout)
     migrate(db)
     return db
+
+
+def _connect(db: Database, timeout: float) -> None:
+    """Connect, retrying while another process holds the lock SQLite needs to switch a new
+    file to WAL: that pragma answers "database is locked" at once instead of waiting for
+    the busy timeout (workers forked together all open a new database at the same moment)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            db.connect(reuse_if_open=True)
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            if not db.is_closed():
+                db.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)

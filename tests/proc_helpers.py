@@ -119,21 +119,7 @@ class Paper:
                 os.kill(pid, signal.SIGKILL)
 
     def cleanup(self) -> None:
-        if ControlClient(self.state).is_running():
-            try:
-                ControlClient(self.state, timeout=60).call("shutdown")
-            except Exception:
-                pass
-        pids = {read_pid(self.state / "supervisor.pid")} | self.seen_pids
-        run = self.state / "run"
-        if run.exists():
-            pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
-        deadline = time.monotonic() + 5
-        while any(alive(p) for p in pids if p) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            if pid and alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        shut_down_everything(self.state, self.seen_pids)
 
 
 def own_ids_unique(book: dict[str, dict], name: str) -> None:
@@ -146,3 +132,23 @@ def own_ids_unique(book: dict[str, dict], name: str) -> None:
         key = (d.level, d.intent.value)
         assert key not in seen, f"duplicate orders for level {d.level} {d.intent.value}: {seen[key]} and {cid}"
         seen[key] = cid
+
+
+def shut_down_everything(state, seen_pids: set) -> None:
+    """Shut the supervisor of a state dir down, then SIGKILL whatever of it is still alive:
+    no test leaves a process behind."""
+    if ControlClient(state).is_running():
+        try:
+            ControlClient(state, timeout=60).call("shutdown")
+        except Exception:
+            pass
+    pids = {read_pid(state / "supervisor.pid")} | set(seen_pids)
+    run = state / "run"
+    if run.exists():
+        pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
+    deadline = time.monotonic() + 5
+    while any(alive(p) for p in pids if p) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in pids:
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -34,10 +34,11 @@ from typing import Any, Callable, Optional, Union
 
 import yaml
 
-from gridctl.control.client import ControlClient, supervisor_status
-from gridctl.process.pidfile import lock_holder, pid_alive, read_pid
+from gridctl.control.client import supervisor_status
+from gridctl.process.pidfile import pid_alive
 from gridctl.store.db import db_path
 from gridctl.store.journal import journal_path
+from tests.proc_helpers import shut_down_everything
 
 NAME = "busy"
 LOT = Decimal("0.01")  # SOL/USDT:USDT lot on binanceusdm
@@ -138,21 +139,7 @@ class Fleet:
             return 0
 
     def cleanup(self) -> None:
-        if ControlClient(self.state).is_running():
-            try:
-                ControlClient(self.state, timeout=60).call("shutdown")
-            except Exception:
-                pass
-        pids = {read_pid(self.state / "supervisor.pid")} | self.seen_pids
-        run = self.state / "run"
-        if run.exists():
-            pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
-        deadline = time.monotonic() + 5
-        while any(pid_alive(p) for p in pids if p) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            if pid and pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        shut_down_everything(self.state, self.seen_pids)
 
 
 def consistent_positions(f: Fleet, timeout: float = 20.0) -> tuple[Decimal, Decimal]:

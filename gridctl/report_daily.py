@@ -104,7 +104,7 @@ def daily(db: Database, names: Optional[Sequence[str]] = None, period: str = "7d
     return {"period": period, "by": "day", "timezone": "UTC", "from_ts": since, "to_ts": until, "days": days}
 
 
-def _cell(v, kind: str) -> str:
+def _cell(v) -> str:
     if v is None:
         return "-"
     return format(v, "f") if isinstance(v, Decimal) else str(v)
@@ -127,7 +127,7 @@ def render_daily(rep: dict, fmt: str) -> str:
     if not rep["days"]:
         body = "no activity in the period"
     else:
-        body = tabulate([[_cell(r[k], kind) for k, _, kind in DAY_COLUMNS] for r in rep["days"]],
+        body = tabulate([[_cell(r[k]) for k, _, _ in DAY_COLUMNS] for r in rep["days"]],
                         headers=[h for _, h, _ in DAY_COLUMNS], tablefmt="github" if fmt == "md" else "simple",
                         disable_numparse=True, colalign=["left", "left"] + ["right"] * (len(DAY_COLUMNS) - 2))
     if fmt == "md":

@@ -69,14 +69,23 @@ class MarketData:
             return np.full(len(t), -1, dtype=np.int64)
         i = np.searchsorted(self.mark_ts, t, side="right") - 1
         j = np.maximum(i, 0)
-        step = (int(np.median(np.diff(self.mark_ts))) if len(self.mark_ts) > 1 else self.interval_ms)
-        done = t >= self.mark_ts[j] + step  # the mark candle has ended: its close is known
+        done = t >= self.mark_ts[j] + self._mark_step()  # the mark candle has ended: its close is known
         if self.mark_open is not None:
             inside = self.mark_open[j]
         else:  # without opens, the previous candle's close is the mark at this one's open
             inside = np.where(i > 0, self.mark_close[np.maximum(i - 1, 0)], -1)
         out = np.where(done, self.mark_close[j], inside)
         return np.where(i >= 0, out, -1).astype(np.int64)
+
+    def _mark_step(self) -> int:
+        """The mark candles' interval, computed once per mark series (mark_at runs per candle)."""
+        key = (id(self.mark_ts), len(self.mark_ts))  # type: ignore[arg-type]
+        cached = self.__dict__.get("_mark_step_cache")
+        if cached is None or cached[0] != key:
+            assert self.mark_ts is not None
+            step = int(np.median(np.diff(self.mark_ts))) if len(self.mark_ts) > 1 else self.interval_ms
+            self.__dict__["_mark_step_cache"] = cached = (key, step)
+        return cached[1]
 
     def mark_at(self, t: int) -> Optional[int]:
         m = int(self.marks_at(np.array([t], dtype=np.int64))[0])

@@ -274,7 +274,10 @@ class PaperExchange(SimulatedVenue):
             if self._walk is not None:
                 batch = next(self._walk, None)
                 if batch is not None:
-                    self.save()
+                    # the state file is rewritten whole: only when something traded or the candle
+                    # ended, not at every vertex (a price alone is replayed from the saved feed)
+                    if self._unsaved or self._walk is None:
+                        self.save()
                     return batch
                 self._walk = None  # a walk that ended early (cannot happen while _play marks its end)
             delay = self.next_due - self.clock()

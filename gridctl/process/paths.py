@@ -50,9 +50,36 @@ class StatePaths:
     def worker_log(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
 
+    # ---- local venues: one process per paper account (gridctl/supervisor/venue_keeper.py) ----
+    @property
+    def venue_dir(self) -> Path:
+        """The paper venues' own state (accounts, orders, fills) and their API keys."""
+        return self.root / "venue"
+
+    @property
+    def venue_run_dir(self) -> Path:
+        return self.run_dir / "venue"
+
+    def venue_state(self, account: str) -> Path:
+        return self.venue_dir / f"{account}.json"
+
+    def venue_keys(self, account: str) -> Path:
+        """The paper account's API key pair (owner-only): workers sign with it, the venue checks it."""
+        return self.venue_dir / f"{account}.keys"
+
+    def venue_pid(self, account: str) -> Path:
+        return self.venue_run_dir / f"{account}.pid"
+
+    def venue_url(self, account: str) -> Path:
+        """Written by the venue once it listens: its base URL (the account's endpoint)."""
+        return self.venue_run_dir / f"{account}.url"
+
+    def venue_log(self, account: str) -> Path:
+        return self.logs_dir / f"venue-{account}.log"
+
     def make(self) -> None:
         """Create the state dir tree, owner-only: it holds the sockets, the logs and the database."""
-        for d in (self.root, self.run_dir, self.logs_dir):
+        for d in (self.root, self.run_dir, self.logs_dir, self.venue_dir, self.venue_run_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (self.run_dir,):
+        for d in (self.run_dir, self.venue_dir, self.venue_run_dir):
             os.chmod(d, 0o700)

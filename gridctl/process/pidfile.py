@@ -121,14 +121,17 @@ def acquire_worker_lock(state_dir: Path, name: str) -> int:
     both call it). Raises AlreadyRunning with the holder's PID if another process
     has it. The returned fd must stay open; it is closed by the process exiting.
     """
-    paths = StatePaths(Path(state_dir))
-    path = paths.worker_pid(name)
+    return acquire_process_lock(StatePaths(Path(state_dir)).worker_pid(name), name)
+
+
+def acquire_process_lock(path: Path, what: str) -> int:
+    """acquire_worker_lock for any PID file (a local venue's, say)."""
     if path in _held:
         return _held[path]
-    paths.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = _try_lock(path)
     if fd is None:
-        raise AlreadyRunning(name, read_pid(path))
+        raise AlreadyRunning(what, read_pid(path))
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[path] = fd

@@ -34,6 +34,7 @@ from gridctl.supervisor.feed_link import FeedLink
 from gridctl.supervisor.operations import Operations
 from gridctl.supervisor.reporter import reporter_main
 from gridctl.supervisor.states import RestartPolicy, WorkerState
+from gridctl.supervisor.venue_keeper import VenueKeeper
 
 log = logging.getLogger("gridctl.supervisor")
 
@@ -104,6 +105,7 @@ class Arbiter(Operations):
         self.subscribers: set[asyncio.Queue] = set()
         self.events_cfg, self.feed = events, FeedLink(self)  # the live WebSocket feed (start --events)
         self._lock = SupervisorLock(self.paths)
+        self.venues = VenueKeeper(self.paths, lambda: self.config, self._fork, self.policy)
 
     # ---- life cycle -------------------------------------------------------------------------
     def run(self) -> int:
@@ -138,6 +140,7 @@ class Arbiter(Operations):
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             self.loop.add_signal_handler(sig, signals.put_nowait, sig)
         await self._adopt()
+        self.venues.adopt()
         server = await serve_control(self.paths.socket, SupervisorCommands(self))
         log.info("supervisor %d serving %s (config %s)", os.getpid(), self.paths.socket, self.config_path)
         tasks = [asyncio.create_task(self._signal_loop(signals)), asyncio.create_task(self._tick_loop())]
@@ -187,6 +190,7 @@ class Arbiter(Operations):
         while True:
             await asyncio.sleep(TICK)
             self.reap()
+            self.venues.tick()
             now = time.monotonic()
             for w in list(self.workers.values()):
                 if w.adopted and w.pid and w.state.alive and now >= w.next_liveness:
@@ -294,6 +298,8 @@ class Arbiter(Operations):
             code = os.waitstatus_to_exitcode(status)
             if pid == self.reporter_pid:
                 self._reporter_exited(code)
+                continue
+            if self.venues.reaped(pid, code):
                 continue
             for w in self.workers.values():
                 if w.pid == pid and not w.adopted:

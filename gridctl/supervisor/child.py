@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from gridctl.process.paths import StatePaths
-from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock, write_atomic
+from gridctl.process.pidfile import AlreadyRunning, acquire_process_lock, acquire_worker_lock, write_atomic
 from gridctl.process.exits import EX_ALREADY_RUNNING, EX_SOFTWARE
 
 WorkerMain = Callable[[str, Path, Path], int]
+VENUE_MODULE, VENUE_COMMAND = "gridctl.cli.venue_cmd", "venue_cmd"
 
 
 def set_title(title: str) -> None:
@@ -120,6 +121,45 @@ def reporter_child(state_dir: Path, body: Callable[[], int]) -> NoReturn:
         traceback.print_exc()
     finally:
         try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    raise AssertionError("unreachable")
+
+
+def venue_child(state_dir: Path, account: str, argv: list[str]) -> NoReturn:
+    """Body of a forked local venue (a paper account's): reset, lock `run/venue/<account>.pid`,
+    run `gridctl venue ARGV` in this process (never exec'd, so its API secret stays out of
+    every command line)."""
+    paths = StatePaths(state_dir)
+    code = EX_SOFTWARE
+    try:
+        reset_process(paths.venue_log(account), new_session=True)
+        try:
+            acquire_process_lock(paths.venue_pid(account), f"the venue of account {account}")
+        except AlreadyRunning as exc:
+            print(f"{exc}; not starting a second copy", file=sys.stderr, flush=True)
+            os._exit(EX_ALREADY_RUNNING)
+        set_title(f"gridctl venue {account}")
+        import importlib
+
+        import click
+
+        # the command, named like the worker entry point (the CLI layer sits above this one)
+        command = getattr(importlib.import_module(VENUE_MODULE), VENUE_COMMAND)
+        try:
+            code = int(command.main(argv, prog_name="gridctl venue", standalone_mode=False) or 0)
+        except click.ClickException as exc:  # bad arguments or state: said in the venue's log
+            exc.show()
+            code = exc.exit_code
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = EX_SOFTWARE
+    finally:
+        try:
+            sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)

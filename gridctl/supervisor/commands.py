@@ -133,7 +133,8 @@ async def status(a: "Arbiter") -> dict:
     return {"ok": True,
             "supervisor": {"pid": os.getpid(), "state_dir": str(a.paths.root), "config": str(a.config_path),
                            "started_at": int(a.started_at * 1000), "reporter_pid": a.reporter_pid or None,
-                           "shutting_down": a.shutting_down, "events": a.feed.info()},
+                           "shutting_down": a.shutting_down, "events": a.feed.info(),
+                           "venues": a.venues.status()},
             "workers": [_row(w, answers.get(w.name)) for w in sorted(a.workers.values(), key=lambda w: w.name)]}
 
 

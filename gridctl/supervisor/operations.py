@@ -45,6 +45,11 @@ class Operations:
             return _result(name, False, f"{name} is stopping; start it again once it has stopped")
         if w.state.alive:
             return _result(name, True, f"{name} is already running (pid {w.pid})", pid=w.pid, state=w.state.value)
+        account = self.config.accounts.get(self.config.strategies[name].account)
+        if account is not None and account.is_paper:  # its local venue first
+            problem = await self.venues.ensure(account)
+            if problem:
+                return _result(name, False, f"{name} failed to start: {problem}", state=w.state.value)
         w.crashes = 0
         w.config_hash = settings_hash(self.config, name)
         w.running = self.settings_of(name)
@@ -164,6 +169,7 @@ class Operations:
                 if not self.reporter_pid:
                     break
                 await asyncio.sleep(0.1)
+        await self.venues.stop_all()  # after the workers: a stop's close trades on its venue
         # Let the caller's reply go out before the socket closes.
         asyncio.get_running_loop().call_later(0.2, self.done.set)
         return results

@@ -125,6 +125,9 @@ def venue_cmd(protocol: str, host: str, port: int, data: Optional[str], funding:
     except (VenueReject, FaultError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    except ImportError:
+        click.echo(f"error: the {protocol} protocol is not available in this version", err=True)
+        sys.exit(1)
 
     def ready(url: str) -> None:
         click.echo(f"gridctl venue {protocol} listening on {url}")

@@ -129,24 +129,6 @@ class BinanceStreams:
                 web.get("/market/ws", self.market_ws), web.get("/public/ws", self.market_ws),
                 web.get("/ws", self.market_ws), web.get("/stream", self.market_ws)]
 
-    async def _serve(self, request: web.Request, on_text=None) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=False)
-        await ws.prepare(request)
-        self.server.track(ws)
-        try:
-            async for msg in ws:
-                if self.venue.faults.is_on("silent_streams"):
-                    continue  # a zombie: no pong, no answer
-                if msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
-                elif msg.type == WSMsgType.TEXT and on_text is not None:
-                    await on_text(ws, msg.data)
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-        finally:
-            self.server.untrack(ws)
-        return ws
-
     async def private_ws(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info.get("listenKey") or request.query.get("listenKey", "")
         if self._account_of_key(key) is None:

@@ -36,6 +36,7 @@ class BinanceStreams:
         self.market_subs: dict[web.WebSocketResponse, set[str]] = {}
         self._task: Optional[asyncio.Task] = None
         self._expiry_task: Optional[asyncio.Task] = None
+        self._tick_task: Optional[asyncio.Task] = None
 
     # -- listen keys (state in venue.extra_state["listen_keys"]: fingerprint -> {key, expires_ms}) --
     @property
@@ -104,9 +105,10 @@ class BinanceStreams:
         self._queue = self.venue.subscribe()
         self._task = asyncio.create_task(self._pump(), name="binance-streams")
         self._expiry_task = asyncio.create_task(self._expiry(), name="binance-listen-keys")
+        self._tick_task = asyncio.create_task(self._every_second(), name="binance-market-streams")
 
     async def stop(self) -> None:
-        for t in (self._task, self._expiry_task):
+        for t in (self._task, self._expiry_task, self._tick_task):
             if t is not None:
                 t.cancel()
         self.venue.unsubscribe(self._queue)
@@ -121,6 +123,18 @@ class BinanceStreams:
             due = [fp for fp, k in self.keys.items() if k["expires_ms"] <= now]
             if due:
                 await self.expire_keys(due)
+
+    async def _every_second(self) -> None:
+        """Market streams also update every second, as Binance's @1s / miniTicker streams do."""
+        while True:
+            await asyncio.sleep(1)
+            if self.venue.faults.is_on("silent_streams"):
+                continue
+            for sym in list(self.venue.markets):
+                try:
+                    await self._market_event(MarketEvent(sym, self.venue.now_ms()))
+                except Exception:  # a socket closing under us
+                    log.debug("market tick", exc_info=True)
 
     # -- routes ------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:

@@ -122,7 +122,10 @@ def venue_cmd(protocol: str, host: str, port: int, data: Optional[str], funding:
         Path(port_file) if port_file else None)
     try:
         server = build(opts)
-    except (VenueReject, FaultError) as exc:
+    except VenueReject as exc:
+        click.echo(f"error: {exc.message or exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except FaultError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     except ImportError:

@@ -559,20 +559,29 @@ class Venue:
         saved = None
         if self.state_path is not None and self.state_path.exists():
             try:
-                saved = json.loads(self.state_path.read_text())
+                saved = json.loads(self.state_path.read_text(encoding="utf-8"))
                 if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
-                    raise ValueError("not a gridctl venue state (version %r)" % (
-                        saved.get("version") if isinstance(saved, dict) else None))
+                    raise ValueError("not a gridctl venue state file")
                 if saved.get("like") != self.like:
                     raise ValueError(f"it is the state of a {saved.get('like')} venue, not {self.like}")
                 self._restore(saved)
-            except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
-                raise VenueStateError(
-                    f"cannot read the venue state {self.state_path}: {exc}; refusing to start with a fresh "
-                    "balance (move the file away to start afresh)") from None
+            except json.JSONDecodeError as exc:
+                raise self._refuse(f"not valid JSON (line {exc.lineno} column {exc.colno})") from None
+            except UnicodeDecodeError:
+                raise self._refuse("not valid JSON (not UTF-8 text)") from None
+            except OSError as exc:
+                raise self._refuse(exc.strerror or str(exc)) from None
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                why = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise self._refuse(why) from None
         for sym, m in self.markets.items():
             fstate = saved["markets"].get(sym, {}).get("feed") if saved else None
-            m.make_feed(fstate)
+            try:
+                m.make_feed(fstate)
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                if fstate is None:
+                    raise
+                raise self._refuse(f"the {sym} feed position: {exc}") from None
             if m.last is None and hasattr(m.feed, "first_price"):
                 m.last = m.feed.first_price()
                 m.observe(self.now_ms(), m.last)
@@ -581,6 +590,10 @@ class Venue:
                 if m.symbol not in acc.sims:
                     acc.add_market(m.rules, m.last)
         self._loaded = True
+
+    def _refuse(self, why: str) -> VenueStateError:
+        return VenueStateError(f"cannot read the venue state {self.state_path}: {why}; refusing to start "
+                               "with a fresh balance (move the file away to start afresh)")
 
     def _restore(self, d: dict) -> None:
         self.ids.order, self.ids.trade, self.ids.tran = (int(d["ids"][k]) for k in ("order", "trade", "tran"))

@@ -158,3 +158,32 @@ def test_replayed_data_drives_its_market(tmp_path):
         proc.terminate()
         assert proc.wait(20) == 0
     assert os.path.exists(tmp_path / "venue.url")
+
+
+def test_a_killed_venue_keeps_what_it_acknowledged(tmp_path):
+    """Every acknowledged change is on disk before the next request: SIGKILL loses nothing."""
+    state = tmp_path / "st.json"
+    proc, _ = _start(tmp_path, "--state", str(state))
+    try:
+        url = (tmp_path / "venue.url").read_text().strip()
+
+        async def place(ex):
+            await ex.create_order(BTC, "limit", "buy", 0.01, 60000, {"clientOrderId": "k-1"})
+            await ex.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "k-2"})
+            return await ex.fetch_balance()  # the answer comes after the save of the orders
+        bal = run(url, place)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    proc, _ = _start(tmp_path, "--state", str(state))
+    try:
+        url = (tmp_path / "venue.url").read_text().strip()
+
+        async def look(ex):
+            return await ex.fetch_open_orders(BTC), await ex.fetch_my_trades(BTC), await ex.fetch_balance()
+        opened, trades, after = run(url, look)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert [o["clientOrderId"] for o in opened] == ["k-1"] and len(trades) == 1
+    assert after["info"]["totalWalletBalance"] == bal["info"]["totalWalletBalance"]

@@ -25,6 +25,7 @@ from gridctl.exchange.venues import quirk
 log = logging.getLogger(__name__)
 WEEK_MS = 7 * 86_400_000
 PAGE = 1000
+HISTORY_MS = 180 * 86_400_000
 
 
 def live_rules(client: Any, market: dict, bundled: Optional[MarketRules]) -> MarketRules:
@@ -218,6 +219,8 @@ async def trades_since(ex, since: int) -> list[Fill]:
     c, out, seen = ex.client, [], set()
     params = {"sortDirection": "Asc"} if ex.venue == "backpack" else {}
     now = ex.now_ms()
+    if ex.venue == "binanceusdm":  # userTrades keeps six months; each request covers at most 7 days
+        since = max(since, now - HISTORY_MS)
     while True:
         batch = await ex._read(c.fetch_my_trades, ex.symbol, since, PAGE, params)
         new = [t for t in batch if str(t.get("id")) not in seen]

@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -140,6 +139,11 @@ def grid_cycle(tmp_path: Path, venue: Venue, hedge: bool) -> None:
             assert {str(o["position_side"]).lower() for o in exits} == {"long"} and not any(o["reduce_only"] for o in exits)
         size = Decimal(next(iter(book.values()))["qty"])
         assert venue.position() == 2 * size  # two buy levels filled
+
+        # a funding settlement on the venue is fetched and booked to the strategy
+        venue.admin("/_admin/funding", {"symbol": SOL, "rate": "0.001"})
+        rows = wait_until(lambda: p.sql("SELECT amount FROM funding WHERE strategy = 'sol'"), 20, "funding booked")
+        assert len(rows) == 1 and Decimal(str(rows[0][0])) == -(2 * size * Decimal("167.50") * Decimal("0.001"))
 
         venue.price("169.20")  # the exit at 169 fills: one cycle
         wait_until(lambda: p.count("trades", "sol") >= 1, 20, "a cycle completed")

@@ -155,7 +155,9 @@ class CcxtExchange:
         self._trade_mark = 0  # trades at or after this (ms) are compared with REST history
         self._funding_since = 0
         self._funding_seen: set[str] = set()
-        self._next_funding: Optional[int] = None
+        self._next_funding: Optional[int] = None  # the venue's next funding time (ms)
+        self._funding_now = False  # the stream said funding was settled
+        self._funding_rate: Optional[Decimal] = None  # the last rate the mark stream published
         self._rate_limits: deque[float] = deque()
         self.safe_mode: Optional[str] = None
         self.keeper: Optional[StreamKeeper] = None
@@ -247,11 +249,12 @@ class CcxtExchange:
                 self._price(int(data.get("E") or self.now_ms()), last=data.get("c"))
             elif e == "markPriceUpdate" and data.get("s") == mid:
                 self._next_funding = int(data["T"]) if data.get("T") else self._next_funding
+                self._funding_rate = co.dec(data.get("r")) if data.get("r") is not None else self._funding_rate
                 self._price(int(data.get("E") or self.now_ms()), mark=data.get("p"))
             elif e == "listenKeyExpired":
                 self.renew_listen_key("the venue expired the listen key")
             elif e == "ACCOUNT_UPDATE" and (data.get("a") or {}).get("m") == "FUNDING_FEE":
-                self._next_funding = self.now_ms()
+                self._funding_now = True  # settled: fetch the income now
         elif self.venue == "backpack":
             if data.get("s") != mid:
                 return
@@ -262,6 +265,7 @@ class CcxtExchange:
             elif e == "markPrice":
                 nxt = data.get("n")
                 self._next_funding = int(nxt) // (1000 if int(nxt) > 10**14 else 1) if nxt else self._next_funding
+                self._funding_rate = co.dec(data.get("f")) if data.get("f") is not None else self._funding_rate
                 self._price(int(data.get("E") or 0) // 1000 or self.now_ms(), mark=data.get("p"))
 
     def _order_event(self, fill: Optional[Fill], update: Optional[OrderUpdate], state: dict) -> None:
@@ -345,12 +349,12 @@ class CcxtExchange:
         last = 0.0
         while True:
             await asyncio.sleep(1.0)
-            due = self._next_funding is not None and self.now_ms() >= self._next_funding + 3000
+            due = self._funding_now or (self._next_funding is not None and self.now_ms() >= self._next_funding + 3000)
             if not due and self.clock() - last < self.timing.funding_every_s * self.poll_factor:
                 continue
             last = self.clock()
             if due:
-                self._next_funding = None
+                self._next_funding, self._funding_now = None, False
             try:
                 for p in await ccxt_rest.funding_payments(self):
                     self._push(p)

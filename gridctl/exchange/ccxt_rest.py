@@ -258,8 +258,9 @@ async def missed_fills(ex) -> list[Fill]:
     """Trades since the last reconcile (a minute of overlap) that the stream did not deliver."""
     since = max(0, ex._trade_mark - 60_000)
     fills = [f for f in await trades_since(ex, since) if f.trade_id not in ex._fills_seen]
-    if fills:
-        log.warning("%d fill(s) found in the trade history that the stream did not deliver", len(fills))
+    late = [f for f in fills if f.ts < ex.now_ms() - 5000]  # younger ones may still be on their way
+    if late:
+        log.warning("%d fill(s) found in the trade history that the stream did not deliver", len(late))
     ex._trade_mark = max([ex._trade_mark] + [f.ts for f in fills])
     return fills
 
@@ -279,7 +280,9 @@ async def funding_payments(ex) -> list[FundingPayment]:
         amount = co.dec(f.get("amount"))
         if amount is None:
             continue
-        out.append(FundingPayment(ts, co.dec(info.get("fundingRate")), None, ex._net, amount))
+        # Binance's income carries neither rate nor mark: the mark stream's, best effort
+        rate = co.dec(info.get("fundingRate")) or ex._funding_rate
+        out.append(FundingPayment(ts, rate if rate is not None else Decimal(0), ex._mark, ex._net, amount))
     return out
 
 

@@ -47,6 +47,8 @@ class AccountConfig:
     password: Optional[Secret] = None
     position_mode: str = "one-way"
     margin_mode: str = "cross"  # the only mode implemented (validate refuses isolated)
+    endpoint: Optional[str] = None  # http://HOST:PORT: REST and WebSocket of a local venue or a test network
+    sandbox: bool = False  # ccxt's sandbox (testnet) mode
 
     @property
     def is_paper(self) -> bool:
@@ -96,6 +98,7 @@ class StrategyConfig:
     post_only: bool = True
     initial_position: bool = False
     trigger_price: Optional[Decimal] = None
+    max_slippage_pct: Decimal = Decimal("0.5")  # initial_position's market orders: IOC limit this far from the price
     risk: RiskConfig = field(default_factory=RiskConfig)
 
 

@@ -23,12 +23,12 @@ from gridctl.markets import bundled_venues
 TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports", "events"]
 EVENTS_KEYS = ["listen", "allow_remote"]
 ACCOUNT_KEYS = ["exchange", "like", "balance", "feed", "api_key", "secret", "password",
-                "position_mode", "margin_mode", "sandbox"]
+                "position_mode", "margin_mode", "sandbox", "endpoint"]
 FEED_KEYS = ["replay", "synthetic", "live", "poll_ms", "speed", "mark", "funding", "loop"]
 SYNTHETIC_KEYS = ["seed", "price", "volatility"]
 STRATEGY_KEYS = ["account", "symbol", "mode", "spacing", "lower", "upper", "range_pct", "grids",
                  "investment", "amount", "leverage", "max_position", "post_only", "initial_position",
-                 "trigger_price", "refresh_interval_ms", "risk"]
+                 "trigger_price", "max_slippage_pct", "refresh_interval_ms", "risk"]
 RISK_KEYS = ["stop_loss_pct", "stop_loss_price", "take_profit_pct", "take_profit_price", "max_loss",
              "take_profit", "max_level_loss", "on_stop", "margin_ratio"]
 REPORT_KEYS = ["cron", "period", "format", "dir", "strategies"]
@@ -44,7 +44,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 UNSUPPORTED = {
     "refresh_interval_ms": "the worker's order refresh interval is not configurable; remove the field",
     "margin_mode": "isolated margin (gridctl simulates cross margin only); use cross or remove the field",
-    "sandbox": "venue sandbox/testnet endpoints; remove the field (false is the default)",
     "mark": "separate mark-price candles for the paper exchange (its mark price follows the feed); "
             "remove the field",
     "loop": "choosing whether a replay loops (it always loops, each loop continuing where the last one "
@@ -86,8 +85,12 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
                for k in ("api_key", "secret", "password")}
     if r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross") == "isolated":
         _unsupported(r, path, "margin_mode")
-    if r.boolean(m, path, "sandbox"):
-        _unsupported(r, path, "sandbox")
+    sandbox = r.boolean(m, path, "sandbox")
+    endpoint = _endpoint(r, m, path)
+    if exchange == "paper":
+        for key in ("sandbox", "endpoint"):
+            if m.get(key):
+                r.error(path + (key,), "applies to exchange accounts only (a paper account is served by gridctl)")
     return AccountConfig(
         name=name, exchange=exchange, like=like,
         balance=r.number(m, path, "balance", default=Decimal(10000), positive=True),
@@ -97,7 +100,24 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         password=Secret(secrets["password"]) if secrets["password"] else None,
         position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
         margin_mode="cross",
+        endpoint=endpoint,
+        sandbox=sandbox,
     )
+
+
+ENDPOINT_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?")
+
+
+def _endpoint(r: Reader, m: dict, path: Path) -> Optional[str]:
+    """`endpoint: http://HOST:PORT`: every REST url of the venue goes to this scheme and host
+    (and every WebSocket url to ws://HOST:PORT), the paths kept."""
+    value = r.text(m, path, "endpoint")
+    if value is None:
+        return None
+    if not ENDPOINT_RE.fullmatch(value.strip()):
+        r.error(path + ("endpoint",), f"must be http://HOST:PORT or https://HOST:PORT (no path), got {value!r}")
+        return None
+    return value.strip().rstrip("/")
 
 
 def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional[Path]:
@@ -199,6 +219,8 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         post_only=r.boolean(m, path, "post_only", default=True),
         initial_position=r.boolean(m, path, "initial_position", default=False),
         trigger_price=r.number(m, path, "trigger_price", positive=True),
+        max_slippage_pct=r.number(m, path, "max_slippage_pct", default=Decimal("0.5"), positive=True)
+        or Decimal("0.5"),
         risk=_risk(r, m.get("risk"), path + ("risk",)),
     )
     if "refresh_interval_ms" in m:
@@ -207,6 +229,8 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         # the engine opens nothing for a neutral grid; accepting it would silently ignore it
         r.error(path + ("initial_position",), "has no effect on a neutral grid: it holds no position at start "
                 "(buys below the start price, sells above); remove it, or use mode long or short")
+    if cfg.max_slippage_pct >= 100:
+        r.error(path + ("max_slippage_pct",), f"must be below 100, got {cfg.max_slippage_pct}")
     if cfg.range_pct is not None and cfg.range_pct >= 100:
         r.error(path + ("range_pct",), f"must be below 100, got {cfg.range_pct}")
     return cfg

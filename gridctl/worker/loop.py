@@ -22,14 +22,16 @@ from gridctl.core.driver import Driver
 from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, WAITING, GridEngine
 from gridctl.core.fills import Fill, FundingPayment, OrderUpdate, PriceUpdate, StreamState
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest
-from gridctl.exchange.base import AuthError, ExchangeError, RateLimited, Rejected, Temporary, UnknownOutcome
+from gridctl.exchange.base import (
+    AuthError, ExchangeError, InsufficientMargin, RateLimited, Rejected, Temporary, UnknownOutcome,
+)
 from gridctl.process.exits import EX_AUTH
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
 EQUITY_EVERY_S = 60
 RECONCILE_EVERY_S = 60  # open orders and position confirmed against the venue
-RATE_LIMIT_COOLDOWN_S = 10
+RATE_LIMIT_COOLDOWN_S = 30  # every request waits this long after the venue said "too many"
 MAX_ROUNDS = 8  # reconcile rounds at one price (mirrors the backtest)
 
 
@@ -37,9 +39,9 @@ class WorkerLoop:
     """One strategy's live loop; also the handler the worker's control socket calls."""
 
     def __init__(self, name: str, engine: GridEngine, exchange, recorder: Recorder, balance: Decimal,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, reject_cooldown_ms: Optional[int] = None):
         self.name, self.e, self.ex, self.rec = name, engine, exchange, recorder
-        self.d = Driver(engine)
+        self.d = Driver(engine) if reject_cooldown_ms is None else Driver(engine, reject_cooldown_ms)
         self.balance = balance
         self.clock = clock
         self.placed: dict[object, list[int]] = {}  # client id -> [qty, filled] of orders this process tracks
@@ -172,7 +174,12 @@ class WorkerLoop:
             self.rec.event(ev.ts, "warn" if ev.state == "lost" else "info", f"exchange stream {ev.state}"
                            + (f": {ev.detail}" if ev.detail else ""))
             if ev.state == "restored":
-                self.last_reconcile = 0.0  # confirm the open orders at once
+                self.last_reconcile = 0.0  # confirm the open orders (and missed fills) at once
+                self.e.version += 1  # and let the driver look again at what it wants
+                if self.last_error and self.last_error.startswith("safe mode"):
+                    self._error(ev.ts, "")
+            elif ev.state == "safe_mode":
+                self._error(ev.ts, f"safe mode: {ev.detail}; entries cancelled, exits kept")
 
     # -- sync --------------------------------------------------------------------
     def _open_orders(self) -> list[OpenOrder]:
@@ -189,14 +196,18 @@ class WorkerLoop:
             if not actions:
                 break
             try:
-                for a in actions:
+                margin_short = False
+                for a in _exits_first(actions):
                     if isinstance(a, Cancel):
                         await self._cancel(ts, a.order)
+                    elif a.request.intent is Intent.ENTRY and (margin_short or getattr(self.ex, "safe_mode", None)):
+                        self._hold_entry(ts, a.request, "insufficient_margin" if margin_short else "safe_mode")
                     else:
-                        await self._submit(ts, a.request)
+                        margin_short = await self._submit(ts, a.request) or margin_short
             except RateLimited as exc:
-                self._error(ts, f"rate limited: {exc}; pausing requests {RATE_LIMIT_COOLDOWN_S}s")
-                self.global_cooldown = self.clock() + RATE_LIMIT_COOLDOWN_S
+                wait = max(RATE_LIMIT_COOLDOWN_S, getattr(exc, "retry_after", None) or 0)
+                self._error(ts, f"rate limited: {exc}; pausing requests {wait:g}s (exits first when resumed)")
+                self.global_cooldown = self.clock() + wait
                 break
             except Temporary as exc:
                 self._error(ts, f"temporary exchange error: {exc}")
@@ -215,13 +226,23 @@ class WorkerLoop:
         self.rec.order_cancelled(ts, o)
         self.d.on_cancelled(o)
 
-    async def _submit(self, ts: int, r: OrderRequest) -> None:
+    def _hold_entry(self, ts: int, r: OrderRequest, why: str) -> None:
+        """An entry not sent (the margin ran short this round: the level waits its cooldown; or
+        the stream is in safe mode: it waits for the stream, which bumps the engine's version)."""
+        if why == "insufficient_margin" and r.level is not None and r.price is not None:
+            self.d.rejected(r, ts, why)
+
+    async def _submit(self, ts: int, r: OrderRequest) -> bool:
+        """Send one request; True when the venue said the margin is insufficient for an entry."""
         try:
             order = await self.ex.place(r)
         except Rejected as exc:
             self.rec.order_rejected(ts, r, exc.reason)
             self.rec.engine_events(ts, self.d.rejected(r, ts, exc.reason))
-            return
+            if isinstance(exc, InsufficientMargin) and r.intent is Intent.ENTRY:
+                self.rec.event(ts, "warn", f"insufficient margin: no new entries this round, exits kept ({exc})")
+                return True
+            return False
         except UnknownOutcome as exc:
             # timeout/disconnect: the order may be on the book. Ask by client id before
             # anything is re-sent; the deterministic id makes the answer unambiguous.
@@ -229,10 +250,11 @@ class WorkerLoop:
             if order is None:
                 self.rec.event(ts, "warn", f"level {r.level} {r.intent.value}: placement not confirmed "
                                f"({exc}); it will be placed again", r.level)
-                return
+                return False
             self.ex.mirror.put(order)
         self.placed[r.client_id] = [r.qty, 0]
         self.rec.order_placed(ts, r, order.order_id)
+        return False
 
     async def _confirm(self, cid: object, exc: Exception):
         """The order with this client id if the venue has it, else None (it never arrived)."""
@@ -248,6 +270,11 @@ class WorkerLoop:
         self.done.set()
 
     def _error(self, ts: int, message: str) -> None:
+        """Record an error (shown in status); an empty message clears it."""
+        if not message:
+            self.last_error = None
+            self.rec.strategy(ts, last_error=None)
+            return
         self.last_error = message
         self.rec.event(ts, "error", message)
         self.rec.strategy(ts, last_error=message)
@@ -268,7 +295,8 @@ class WorkerLoop:
 
     async def reconcile(self, force: bool = False) -> None:
         """Confirm the mirror of open orders and the position against the venue, on a timer."""
-        if not force and self.clock() - self.last_reconcile < RECONCILE_EVERY_S:
+        every = RECONCILE_EVERY_S * getattr(self.ex, "poll_factor", 1)  # slower after repeated rate limits
+        if not force and self.clock() - self.last_reconcile < every:
             return
         self.last_reconcile = self.clock()
         for ev in await self.ex.reconcile_orders():
@@ -369,6 +397,7 @@ class WorkerLoop:
             "uptime_s": int(self.clock() - self.started), "last_error": self.last_error,
             "stop_reason": self.e.stop_reason, "db_unavailable_since": stats.get("unavailable_since_ms"),
             "config_applied_ts": self.config_applied_ts,
+            "safe_mode": getattr(self.ex, "safe_mode", None),
             # for the dashboard (gridctl.store.dashboard derives liquidation, margin ratio, stop distance)
             "as_of_ts": self.now_ms(), "mark_price": str(r.price(mark)),
             "entry_price": None if led.entry_price() is None else str(led.entry_price().quantize(r.tick / 100)),
@@ -395,3 +424,10 @@ class WorkerLoop:
     @property
     def finished(self) -> bool:
         return self.e.status == STOPPED
+
+
+def _exits_first(actions: list) -> list:
+    """Cancels first (they free margin and reduce-only room), then closes and exits, then
+    entries: after a pause (a rate limit) what protects the position goes out first."""
+    rank = {Intent.CLOSE: 1, Intent.EXIT: 1, Intent.ENTRY: 2}
+    return sorted(actions, key=lambda a: 0 if isinstance(a, Cancel) else rank[a.request.intent])

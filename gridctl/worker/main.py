@@ -30,7 +30,8 @@ from gridctl.core.grid import GridError, LevelSpec, Side
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
 from gridctl.exchange.venues import quirk
-from gridctl.process.exits import EX_ALREADY_RUNNING, EX_CONFIG
+from gridctl.exchange.base import AuthError as ExchangeAuthError, ExchangeError
+from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock
 
@@ -39,6 +40,22 @@ log = logging.getLogger("gridctl.worker")
 
 class WorkerConfigError(Exception):
     """The strategy cannot run as configured (exit 78)."""
+
+
+class WorkerAuthError(Exception):
+    """The venue refused the account's API keys (exit 77)."""
+
+
+LIVE_REJECT_COOLDOWN_MS = 5_000  # a level the venue rejected waits this long before it is retried
+
+
+def required_margin(rules: MarketRules, levels: list[LevelSpec], leverage: int) -> Decimal:
+    """The margin the whole grid needs: the larger side's entry notional over the leverage
+    (as `gridctl plan` reports it)."""
+    side = {Side.BUY: Decimal(0), Side.SELL: Decimal(0)}
+    for lv in levels:
+        side[lv.side] += rules.notional(lv.entry, lv.size)
+    return (max(side.values()) / max(1, leverage)).quantize(Decimal("0.01"))
 
 
 def _grid_json(rules: MarketRules, levels: list[LevelSpec], start: int, started_ts: int, params) -> str:
@@ -104,12 +121,15 @@ def _restore_generations(engine: GridEngine, name: str, since_ts: int, writer) -
             engine.levels[d.level] = replace(lv, gen=d.gen)
 
 
-def make_exchange(account: AccountConfig, rules: MarketRules, s: StrategyConfig, state_dir: Path,
+def make_exchange(account: AccountConfig, rules: Optional[MarketRules], s: StrategyConfig, state_dir: Path,
                   owns: Callable[[object], bool]):
-    """The account's exchange adapter (the paper exchange keeps its state in the state dir)."""
+    """The account's exchange adapter: ccxt for a venue (live, test network or local venue),
+    the paper exchange (state in the state dir) for a paper account."""
     if not account.is_paper:
-        raise WorkerConfigError(f"account '{account.name}': live venues ({account.exchange}) are not "
-                                f"supported by this version yet; use exchange: paper")
+        from gridctl.exchange.ccxt_adapter import CcxtExchange, Timing
+
+        return CcxtExchange(account, s.symbol, rules, leverage=s.leverage, owns=owns,
+                            max_slippage_pct=s.max_slippage_pct, timing=Timing.from_env())
     from gridctl.exchange.paper import PaperExchange
 
     return PaperExchange(rules, account, s.leverage, state_dir / "paper" / f"{s.name}.json",
@@ -152,7 +172,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     s = config.strategies[name]
     account = config.accounts[s.account]
     rules = rules_for(account, s.symbol)
-    if rules is None:
+    if rules is None and account.is_paper:  # a venue without a bundled snapshot: its own rules at connect
         raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
     db = open_database(state_dir, config.database)
     # orders and fills past the writer's memory bound go to this journal until the database is back
@@ -162,7 +182,16 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     id_format = quirk(account.venue, "client_id")
     owns = functools.partial(clientid.belongs, id_format, tag)  # the adapter cancels only these
     exchange = make_exchange(account, rules, s, state_dir, owns)
-    await exchange.connect()
+    try:
+        await exchange.connect()
+    except ExchangeAuthError as exc:
+        await exchange.close()
+        raise WorkerAuthError(f"the exchange refused the API keys of account '{account.name}': {exc}") from None
+    except ExchangeError as exc:
+        await exchange.close()
+        if exc.reason == "configuration":  # the pre-flight: a mismatch the venue will not change
+            raise WorkerConfigError(f"account '{account.name}': {exc}") from None
+        raise
     rules = await exchange.market_rules()  # the venue's rules win over the bundled snapshot
     now_ms = int(time.time() * 1000)
     grid = _stored_grid(name)
@@ -175,13 +204,22 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
             raise WorkerConfigError(f"{name}: {exc} at the start price {rules.price(start)}") from None
         grid = json.loads(_grid_json(rules, levels, start, now_ms, params))
         fresh = True
+        if hasattr(exchange, "preflight"):  # before the first order: the balance covers the plan's margin
+            try:
+                await exchange.preflight(required_margin(rules, levels, s.leverage))
+            except ExchangeError as exc:
+                await exchange.close()
+                if exc.reason == "configuration":
+                    raise WorkerConfigError(f"{name}: {exc}") from None
+                raise
     else:
         # the stored bounds win: a range_pct grid keeps the range it was started with
         levels, fresh = _levels_from_json(grid), False
         params = replace(grid_params(rules, s, grid["start"]), lower=grid["lower"], upper=grid["upper"])
     engine = GridEngine(rules, levels, engine_config(rules, s, account, params))
     rec = Recorder(writer, engine, name)
-    loop = WorkerLoop(name, engine, exchange, rec, account.balance)
+    loop = WorkerLoop(name, engine, exchange, rec, account.balance,
+                      reject_cooldown_ms=None if account.is_paper else LIVE_REJECT_COOLDOWN_MS)
     last_ts = grid["started_ts"]
     if not fresh:
         engine.opened = True  # the initial position was taken when this grid started
@@ -283,3 +321,6 @@ def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     except WorkerConfigError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except WorkerAuthError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EX_AUTH

@@ -118,7 +118,7 @@ class Recorder:
 
     def funding(self, p: FundingPayment) -> None:
         self.w.add("funding", {"strategy": self.name, "ts": p.ts, "rate": p.rate,
-                               "mark_price": self.rules.price(p.mark), "position": self.rules.qty(p.position),
+                               "mark_price": None if p.mark is None else self.rules.price(p.mark), "position": self.rules.qty(p.position),
                                "amount": p.amount})
 
     def levels(self, ts: int) -> None:

@@ -1,0 +1,47 @@
+"""The account keys the ccxt adapter reads (endpoint, sandbox) and max_slippage_pct."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gridctl.config import load
+from tests.test_config_errors import BASE, LIVE, LIVE_ENV, problems
+
+
+def write(tmp_path, text):
+    p = tmp_path / "strategies.yaml"
+    p.write_text(text)
+    return p
+
+
+def live_with(extra: str) -> str:
+    return LIVE.replace("    secret: ${GX_TEST_SECRET}\n", "    secret: ${GX_TEST_SECRET}\n" + extra)
+
+
+def test_endpoint_and_sandbox_are_read_on_a_live_account(tmp_path):
+    cfg = load(write(tmp_path, live_with("    endpoint: http://127.0.0.1:18080/\n    sandbox: true\n")), LIVE_ENV)
+    acc = cfg.accounts["main"]
+    assert acc.endpoint == "http://127.0.0.1:18080" and acc.sandbox is True
+    assert cfg.strategies["sol"].max_slippage_pct == Decimal("0.5")  # the default
+
+
+def test_an_endpoint_with_a_path_or_another_scheme_is_refused(tmp_path):
+    for bad in ("ftp://127.0.0.1:1", "http://127.0.0.1:8080/fapi", "127.0.0.1:8080"):
+        got = problems(tmp_path, live_with(f"    endpoint: {bad}\n"), LIVE_ENV)
+        assert got == [f"accounts.main.endpoint (line 7): must be http://HOST:PORT or https://HOST:PORT "
+                       f"(no path), got '{bad}'"], got
+
+
+def test_endpoint_on_a_paper_account_is_refused(tmp_path):
+    text = BASE.replace('    feed: {replay: "builtin:SOLUSDT_1m"}\n',
+                        '    feed: {replay: "builtin:SOLUSDT_1m"}\n    endpoint: http://127.0.0.1:1\n')
+    assert problems(tmp_path, text) == [
+        "accounts.paper.endpoint (line 7): applies to exchange accounts only (a paper account is served by gridctl)"]
+
+
+def test_max_slippage_pct_is_read_and_bounded(tmp_path):
+    text = LIVE.replace("    grids: 10\n", "    grids: 10\n    max_slippage_pct: 0.25\n")
+    assert load(write(tmp_path, text), LIVE_ENV).strategies["sol"].max_slippage_pct == Decimal("0.25")
+    bad = LIVE.replace("    grids: 10\n", "    grids: 10\n    max_slippage_pct: 150\n")
+    got = problems(tmp_path, bad, LIVE_ENV)
+    assert any(p.startswith("strategies.sol.max_slippage_pct") and "must be below 100, got 150" in p for p in got), got

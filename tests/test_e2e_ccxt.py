@@ -1,0 +1,210 @@
+"""End to end through ccxt: the real supervisor and REAL workers (`gridctl start`) trading a
+`binanceusdm` account whose `endpoint:` is a `gridctl venue binanceusdm` process. ccxt's own
+signing, request building and parsing run; the venue's admin API plays the exchange's UI.
+
+start -> the grid placed with the strategy's client ids -> prices moved -> fills -> exits ->
+stop -> nothing left open and the position zero, in one-way and in hedge mode; and a worker
+whose keys the venue refuses goes fatal with exit 77.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from gridctl.core.clientid import decode as decode_cid, strategy_tag
+from gridctl.venue.records import fingerprint
+from tests.proc_helpers import Paper, wait_until
+
+pytestmark = pytest.mark.slow
+KEY, SECRET = "e2e-key", "e2e-secret"
+SOL = "SOL/USDT:USDT"
+FAST = json.dumps({"reconnect_delays": [0.3, 0.3, 0.3], "safe_retry_s": 1.0, "heartbeat_s": 0.5})
+
+
+class Venue:
+    """`gridctl venue binanceusdm` in its own process (SOL pinned at `start` by the admin API)."""
+
+    def __init__(self, tmp: Path, start: str = "170.00", *args: str):
+        port_file = tmp / "venue.url"
+        self.log = open(tmp / "venue.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gridctl", "venue", "binanceusdm", "--port", "0",
+                                      "--port-file", str(port_file), "--api-key", KEY, "--secret", SECRET, *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 20, "the venue listening")
+        self.price(start)
+
+    def admin(self, path: str, body=None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def price(self, p) -> None:
+        self.admin("/_admin/price", {"symbol": SOL, "price": str(p)})
+
+    def account(self) -> dict:
+        return self.admin("/_admin/state")["accounts"].get(fingerprint(KEY)) or {}
+
+    def open_orders(self) -> list[dict]:
+        return [o for o in self.account().get("open_orders", []) if o["symbol"] == SOL]
+
+    def position(self) -> Decimal:
+        return Decimal((self.account().get("positions") or {}).get(SOL, {}).get("net", "0"))
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def config(tmp: Path, url: str, hedge: bool, key: str = KEY) -> Path:
+    mode = "    position_mode: hedge\n" if hedge else ""
+    text = f"""version: 1
+accounts:
+  main:
+    exchange: binanceusdm
+    endpoint: {url}
+    api_key: {key}
+    secret: {SECRET}
+{mode}strategies:
+  sol:
+    account: main
+    symbol: {SOL}
+    mode: neutral
+    lower: 166
+    upper: 174
+    grids: 8
+    investment: 400
+    leverage: 2
+"""
+    path = tmp / "given.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def venue(tmp_path):
+    v = Venue(tmp_path)
+    yield v
+    v.stop()
+
+
+def started(tmp_path: Path, venue: Venue, hedge: bool, key: str = KEY) -> Paper:
+    p = Paper(tmp_path, config(tmp_path, venue.url, hedge, key))
+    p.env["GRIDCTL_CCXT_TIMING"] = FAST
+    return p
+
+
+def own_orders(venue: Venue) -> dict[str, dict]:
+    tag = strategy_tag("sol")
+    out = {}
+    for o in venue.open_orders():
+        d = decode_cid("binance", o["client_id"])
+        assert d is not None and d.tag == tag, f"{o['client_id']} on the venue is not sol's"
+        out[o["client_id"]] = {**o, "level": d.level, "intent": d.intent.value}
+    return out
+
+
+def grid_cycle(tmp_path: Path, venue: Venue, hedge: bool) -> None:
+    p = started(tmp_path, venue, hedge)
+    try:
+        assert "started sol (pid" in p.start()
+        book = wait_until(lambda: len(b := own_orders(venue)) == 8 and b, 30, "8 grid orders on the venue")
+        levels = sorted((o["level"], o["side"], o["intent"]) for o in book.values())
+        assert [lv for lv, _, _ in levels] == [0, 1, 2, 3, 5, 6, 7, 8]  # level 4 sits at the start price
+        assert all(i == "entry" for _, _, i in levels)
+        assert {s for lv, s, _ in levels if lv < 4} == {"buy"} and {s for lv, s, _ in levels if lv > 4} == {"sell"}
+        if hedge:
+            assert {str(o["position_side"]).lower() for o in book.values()} == {"long", "short"}
+            assert not any(o["reduce_only"] for o in book.values())
+
+        venue.price("167.50")  # crosses the buys at 169 and 168
+        wait_until(lambda: p.count("fills", "sol") >= 2, 20, "two entry fills booked")
+        exits = wait_until(lambda: [o for o in own_orders(venue).values() if o["intent"] == "exit"] or None, 20,
+                           "exits placed")
+        assert {o["side"] for o in exits} == {"sell"}
+        if hedge:  # an exit of the long leg: positionSide LONG, no reduceOnly beside it (Binance -1106)
+            assert {str(o["position_side"]).lower() for o in exits} == {"long"} and not any(o["reduce_only"] for o in exits)
+        size = Decimal(next(iter(book.values()))["qty"])
+        assert venue.position() == 2 * size  # two buy levels filled
+
+        # a funding settlement on the venue is fetched and booked to the strategy
+        venue.admin("/_admin/funding", {"symbol": SOL, "rate": "0.001"})
+        rows = wait_until(lambda: p.sql("SELECT amount FROM funding WHERE strategy = 'sol'"), 20, "funding booked")
+        assert len(rows) == 1 and Decimal(str(rows[0][0])) == -(2 * size * Decimal("167.50") * Decimal("0.001"))
+
+        venue.price("169.20")  # the exit at 169 fills: one cycle
+        wait_until(lambda: p.count("trades", "sol") >= 1, 20, "a cycle completed")
+
+        out = p.ok("stop", "sol", "-c", str(p.config))
+        assert "stopped sol" in out
+        assert own_orders(venue) == {} and venue.open_orders() == []
+        assert venue.position() == 0
+        st = p.status()["sol"]
+        assert st["state"] == "stopped" and Decimal(st["position"]) == 0
+        assert p.count("fills", "sol", "intent = 'close'") == 1
+        # every fill the venue made is in the database once, with its venue trade id
+        ids = [r[0] for r in p.sql("SELECT trade_id FROM fills WHERE strategy = 'sol'")]
+        assert len(ids) == len(set(ids)) == venue.account()["fills"]
+    finally:
+        p.cleanup()
+
+
+def test_one_way_grid_trades_and_stops_flat(tmp_path, venue):
+    grid_cycle(tmp_path, venue, hedge=False)
+
+
+def test_hedge_mode_grid_trades_and_stops_flat(tmp_path, venue):
+    grid_cycle(tmp_path, venue, hedge=True)
+    assert venue.account()["hedge"] is True  # the pre-flight switched the account to hedge mode
+
+
+def test_refused_api_keys_make_the_worker_fatal_with_exit_77(tmp_path, venue):
+    p = started(tmp_path, venue, hedge=False, key="not-the-key")
+    try:
+        r = p.gridctl("start", "-c", str(p.config))
+        assert r.returncode == 1
+        assert "error: sol failed to start: authentication error (exit 77): sol: the exchange refused the API keys " \
+               "of account 'main'" in r.stderr, r.stderr
+        w = wait_until(lambda: (w := p.workers()["sol"])["state"] == "fatal" and w, 30, "sol fatal")
+        assert "authentication error (exit 77)" in w["reason"], w["reason"]
+        assert "refused the API keys" in w["reason"]
+        assert "not-the-key" not in w["reason"] and SECRET not in w["reason"]
+    finally:
+        p.cleanup()
+
+
+def test_a_position_mode_the_venue_will_not_change_is_a_configuration_error(tmp_path, venue):
+    p = started(tmp_path, venue, hedge=False)
+    p2 = None
+    try:
+        p.start()
+        wait_until(lambda: len(own_orders(venue)) == 8, 30, "the one-way grid placed")
+        # a second state dir asks for hedge mode on the same account while its orders rest
+        (tmp_path / "two").mkdir()
+        p2 = Paper(tmp_path / "two", config(tmp_path / "two", venue.url, hedge=True))
+        text = p2.config.read_text().replace("  sol:\n", "  sol2:\n")
+        p2.config.write_text(text)
+        p2.env["GRIDCTL_CCXT_TIMING"] = FAST
+        r = p2.gridctl("start", "-c", str(p2.config))
+        assert r.returncode == 1 and "configuration error (exit 78)" in r.stderr, r.stderr
+        w = wait_until(lambda: (w := p2.workers()["sol2"])["state"] == "fatal" and w, 30, "sol2 fatal")
+        assert "configuration error (exit 78)" in w["reason"] and "position mode hedge" in w["reason"], w["reason"]
+        assert len(own_orders(venue)) == 8  # the running grid is untouched
+    finally:
+        if p2 is not None:
+            p2.cleanup()
+        p.cleanup()
+

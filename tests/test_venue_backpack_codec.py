@@ -246,3 +246,76 @@ def test_error_frame_shape():
 def test_decimals_are_plain_and_trimmed():
     assert [codec.dec(Decimal(x)) for x in ("50000.0", "0.00100", "1E+2", "0.000")] == [
         "50000", "0.001", "100", "0"]
+
+
+# -- wire helpers ------------------------------------------------------------------------------------
+from gridctl.venue import backpack_wire as wire  # noqa: E402
+
+
+def subscribe_text(streams, sk=None, ts=NOW, window="5000", sign_text=None) -> str:
+    msg = {"method": "SUBSCRIBE", "params": streams}
+    if sk is not None:
+        text = sign_text or f"instruction=subscribe&timestamp={ts}&window={window}"
+        sig = base64.b64encode(sk.sign(text.encode()).signature).decode()
+        msg["signature"] = [base64.b64encode(bytes(sk.verify_key)).decode(), sig, str(ts), window]
+    return json.dumps(msg)
+
+
+def test_public_subscribe_needs_no_signature():
+    sub = wire.parse_subscribe(subscribe_text(["ticker.SOL_USDC_PERP"]))
+    assert wire.check_subscribe(sub, NOW) is None and not sub.private
+
+
+def test_private_subscribe_is_verified_and_names_the_key():
+    sk = SigningKey.generate()
+    sub = wire.parse_subscribe(subscribe_text(["account.orderUpdate.SOL_USDC_PERP"], sk))
+    assert wire.check_subscribe(sub, NOW + 10) == base64.b64encode(bytes(sk.verify_key)).decode()
+
+
+@pytest.mark.parametrize("kw,now,msg", [
+    ({}, NOW + 6000, "Request has expired"),
+    ({"sign_text": "instruction=orderQuery&timestamp=%d&window=5000" % NOW}, NOW,
+     "Invalid signature, could not verify signature"),
+])
+def test_private_subscribe_refused(kw, now, msg):
+    sub = wire.parse_subscribe(subscribe_text(["account.orderUpdate"], SigningKey.generate(), **kw))
+    with pytest.raises(ValueError, match=msg):
+        wire.check_subscribe(sub, now)
+
+
+def test_private_subscribe_without_signature_refused():
+    sub = wire.parse_subscribe(subscribe_text(["account.positionUpdate.BTC_USDC_PERP"]))
+    with pytest.raises(ValueError, match="Signature required"):
+        wire.check_subscribe(sub, NOW)
+
+
+@pytest.mark.parametrize("text", ["nope", '{"method":"PING"}', '{"method":"SUBSCRIBE","params":[]}'])
+def test_bad_ws_messages(text):
+    with pytest.raises(ValueError):
+        wire.parse_subscribe(text)
+
+
+@pytest.mark.parametrize("stream,symbol,known", [
+    ("account.orderUpdate.SOL_USDC_PERP", "SOL_USDC_PERP", True), ("account.orderUpdate", None, True),
+    ("ticker.BTC_USDC_PERP", "BTC_USDC_PERP", True), ("markPrice.BTC_USDC_PERP", "BTC_USDC_PERP", True),
+    ("kline.1m.BTC_USDC_PERP", None, False), ("account.secrets", None, False)])
+def test_stream_names(stream, symbol, known):
+    assert wire.stream_symbol(stream) == symbol and wire.known_stream(stream) is known
+
+
+def test_page_defaults_to_newest_first_and_offsets():
+    rows = list(range(10))
+    assert wire.page(rows, {"limit": "3"}) == [9, 8, 7]
+    assert wire.page(rows, {"limit": "3", "offset": "3"}) == [6, 5, 4]
+    assert wire.page(rows, {"limit": 2, "sortDirection": "Asc", "offset": 1}) == [1, 2]
+    with pytest.raises(wire.BackpackError):
+        wire.page(rows, {"limit": "-1"})
+
+
+def test_cancel_needs_exactly_one_reference():
+    assert wire.one_order_ref({"orderId": "5"}) == ("5", None)
+    assert wire.one_order_ref({"clientId": 9}) == (None, 9)
+    for bad in ({}, {"orderId": "5", "clientId": 9}):
+        with pytest.raises(wire.BackpackError) as e:
+            wire.one_order_ref(bad)
+        assert e.value.status == 400

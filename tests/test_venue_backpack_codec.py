@@ -229,7 +229,7 @@ def test_rejects_map_to_backpack_codes_ccxt_classifies():
     ex = ccxt.backpack()
     for reason, cls in [("insufficient_margin", ccxt.InsufficientFunds),
                         ("unknown_order", ccxt.ExchangeNotAvailable),
-                        ("reduce_only_would_increase", ccxt.InvalidOrder),
+                        ("reduce_only_rejected", ccxt.InvalidOrder),
                         ("qty_below_min", ccxt.BadRequest)]:
         status, body = codec.reject_error(reason)
         text = json.dumps(body)

@@ -1,14 +1,17 @@
-"""The Backpack protocol of the local venue: its REST API on the real paths.
+"""Backpack on the local venue: its REST API at the real paths, ED25519 checked.
 
-ccxt's `backpack` class (REST) and `ccxt.pro.backpack` (streams, gridctl.venue.backpack_streams)
-talk to it exactly as to api.backpack.exchange: every private request's ED25519 signature and
-window are verified (the API key is the verify key), errors come in Backpack's codes and
-bodies, shapes follow the real samples. Accounts, matching and prices are the core's, reached
-through a `Port` (gridctl.venue.backpack_port). Backpack has no hedge mode and one
-account-wide leverage limit.
+ccxt's `backpack` (REST) and `ccxt.pro.backpack` (streams, gridctl.venue.backpack_streams)
+talk to it as to api.backpack.exchange: every private request's ED25519 signature and
+window are verified (the API key is the base64 verify key, so any key pair works without
+--api-key), errors are Backpack's codes and bodies, shapes follow the real samples
+(gridctl.venue.backpack_codec). Accounts, matching and prices are the core's
+(gridctl.venue.core). Backpack is net mode only: no position-mode endpoint, and a
+`positionSide` is refused; leverage is one account-wide `leverageLimit`.
 
-    protocol = BackpackProtocol(port, faults)
-    protocol.add_routes(app)        # REST + WebSocket "/" on the same aiohttp app
+Faults (gridctl.venue.faults) in Backpack's shapes: rate_limit -> 429 TOO_MANY_REQUESTS
+(no Retry-After, as the venue sends none), server_error -> 500 SERVER_ERROR, timeout ->
+executed then answered after `delay` s, empty -> executed then 202 with no body,
+reject -> the code of `reason`; partial fills and the stream faults come from the core.
 """
 
 from __future__ import annotations
@@ -20,305 +23,331 @@ from typing import Awaitable, Callable, Optional
 from aiohttp import web
 
 from gridctl.venue import backpack_codec as codec
+from gridctl.venue import backpack_views as views
 from gridctl.venue import backpack_wire as wire
-from gridctl.venue.backpack_port import Port, Refused
-from gridctl.venue.backpack_streams import Streams
+from gridctl.venue.account import VenueAccount
+from gridctl.venue.backpack_auth import INSTRUCTIONS
 from gridctl.venue.backpack_wire import BackpackError, ok
+from gridctl.venue.records import VenueReject
+from gridctl.venue.server import Protocol
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MUTATIONS = ("orderExecute", "orderCancel", "orderCancelAll")
-HANG_S = 30.0  # a "timeout" fault holds the reply this long (past any client timeout)
-
-
-class RestFaults:
-    """Which fault, if any, hits this request (switched by the core's fault settings)."""
-
-    def __call__(self, instruction: Optional[str]) -> Optional[str]:
-        """None, or one of rate_limit, server_error, timeout, empty, reject."""
-        return None
+KIND = {"orderExecute": "place", "orderCancel": "cancel", "orderCancelAll": "cancel",
+        "accountUpdate": "other"}  # fault kinds of the private instructions; the rest are reads
+PrivateHandler = Callable[[VenueAccount, dict], Awaitable[object]]
 
 
-class BackpackProtocol:
-    """REST routes and the WebSocket endpoint of a Backpack-speaking venue."""
+class BackpackProtocol(Protocol):
+    """The Backpack REST endpoints ccxt uses (research §1.3 and §5.3)."""
 
-    def __init__(self, port: Port, faults: Optional[RestFaults] = None) -> None:
-        self.port = port
-        self.faults = faults or RestFaults()
-        self.streams = Streams(port)
+    name = "backpack"
+    like = "backpack"
+    default_symbols = ("BTC/USDC:USDC", "SOL/USDC:USDC")
 
-    # -- wiring ----------------------------------------------------------------------------
-    def add_routes(self, app: web.Application) -> None:
-        """Register every Backpack path (and the WebSocket at "/") on `app`."""
-        public = [
-            ("GET", "/api/v1/assets", self.assets), ("GET", "/api/v1/markets", self.markets),
-            ("GET", "/api/v1/market", self.market), ("GET", "/api/v1/ticker", self.ticker),
-            ("GET", "/api/v1/tickers", self.tickers), ("GET", "/api/v1/markPrices", self.mark_prices),
-            ("GET", "/api/v1/fundingRates", self.funding_rates), ("GET", "/api/v1/time", self.time),
-            ("GET", "/api/v1/status", self.status), ("GET", "/api/v1/ping", self.ping),
+    def __init__(self, venue, server) -> None:
+        super().__init__(venue, server)
+        from gridctl.venue.backpack_streams import BackpackStreams
+        self.streams = BackpackStreams(self)
+
+    def routes(self) -> list[web.RouteDef]:
+        pub, priv = self._public, self._private
+        return [
+            web.get("/api/v1/assets", pub(self.assets)), web.get("/api/v1/markets", pub(self.markets)),
+            web.get("/api/v1/market", pub(self.market)), web.get("/api/v1/ticker", pub(self.ticker)),
+            web.get("/api/v1/tickers", pub(self.tickers)),
+            web.get("/api/v1/markPrices", pub(self.mark_prices)),
+            web.get("/api/v1/fundingRates", pub(self.funding_rates)),
+            web.get("/api/v1/time", pub(self.time)), web.get("/api/v1/status", pub(self.status)),
+            web.get("/api/v1/ping", pub(self.ping)),
+            web.get("/api/v1/capital", priv(self.capital)),
+            web.get("/api/v1/capital/collateral", priv(self.collateral)),
+            web.get("/api/v1/position", priv(self.position)),
+            web.get("/api/v1/account", priv(self.account)),
+            web.patch("/api/v1/account", priv(self.account_update)),
+            web.post("/api/v1/order", priv(self.order_execute)),
+            web.delete("/api/v1/order", priv(self.order_cancel)),
+            web.get("/api/v1/order", priv(self.order_query)),
+            web.get("/api/v1/orders", priv(self.orders_open)),
+            web.delete("/api/v1/orders", priv(self.orders_cancel_all)),
+            web.get("/wapi/v1/history/orders", priv(self.history_orders)),
+            web.get("/wapi/v1/history/fills", priv(self.history_fills)),
+            web.get("/wapi/v1/history/funding", priv(self.history_funding)),
+            *self.streams.routes(),
         ]
-        private = [
-            ("GET", "/api/v1/capital", self.capital),
-            ("GET", "/api/v1/capital/collateral", self.collateral),
-            ("GET", "/api/v1/position", self.position), ("GET", "/api/v1/account", self.account),
-            ("PATCH", "/api/v1/account", self.account_update),
-            ("POST", "/api/v1/order", self.order_execute), ("DELETE", "/api/v1/order", self.order_cancel),
-            ("GET", "/api/v1/order", self.order_query), ("GET", "/api/v1/orders", self.orders_open),
-            ("DELETE", "/api/v1/orders", self.orders_cancel_all),
-            ("GET", "/wapi/v1/history/orders", self.history_orders),
-            ("GET", "/wapi/v1/history/fills", self.history_fills),
-            ("GET", "/wapi/v1/history/funding", self.history_funding),
-        ]
-        for method, path, handler in public:
-            app.router.add_route(method, path, self._public(handler))
-        for method, path, handler in private:
-            app.router.add_route(method, path, self._private(handler))
-        app.router.add_get("/", self.streams.handle)
 
-    def _public(self, handler: Handler) -> Handler:
-        async def run(request: web.Request) -> web.StreamResponse:
-            try:
-                return await handler(request)
-            except BackpackError as e:
-                return e.response()
-        return run
+    async def start(self) -> None:
+        await self.streams.start()
 
-    def _private(self, handler: Callable[[web.Request, str, dict], Awaitable[object]]) -> Handler:
-        async def run(request: web.Request) -> web.StreamResponse:
-            try:
-                key, params = await wire.authenticate(request, self.port.now_ms())
-                try:
-                    self.port.open_account(key)
-                except Refused:
-                    raise BackpackError("UNAUTHORIZED", "Unauthorized") from None
-                instruction = wire.auth.INSTRUCTIONS[(request.method, request.path)]
-                fault = self.faults(instruction)
-                early = self._fault_before(fault)
-                if early is not None:
-                    return early
-                body = await handler(request, key, params)
-                return await self._fault_after(fault, instruction, body)
-            except BackpackError as e:
-                return e.response()
-            except Refused as e:
-                status, err = codec.reject_error(e.reason, e.detail)
-                return web.json_response(err, status=status)
-        return run
+    async def stop(self) -> None:
+        await self.streams.stop()
 
-    @staticmethod
-    def _fault_before(fault: Optional[str]) -> Optional[web.Response]:
-        """Faults that answer before the request is acted on."""
-        if fault == "rate_limit":
+    # -- request plumbing -------------------------------------------------------------------
+    def _before(self, kind: str) -> Optional[web.Response]:
+        """Faults that answer instead of the venue (nothing executed)."""
+        if self.venue.faults.take("rate_limit", kind):
             return BackpackError("TOO_MANY_REQUESTS", "Too many requests").response()
-        if fault == "server_error":
-            return BackpackError("SERVER_ERROR", "Internal server error").response()
+        f = self.venue.faults.take("server_error", kind)
+        if f:
+            status = int(f.get("status", 500))
+            if f.get("html"):
+                return web.Response(status=status, content_type="text/html",
+                                    text=f"<html><body><h1>{status} Service Unavailable</h1></body></html>")
+            return BackpackError("SERVER_ERROR", "Internal server error", status).response()
         return None
 
-    @staticmethod
-    async def _fault_after(fault: Optional[str], instruction: str, body: object) -> web.StreamResponse:
-        """Faults that strike after the request was acted on (the outcome is unknown to the client)."""
-        if fault == "timeout" and instruction in MUTATIONS:
-            await asyncio.sleep(HANG_S)
-        if fault == "empty" and instruction in MUTATIONS:
-            return web.Response(status=202)  # "accepted but not yet executed", no body
-        if isinstance(body, web.StreamResponse):
-            return body
-        return ok(body)
+    async def _after(self, kind: str, response: web.StreamResponse) -> web.StreamResponse:
+        """Faults that hit once the venue executed the request (its outcome unknown to the client)."""
+        if kind not in ("place", "cancel") or response.status != 200:
+            return response
+        f = self.venue.faults.take("timeout", kind)
+        if f:
+            await asyncio.sleep(float(f.get("delay", 15)))
+        f = self.venue.faults.take("empty", kind)
+        if f:
+            return web.Response(status=int(f.get("status", 202)))  # "accepted, not yet executed"
+        return response
 
-    def _rules(self, symbol: Optional[str], field: str = "symbol"):
-        if not symbol:
-            raise BackpackError("INVALID_CLIENT_REQUEST", f"Missing field `{field}`")
+    def _public(self, handler: Callable[[web.Request], Awaitable[object]]):
+        async def run(request: web.Request) -> web.StreamResponse:
+            early = self._before("read")
+            if early is not None:
+                return early
+            try:
+                body = await handler(request)
+            except BackpackError as e:
+                return e.response()
+            except VenueReject as e:
+                return _reject(e)
+            return body if isinstance(body, web.StreamResponse) else ok(body)
+        return run
+
+    def _private(self, handler: PrivateHandler):
+        async def run(request: web.Request) -> web.StreamResponse:
+            instruction = INSTRUCTIONS.get((request.method, request.path), "")
+            kind = KIND.get(instruction, "read")
+            early = self._before(kind)
+            if early is not None:
+                return early
+            try:
+                key, params = await wire.authenticate(request, self.venue.now_ms())
+                account = self.venue.account_for(key)
+                if account is None:  # --api-key names another key
+                    raise BackpackError("UNAUTHORIZED", "Unauthorized")
+                if kind == "place":
+                    f = self.venue.faults.take("reject", kind)
+                    if f:
+                        raise VenueReject(str(f.get("reason", "insufficient_margin")), "injected")
+                body = await handler(account, params)
+            except BackpackError as e:
+                return e.response()
+            except VenueReject as e:
+                return _reject(e)
+            response = body if isinstance(body, web.StreamResponse) else ok(body)
+            return await self._after(kind, response)
+        return run
+
+    def _symbol(self, params: dict, required: bool = True) -> Optional[str]:
+        """The params' market as the core names it (unified symbol); None when absent and optional."""
+        symbol = params.get("symbol")
+        if symbol is None:
+            if required:
+                raise BackpackError("INVALID_CLIENT_REQUEST", "Missing field `symbol`")
+            return None
         try:
-            return self.port.rules(symbol)
-        except KeyError:
+            return self.venue.market(str(symbol)).symbol
+        except VenueReject:
             raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid market symbol") from None
 
-    # -- public --------------------------------------------------------------------------------
-    async def assets(self, request: web.Request) -> web.Response:
-        return ok([])  # no deposits or withdrawals here; ccxt's fetch_currencies takes []
+    def _order(self, o) -> dict:
+        return codec.order_json(views.order_view(o, self.venue.market(o.symbol).rules))
 
-    def _market_view(self, symbol: str) -> codec.MarketView:
-        rules = self.port.rules(symbol)
-        extra = self.port.market_extra(symbol)
-        return codec.MarketView(symbol, rules.base, rules.quote, rules.tick, rules.step, rules.min_qty,
-                                extra.get("imf_function", {}), extra.get("mmf_function", {}),
-                                int(extra.get("funding_interval_ms", 3_600_000)))
+    # -- public -------------------------------------------------------------------------------
+    async def assets(self, request: web.Request) -> list:
+        return []  # no deposits or withdrawals here; ccxt's fetch_currencies takes []
 
-    async def markets(self, request: web.Request) -> web.Response:
+    async def markets(self, request: web.Request) -> list:
         wanted = request.query.getall("marketType", []) + request.query.getall("marketType[]", [])
         if wanted and "PERP" not in wanted:
-            return ok([])  # only perpetuals are served
-        return ok([codec.market_json(self._market_view(s)) for s in self.port.symbols()])
+            return []  # only perpetuals are served
+        return [codec.market_json(views.market_view(m.rules)) for m in self.venue.markets.values()]
 
-    async def market(self, request: web.Request) -> web.Response:
-        symbol = request.query.get("symbol")
-        self._rules(symbol)
-        return ok(codec.market_json(self._market_view(symbol)))
+    async def market(self, request: web.Request) -> dict:
+        sym = self._symbol(dict(request.query))
+        return codec.market_json(views.market_view(self.venue.markets[sym].rules))
 
-    def _ticker(self, symbol: str) -> dict:
-        q = self.port.quote(symbol)
-        return codec.ticker_json(symbol, q.first, q.last, q.high, q.low, q.volume, q.quote_volume, q.trades)
+    def _ticker(self, sym: str) -> dict:
+        m = self.venue.markets[sym]
+        first, high, low = m.day_stats()
+        return codec.ticker_json(m.rules.venue_id, first, m.price(), high, low, Decimal(0), Decimal(0), 0)
 
-    async def ticker(self, request: web.Request) -> web.Response:
-        symbol = request.query.get("symbol")
-        self._rules(symbol)
-        return ok(self._ticker(symbol))
+    async def ticker(self, request: web.Request) -> dict:
+        return self._ticker(self._symbol(dict(request.query)))
 
-    async def tickers(self, request: web.Request) -> web.Response:
-        return ok([self._ticker(s) for s in self.port.symbols()])
+    async def tickers(self, request: web.Request) -> list:
+        return [self._ticker(s) for s in self.venue.markets]
 
-    async def mark_prices(self, request: web.Request) -> web.Response:
-        symbol = request.query.get("symbol")
-        symbols = self.port.symbols()
-        if symbol is not None:
-            if symbol not in symbols:
-                raise BackpackError("INVALID_CLIENT_REQUEST", "Symbol not found")
-            symbols = [symbol]
-        rows = []
-        for s in symbols:
-            q = self.port.quote(s)
-            rows.append(codec.mark_price_json(s, q.mark, q.index, q.funding_rate, q.next_funding_ms))
-        return ok(rows)
+    def mark_row(self, sym: str) -> dict:
+        """One markPrices row of a market (the venue's mark is its last price; index likewise)."""
+        m = self.venue.markets[sym]
+        next_ms = m.next_funding_ms or m.next_funding_after(self.venue.now_ms())
+        return codec.mark_price_json(m.rules.venue_id, m.price(), m.price(), m.funding_rate, next_ms)
 
-    async def funding_rates(self, request: web.Request) -> web.Response:
-        symbol = request.query.get("symbol")
-        self._rules(symbol)
-        q = self.port.quote(symbol)  # the running estimate of the interval in progress
-        return ok([codec.funding_rate_json(symbol, q.funding_rate, q.next_funding_ms)])
+    async def mark_prices(self, request: web.Request) -> list:
+        if request.query.get("symbol") is None:
+            return [self.mark_row(s) for s in self.venue.markets]
+        try:
+            return [self.mark_row(self.venue.market(request.query["symbol"]).symbol)]
+        except VenueReject:
+            raise BackpackError("INVALID_CLIENT_REQUEST", "Symbol not found") from None
+
+    async def funding_rates(self, request: web.Request) -> list:
+        m = self.venue.markets[self._symbol(dict(request.query))]
+        next_ms = m.next_funding_ms or m.next_funding_after(self.venue.now_ms())
+        return [codec.funding_rate_json(m.rules.venue_id, m.funding_rate, next_ms)]
 
     async def time(self, request: web.Request) -> web.Response:
-        return web.Response(text=str(self.port.now_ms()))  # a bare integer, not JSON-wrapped
+        return web.Response(text=str(self.venue.now_ms()))  # a bare integer, not JSON
 
-    async def status(self, request: web.Request) -> web.Response:
-        return ok({"status": "Ok", "message": None})
+    async def status(self, request: web.Request) -> dict:
+        return {"status": "Ok", "message": None}
 
     async def ping(self, request: web.Request) -> web.Response:
         return web.Response(text="pong")
 
-    # -- account ------------------------------------------------------------------------------
-    async def capital(self, request: web.Request, key: str, params: dict) -> dict:
-        m = self.port.margin(key)
-        return codec.capital_json({m.asset: (max(m.available, Decimal(0)), m.balance - max(
-            min(m.available, m.balance), Decimal(0)))})
+    # -- account --------------------------------------------------------------------------------
+    async def capital(self, acc: VenueAccount, params: dict) -> dict:
+        b = self.venue.balance(acc)
+        available = min(b.available, b.wallet)
+        return codec.capital_json({b.asset: (available, b.wallet - available)})
 
-    async def collateral(self, request: web.Request, key: str, params: dict) -> dict:
-        m = self.port.margin(key)
-        imf = m.initial / m.exposure if m.exposure else Decimal(0)
-        mmf = m.maintenance / m.exposure if m.exposure else Decimal(0)
-        return codec.collateral_json(m.asset, m.balance, m.equity, m.available, imf, mmf,
-                                     m.unrealized, m.exposure)
+    async def collateral(self, acc: VenueAccount, params: dict) -> dict:
+        b = self.venue.balance(acc)
+        exposure = sum((abs(p.notional) for p in self.venue.positions(acc)), Decimal(0))
+        imf = b.initial_margin / exposure if exposure else Decimal(0)
+        mmf = b.maint_margin / exposure if exposure else Decimal(0)
+        return codec.collateral_json(b.asset, b.wallet, b.margin_balance, b.available, imf, mmf,
+                                     b.unrealized, exposure)
 
-    async def position(self, request: web.Request, key: str, params: dict) -> list:
-        symbol = params.get("symbol")
-        rows = [p for p in self.port.positions(key) if symbol in (None, p.symbol)]
-        uid = user_id(key)
-        return [codec.position_json(p, uid) for p in rows]
+    def position_views(self, acc: VenueAccount, symbol: Optional[str] = None) -> list:
+        """The account's open net positions in Backpack's terms."""
+        out = []
+        for p in self.venue.positions(acc, symbol):
+            if p.qty == 0:
+                continue
+            rules = self.venue.markets[p.symbol].rules
+            funding = sum((i.amount for i in acc.income if i.symbol == p.symbol), Decimal(0))
+            out.append(views.position_view(acc.fingerprint, rules, p.qty, p.entry, p.mark, p.liquidation,
+                                           p.unrealized, acc.pnl.get(p.symbol, Decimal(0)), funding,
+                                           p.leverage))
+        return out
 
-    async def account(self, request: web.Request, key: str, params: dict) -> dict:
-        fees = [self.port.rules(s) for s in self.port.symbols()][:1]
-        maker = fees[0].maker_fee if fees else Decimal("0.0002")
-        taker = fees[0].taker_fee if fees else Decimal("0.0005")
-        return codec.account_json(self.port.leverage(key), maker, taker,
-                                  len(self.port.open_orders(key, None)))
+    async def position(self, acc: VenueAccount, params: dict) -> list:
+        uid = views.user_id(acc.fingerprint)
+        return [codec.position_json(p, uid) for p in self.position_views(acc, self._symbol(params, False))]
 
-    async def account_update(self, request: web.Request, key: str, params: dict) -> web.Response:
+    def leverage_limit(self, acc: VenueAccount) -> int:
+        """The account-wide leverage limit (kept in the state file beside the core's per-market one)."""
+        limits = self.venue.extra_state.setdefault("backpack_leverage", {})
+        if acc.fingerprint not in limits:
+            return max(acc.leverage.values(), default=1)
+        return int(limits[acc.fingerprint])
+
+    async def account(self, acc: VenueAccount, params: dict) -> dict:
+        rules = next(iter(self.venue.markets.values())).rules
+        return codec.account_json(self.leverage_limit(acc), rules.maker_fee, rules.taker_fee,
+                                  len(self.venue.open_orders(acc)))
+
+    async def account_update(self, acc: VenueAccount, params: dict) -> web.Response:
         if "leverageLimit" in params:
             value = wire.decimal_param(params, "leverageLimit")
-            if value != value.to_integral_value():
-                raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid leverage limit")
-            self.port.set_leverage(key, int(value))
+            top = max(m.rules.max_leverage for m in self.venue.markets.values())
+            if value != value.to_integral_value() or not 1 <= value <= top:
+                raise BackpackError("INVALID_CLIENT_REQUEST", f"Leverage limit must be between 1 and {top}")
+            n = int(value)
+            for sym, m in self.venue.markets.items():  # each market at most its own maximum
+                self.venue.set_leverage(acc, sym, min(n, m.rules.max_leverage))
+            self.venue.extra_state.setdefault("backpack_leverage", {})[acc.fingerprint] = n
+            self.venue.dirty()
         return web.Response(status=200)  # the real venue answers 200 with no body
 
-    # -- orders --------------------------------------------------------------------------------
-    async def order_execute(self, request: web.Request, key: str, params: dict) -> dict:
-        symbol = params.get("symbol")
-        self._rules(symbol)
+    # -- orders ---------------------------------------------------------------------------------
+    async def order_execute(self, acc: VenueAccount, params: dict) -> dict:
+        sym = self._symbol(params)
         side = params.get("side")
         if side not in (codec.BID, codec.ASK):
             raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid side: expected Bid or Ask")
         order_type = params.get("orderType")
         if order_type not in ("Limit", "Market"):
             raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid orderType: expected Limit or Market")
-        for unsupported in ("triggerPrice", "quoteQuantity", "stopLossTriggerPrice",
-                            "takeProfitTriggerPrice", "positionSide", "hedged"):
-            if unsupported in params:
-                raise BackpackError("INVALID_CLIENT_REQUEST", f"Unsupported field `{unsupported}`")
+        for field in ("positionSide", "hedged", "triggerPrice", "quoteQuantity", "triggerQuantity",
+                      "stopLossTriggerPrice", "takeProfitTriggerPrice"):
+            if field in params:  # no hedge mode on Backpack; trigger/quote orders are not simulated
+                raise BackpackError("INVALID_CLIENT_REQUEST", f"Unsupported field `{field}`")
         qty = wire.decimal_param(params, "quantity")
         price = wire.decimal_param(params, "price", required=order_type == "Limit")
         if order_type == "Market" and price is not None:
             raise BackpackError("INVALID_CLIENT_REQUEST", "Market orders take no price")
         tif = str(params.get("timeInForce", "GTC"))
         if tif not in ("GTC", "IOC", "FOK"):
-            raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid timeInForce")
+            raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid timeInForce: expected GTC, IOC or FOK")
         post_only = wire.bool_param(params, "postOnly")
         if post_only and order_type == "Market":
             raise BackpackError("INVALID_ORDER", "Post only is only valid for limit orders")
-        order = self.port.place(key, symbol, side == codec.BID, qty, price, post_only,
-                                wire.bool_param(params, "reduceOnly"), wire.client_id_param(params),
-                                tif)
-        return codec.order_json(order)
+        cid = wire.client_id_param(params)
+        order = self.venue.place_order(
+            acc, sym, "buy" if side == codec.BID else "sell", order_type.lower(), qty, price,
+            client_id=cid, time_in_force="PO" if post_only else tif,
+            reduce_only=wire.bool_param(params, "reduceOnly"), post_only_crossing="expire")
+        return self._order(order)
 
-    async def order_cancel(self, request: web.Request, key: str, params: dict) -> dict:
-        symbol = params.get("symbol")
-        self._rules(symbol)
+    async def order_cancel(self, acc: VenueAccount, params: dict) -> dict:
+        sym = self._symbol(params)
         order_id, cid = wire.one_order_ref(params)
-        return codec.order_json(self.port.cancel(key, symbol, order_id, cid))
+        if order_id is not None and not order_id.isdigit():
+            raise BackpackError("RESOURCE_NOT_FOUND", "Order not found")
+        return self._order(self.venue.cancel_order(acc, sym, None if order_id is None else int(order_id), cid))
 
-    async def order_query(self, request: web.Request, key: str, params: dict) -> dict:
-        """One resting order (the real endpoint answers 404 for filled/cancelled ones)."""
-        symbol = params.get("symbol")
-        self._rules(symbol)
+    async def order_query(self, acc: VenueAccount, params: dict) -> dict:
+        """One resting order: the real endpoint answers 404 once it is filled or cancelled."""
+        sym = self._symbol(params)
         order_id, cid = wire.one_order_ref(params)
-        for o in self.port.open_orders(key, symbol):
-            if (order_id is not None and o.order_id == order_id) or (
-                    cid is not None and o.client_id == cid):
-                return codec.order_json(o)
+        for o in self.venue.open_orders(acc, sym):
+            if (order_id is not None and str(o.order_id) == order_id) or (cid is not None and o.client_id == cid):
+                return self._order(o)
         raise BackpackError("RESOURCE_NOT_FOUND", "Order not found")
 
-    async def orders_open(self, request: web.Request, key: str, params: dict) -> list:
-        symbol = params.get("symbol")
-        if symbol is not None:
-            self._rules(symbol)
-        return [codec.order_json(o) for o in self.port.open_orders(key, symbol)]
+    async def orders_open(self, acc: VenueAccount, params: dict) -> list:
+        return [self._order(o) for o in self.venue.open_orders(acc, self._symbol(params, False))]
 
-    async def orders_cancel_all(self, request: web.Request, key: str, params: dict) -> list:
-        symbol = params.get("symbol")
-        self._rules(symbol)
-        return [codec.order_json(o) for o in self.port.cancel_all(key, symbol)]
+    async def orders_cancel_all(self, acc: VenueAccount, params: dict) -> list:
+        return [self._order(o) for o in self.venue.cancel_all(acc, self._symbol(params))]
 
-    # -- history -------------------------------------------------------------------------------
-    async def history_orders(self, request: web.Request, key: str, params: dict) -> list:
-        symbol = params.get("symbol")
-        if symbol is not None:
-            self._rules(symbol)
-        rows = self.port.order_history(key, symbol)
+    # -- history --------------------------------------------------------------------------------
+    async def history_orders(self, acc: VenueAccount, params: dict) -> list:
+        rows = self.venue.all_orders(acc, self._symbol(params, False))
         if params.get("orderId") is not None:
-            rows = [o for o in rows if o.order_id == str(params["orderId"])]
-        return [codec.order_json(o, history=True) for o in wire.page(rows, params)]
+            rows = [o for o in rows if str(o.order_id) == str(params["orderId"])]
+        rows.sort(key=lambda o: o.order_id)
+        return [codec.order_json(views.order_view(o, self.venue.markets[o.symbol].rules), history=True)
+                for o in wire.page(rows, params)]
 
-    async def history_fills(self, request: web.Request, key: str, params: dict) -> list:
-        symbol = params.get("symbol")
-        if symbol is not None:
-            self._rules(symbol)
+    async def history_fills(self, acc: VenueAccount, params: dict) -> list:
         start = wire.int_param(params, "from", None)
         end = wire.int_param(params, "to", None)
-        fill_type = params.get("fillType")
-        rows = self.port.fills(key, symbol)
-        if fill_type not in (None, "User", "Trade"):
-            rows = []  # no liquidations, ADL or settlements recorded under other fill types
-        rows = [f for f in rows if (start is None or f.ts_ms >= start) and (end is None or f.ts_ms < end)
-                and (params.get("orderId") is None or f.order_id == str(params["orderId"]))]
-        return [codec.fill_json(f) for f in wire.page(rows, params)]
+        rows = self.venue.fills(acc, self._symbol(params, False))
+        if params.get("fillType") not in (None, "User", "Trade"):
+            rows = []  # no liquidation, ADL or settlement fills are reported under other types
+        rows = [f for f in rows if (start is None or f.ts >= start) and (end is None or f.ts < end)
+                and (params.get("orderId") is None or str(f.order_id) == str(params["orderId"]))]
+        return [codec.fill_json(views.fill_view(f, self.venue.markets[f.symbol].rules))
+                for f in wire.page(rows, params)]
 
-    async def history_funding(self, request: web.Request, key: str, params: dict) -> list:
-        symbol = params.get("symbol")
-        if symbol is not None:
-            self._rules(symbol)
-        uid = user_id(key)
-        rows = wire.page(self.port.funding(key, symbol), params)
-        return [codec.funding_json(r.symbol, r.rate, r.amount, r.ts_ms, uid) for r in rows]
+    async def history_funding(self, acc: VenueAccount, params: dict) -> list:
+        uid = views.user_id(acc.fingerprint)
+        rows = wire.page(self.venue.income(acc, self._symbol(params, False)), params)
+        return [codec.funding_json(self.venue.markets[i.symbol].rules.venue_id, i.rate, i.amount, i.ts, uid)
+                for i in rows]
 
 
-def user_id(api_key: str) -> str:
-    """A stable numeric user id for an account (never the key itself)."""
-    import hashlib
-    return str(int.from_bytes(hashlib.sha256(api_key.encode()).digest()[:4], "big"))
+def _reject(e: VenueReject) -> web.Response:
+    status, body = codec.reject_error(e.reason, e.message)
+    return web.json_response(body, status=status)

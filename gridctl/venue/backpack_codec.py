@@ -39,21 +39,39 @@ ERROR_STATUS: dict[str, int] = {
     "TOO_MANY_REQUESTS": 429,
     "SERVER_ERROR": 500,
     "TIMEOUT": 504,
+    "MAX_LEVERAGE_REACHED": 400,
+    "ORDER_LIMIT": 400,
 }
 
-# the simulated exchange's Reject reasons -> (Backpack code, message)
+# the venue core's reject reasons (gridctl.venue.records.VenueReject) -> (Backpack code, message)
 REJECTS: dict[str, tuple[str, str]] = {
-    "insufficient_margin": ("INSUFFICIENT_MARGIN", "Insufficient margin"),
-    "reduce_only_would_increase": ("INVALID_ORDER", "Reduce only order not reduced"),
-    "qty_below_min": ("INVALID_QUANTITY", "Quantity is below the minimum allowed value"),
-    "notional_below_min": ("INVALID_ORDER", "Order value is below the minimum"),
-    "invalid_price": ("INVALID_PRICE", "Invalid price"),
+    "bad_symbol": ("INVALID_CLIENT_REQUEST", "Invalid market symbol"),
     "unknown_order": ("RESOURCE_NOT_FOUND", "Order not found"),
     "duplicate_client_id": ("INVALID_CLIENT_REQUEST", "Duplicate client id"),
-    "post_only_market": ("INVALID_ORDER", "Post only is only valid for limit orders"),
-    "position_side_required": ("INVALID_CLIENT_REQUEST", "Backpack has no hedge mode"),
-    "position_side_not_allowed": ("INVALID_CLIENT_REQUEST", "Backpack has no hedge mode"),
+    "post_only_would_cross": ("INVALID_ORDER", "Order would immediately match and take"),
+    "reduce_only_rejected": ("INVALID_ORDER", "Reduce only order not reduced"),
+    "position_side_mismatch": ("INVALID_CLIENT_REQUEST", "Backpack has no hedge mode"),
+    "insufficient_margin": ("INSUFFICIENT_MARGIN", "Insufficient margin"),
+    "notional_below_min": ("INVALID_ORDER", "Order value is below the minimum"),
+    "qty_below_min": ("INVALID_QUANTITY", "Quantity is below the minimum allowed value"),
+    "qty_precision": ("INVALID_QUANTITY", "Quantity decimal too long"),
+    "invalid_qty": ("INVALID_QUANTITY", "Quantity must be positive"),
+    "price_tick": ("INVALID_PRICE", "Price decimal too long"),
+    "invalid_price": ("INVALID_PRICE", "Invalid price"),
+    "bad_leverage": ("INVALID_CLIENT_REQUEST", "Invalid leverage limit"),
+    "invalid_order": ("INVALID_ORDER", "Invalid order"),
     "no_price": ("SERVER_ERROR", "Market has no price yet"),
+    "max_leverage": ("MAX_LEVERAGE_REACHED", "Maximum leverage reached"),
+    "order_limit": ("ORDER_LIMIT", "Order limit reached"),
+}
+
+# the core's expiry reasons -> Backpack's expiryReason
+EXPIRY_REASONS: dict[str, str] = {
+    "post_only_would_cross": POST_ONLY_TAKER,
+    "reduce_only_nothing_to_reduce": REDUCE_ONLY_NOT_REDUCED,
+    "ioc_unfilled": "ImmediateOrCancel",
+    "fok_unfilled": "FillOrKill",
+    "liquidation": "Liquidation",
 }
 
 
@@ -63,7 +81,7 @@ def error_body(code: str, message: str) -> dict:
 
 
 def reject_error(reason: str, detail: str = "") -> tuple[int, dict]:
-    """(HTTP status, body) for a simulated-exchange Reject reason."""
+    """(HTTP status, body) for a venue reject reason (unknown reasons: INVALID_ORDER)."""
     code, message = REJECTS.get(reason, ("INVALID_ORDER", detail or reason))
     return ERROR_STATUS[code], error_body(code, message)
 

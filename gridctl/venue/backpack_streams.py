@@ -1,14 +1,17 @@
-"""Backpack's WebSocket (one URL for public and private streams), as ccxt.pro.backpack uses it.
+"""Backpack's WebSocket (one URL, wss://ws.backpack.exchange -> ws://HOST:PORT/), as
+ccxt.pro.backpack uses it.
 
-Clients send ``{"method": "SUBSCRIBE", "params": [streams], "signature": [key, sig, ts, window]}``;
-private (account.*) streams need the ED25519 signature of ``instruction=subscribe&timestamp=..
-&window=..``; a refused subscribe is answered with an error frame
-``{"id": null, "error": {"code": 4006, "message": ...}}`` and nothing else. Messages are
-``{"stream": NAME, "data": {...}}`` with microsecond times. On an account.positionUpdate
-subscribe the current positions are sent once without an `e` field, as the venue does.
+Clients send ``{"method": "SUBSCRIBE", "params": [streams], "signature": [key, sig, ts, window]}``.
+Private (account.*) streams need the ED25519 signature of
+``instruction=subscribe&timestamp=..&window=..`` by the account's key; a refused subscribe is
+answered with an error frame ``{"id": null, "error": {"code": 4006, "message": ...}}`` and
+nothing is subscribed. Messages are ``{"stream": NAME, "data": {...}}`` with microsecond
+times: account.orderUpdate[.<sym>], account.positionUpdate[.<sym>], ticker.<sym>,
+markPrice.<sym>. On an account.positionUpdate subscribe the current positions are sent once
+without an `e` field, as the venue does (ccxt ignores them).
 
-Faults: `drop_all()` closes every socket now; `silent` keeps sockets open (pings answered)
-while no message is sent.
+Faults: drop_streams closes every socket (server.drop_streams); silent_streams keeps them
+open while sending nothing and answering no ping (a zombie).
 """
 
 from __future__ import annotations
@@ -16,171 +19,187 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Optional
 
 from aiohttp import WSMsgType, web
 
 from gridctl.venue import backpack_codec as codec
+from gridctl.venue import backpack_views as views
 from gridctl.venue import backpack_wire as wire
-from gridctl.venue.backpack_port import OrderEvent, Port, PositionEvent, PriceEvent
+from gridctl.venue.records import AccountEvent, MarketEvent, OrderEvent, fingerprint
 
 log = logging.getLogger(__name__)
-PING_S = 60.0  # Backpack pings every 60 s and drops a client that does not answer
 
 
-@dataclass
-class Connection:
-    """One client socket: its streams (with the key a private one was signed by) and its queue."""
+class BackpackStreams:
+    """The WebSocket endpoint and the fan-out of the core's events to subscribed sockets."""
 
-    ws: web.WebSocketResponse
-    streams: dict[str, Optional[str]] = field(default_factory=dict)  # stream -> api key (private)
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    def __init__(self, protocol) -> None:
+        self.protocol = protocol
+        self.venue = protocol.venue
+        self.server = protocol.server
+        # socket -> {stream: account fingerprint (private) or None (public)}
+        self.subs: dict[web.WebSocketResponse, dict[str, Optional[str]]] = {}
+        self.nets: dict[tuple[str, str], Decimal] = {}  # (fingerprint, symbol) -> last net position
+        self._queue: Optional[asyncio.Queue] = None
+        self._task: Optional[asyncio.Task] = None
 
-    def wants(self, stream: str, api_key: Optional[str] = None) -> bool:
-        """True when this socket subscribed `stream` (for `api_key`'s account, if private)."""
-        return stream in self.streams and self.streams[stream] == api_key
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/", self.handle)]
 
+    async def start(self) -> None:
+        self._queue = self.venue.subscribe()
+        self._task = asyncio.create_task(self._pump(), name="backpack-streams")
 
-class Streams:
-    """The WebSocket endpoint and the fan-out of core events to subscribed sockets."""
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._queue is not None:
+            self.venue.unsubscribe(self._queue)
 
-    def __init__(self, port: Port) -> None:
-        self.port = port
-        self.connections: set[Connection] = set()
-        self.silent = False
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._unsubscribe = None
-
-    # -- fan-out ----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start receiving the core's events (idempotent; needs the running loop)."""
-        if self._unsubscribe is None:
-            self._loop = asyncio.get_running_loop()
-            self._unsubscribe = self.port.subscribe(self.on_event)
-
-    def stop(self) -> None:
-        """Stop receiving events."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-    def on_event(self, event: object) -> None:
-        """Route one core event to the sockets that subscribed it (thread-safe)."""
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._route(event)
-        else:
-            loop.call_soon_threadsafe(self._route, event)
-
-    def _route(self, event: object) -> None:
-        now_us = self.port.now_ms() * 1000
-        if isinstance(event, OrderEvent):
-            rules = self.port.rules(event.order.symbol)
-            data = codec.order_event(event.kind, event.order, now_us, event.fill, rules.tick, rules.step)
-            self._send("account.orderUpdate", event.order.symbol, data, event.api_key)
-        elif isinstance(event, PositionEvent):
-            kind = codec.position_event_kind(Decimal(event.before), Decimal(event.position.net_qty))
-            data = codec.position_event(kind, event.position, now_us)
-            self._send("account.positionUpdate", event.position.symbol, data, event.api_key)
-        elif isinstance(event, PriceEvent):
-            q, s = event.quote, event.symbol
-            self._send("ticker", s, codec.ticker_event(s, q.first, q.last, q.high, q.low, q.volume,
-                                                         q.quote_volume, q.trades, now_us))
-            self._send("markPrice", s, codec.mark_price_event(s, q.mark, q.index, q.funding_rate,
-                                                              q.next_funding_ms, now_us))
-
-    def _send(self, kind: str, symbol: str, data: dict, api_key: Optional[str] = None) -> None:
-        if self.silent:
-            return
-        names = [f"{kind}.{symbol}"] + ([kind] if api_key is not None else [])
-        for conn in list(self.connections):
-            for name in names:
-                if conn.wants(name, api_key):
-                    conn.queue.put_nowait(codec.envelope(name, data))
-
-    # -- faults -----------------------------------------------------------------------------
-    async def drop_all(self) -> int:
-        """Close every socket now (clients see "connection closed"); returns how many."""
-        conns = list(self.connections)
-        for conn in conns:
-            await conn.ws.close(code=1001, message=b"dropped")
-        return len(conns)
-
-    # -- the endpoint -------------------------------------------------------------------------
+    # -- the endpoint ------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """GET / with an Upgrade: the Backpack WebSocket."""
-        ws = web.WebSocketResponse(heartbeat=PING_S)
+        """GET / with an Upgrade: the Backpack WebSocket (a plain GET: 404 as an unknown path)."""
+        ws = web.WebSocketResponse(autoping=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=404, text="not found")
         await ws.prepare(request)
-        self.start()
-        conn = Connection(ws)
-        self.connections.add(conn)
-        writer = asyncio.create_task(self._writer(conn))
+        self.server.track(ws)
+        self.subs[ws] = {}
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await self._on_text(conn, msg.data)
-                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                if self.venue.faults.is_on("silent_streams"):
+                    continue  # a zombie: no pong, no answer
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    await self._on_text(ws, msg.data)
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                     break
         finally:
-            self.connections.discard(conn)
-            writer.cancel()
+            self.server.untrack(ws)
+            self.subs.pop(ws, None)
         return ws
 
-    async def _writer(self, conn: Connection) -> None:
-        while True:
-            message = await conn.queue.get()
-            if conn.ws.closed:
-                return
-            try:
-                await conn.ws.send_str(json.dumps(message, separators=(",", ":")))
-            except (ConnectionError, RuntimeError):
-                return
-
-    async def _on_text(self, conn: Connection, text: str) -> None:
+    async def _on_text(self, ws: web.WebSocketResponse, text: str) -> None:
         try:
             sub = wire.parse_subscribe(text)
-            key = wire.check_subscribe(sub, self.port.now_ms())
+            key = wire.check_subscribe(sub, self.venue.now_ms())
+            if key is not None and self.venue.account_for(key) is None:
+                raise ValueError("Unauthorized")
             for stream in sub.streams:
-                if not wire.known_stream(stream):
-                    raise ValueError("Invalid stream")
                 symbol = wire.stream_symbol(stream)
-                if symbol is not None and symbol not in self.port.symbols():
+                if not wire.known_stream(stream) or (symbol is not None and not self._served(symbol)):
                     raise ValueError("Invalid stream")
         except ValueError as e:
-            request_id = None
-            try:
-                request_id = json.loads(text).get("id")
-            except (ValueError, AttributeError):
-                pass
-            conn.queue.put_nowait(codec.error_frame(wire.WS_INVALID, str(e), request_id))
+            await self._send(ws, codec.error_frame(wire.WS_INVALID, str(e), _request_id(text)))
             return
+        subs = self.subs.setdefault(ws, {})
         for stream in sub.streams:
-            private_key = key if stream.startswith(wire.PRIVATE_PREFIX) else None
             if sub.method == "UNSUBSCRIBE":
-                conn.streams.pop(stream, None)
+                subs.pop(stream, None)
                 continue
-            if private_key is not None:
-                self.port.open_account(private_key)
-            conn.streams[stream] = private_key
-            if stream.startswith("account.positionUpdate") and private_key is not None:
-                self._position_snapshot(conn, stream, private_key)
+            private = stream.startswith(wire.PRIVATE_PREFIX)
+            fp = fingerprint(key) if private and key else None
+            subs[stream] = fp
+            if private and stream.startswith("account.positionUpdate") and fp is not None:
+                await self._position_snapshot(ws, stream, fp)
 
-    def _position_snapshot(self, conn: Connection, stream: str, api_key: str) -> None:
-        """The current positions, once, without `e` (ccxt ignores them; the real venue sends them)."""
+    def _served(self, venue_id: str) -> bool:
+        return any(m.rules.venue_id == venue_id for m in self.venue.markets.values())
+
+    async def _position_snapshot(self, ws: web.WebSocketResponse, stream: str, fp: str) -> None:
+        acc = self.venue.accounts.get(fp)
         symbol = wire.stream_symbol(stream)
-        now_us = self.port.now_ms() * 1000
-        for p in self.port.positions(api_key):
+        now_us = self.venue.now_ms() * 1000
+        for p in self.protocol.position_views(acc) if acc is not None else []:
             if symbol in (None, p.symbol):
                 data = codec.position_event("", p, now_us)
                 data.pop("e")
-                conn.queue.put_nowait(codec.envelope(stream, data))
+                await self._send(ws, codec.envelope(stream, data))
+
+    @staticmethod
+    async def _send(ws: web.WebSocketResponse, message: dict) -> None:
+        if ws.closed:
+            return
+        try:
+            await ws.send_str(json.dumps(message, separators=(",", ":")))
+        except (ConnectionError, RuntimeError):
+            pass
+
+    # -- events -> messages ------------------------------------------------------------------
+    async def _pump(self) -> None:
+        while True:
+            ev = await self._queue.get()
+            try:
+                if self.venue.faults.take("drop_streams"):
+                    await self.server.drop_streams()
+                    continue
+                for stream, fp, message in self.messages(ev):
+                    if self.venue.faults.is_on("silent_streams"):
+                        break
+                    await self._publish(stream, fp, message)
+            except Exception:  # one bad event must not end the streams
+                log.exception("backpack stream event %r", ev)
+
+    def messages(self, ev) -> list[tuple[str, Optional[str], dict]]:
+        """(stream, account fingerprint or None, message) for one core event."""
+        now_us = self.venue.now_ms() * 1000
+        if isinstance(ev, OrderEvent):
+            rules = self.venue.markets[ev.order.symbol].rules
+            fill = None if ev.fill is None else views.fill_view(ev.fill, rules)
+            data = codec.order_event(views.EVENT[ev.execution], views.order_view(ev.order, rules), now_us,
+                                     fill, rules.tick, rules.step)
+            return [("account.orderUpdate." + rules.venue_id, ev.account, data),
+                    ("account.orderUpdate", ev.account, data)]
+        if isinstance(ev, AccountEvent):
+            return self._position_messages(ev, now_us)
+        if isinstance(ev, MarketEvent):
+            m = self.venue.markets[ev.symbol]
+            vid = m.rules.venue_id
+            first, high, low = m.day_stats()
+            row = self.protocol.mark_row(ev.symbol)
+            tick = codec.ticker_event(vid, first, m.price(), high, low, Decimal(0), Decimal(0), 0, now_us)
+            mark = codec.mark_price_event(vid, m.price(), m.price(), m.funding_rate,
+                                          row["nextFundingTimestamp"], now_us)
+            return [("ticker." + vid, None, tick), ("markPrice." + vid, None, mark)]
+        return []
+
+    def _position_messages(self, ev: AccountEvent, now_us: int) -> list:
+        acc = self.venue.accounts.get(ev.account)
+        if acc is None:
+            return []
+        out = []
+        for sym in ev.symbols:
+            rules = self.venue.markets[sym].rules
+            current = {p.symbol: p for p in self.protocol.position_views(acc, sym)}
+            before = self.nets.get((ev.account, sym), Decimal(0))
+            p = current.get(rules.venue_id)
+            after = Decimal(0) if p is None else Decimal(p.net_qty)
+            if after == before:
+                continue
+            self.nets[(ev.account, sym)] = after
+            if p is None:  # closed: report the flat position at the mark
+                m = self.venue.markets[sym]
+                p = views.position_view(acc.fingerprint, rules, Decimal(0), Decimal(0), m.price(), Decimal(0),
+                                        Decimal(0), acc.pnl.get(sym, Decimal(0)), Decimal(0),
+                                        acc.leverage.get(sym, 1))
+            data = codec.position_event(codec.position_event_kind(before, after), p, now_us)
+            out += [("account.positionUpdate." + rules.venue_id, ev.account, data),
+                    ("account.positionUpdate", ev.account, data)]
+        return out
+
+    async def _publish(self, stream: str, fp: Optional[str], data: dict) -> None:
+        message = codec.envelope(stream, data)
+        for ws, subs in list(self.subs.items()):
+            if stream in subs and subs[stream] == fp:
+                await self._send(ws, message)
+
+
+def _request_id(text: str):
+    try:
+        msg = json.loads(text)
+        return msg.get("id") if isinstance(msg, dict) else None
+    except ValueError:
+        return None

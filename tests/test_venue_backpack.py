@@ -60,8 +60,11 @@ def test_ticker_and_mark_price_follow_the_admin_price(sol):
             sol.price(SOL_ID, "171.23")
             t = await ex.fetch_ticker(SOL)
             f = await ex.fetch_funding_rate(SOL)
-            assert t["last"] == 171.23 and f["markPrice"] == 171.23 and f["fundingRate"] == 0.0001
-            assert f["nextFundingTimestamp"] > sol.venue.now_ms()
+            assert t["last"] == 171.23 and f["markPrice"] == 171.23 and f["fundingRate"] == 0.0000125
+            now = sol.venue.now_ms()
+            # Backpack settles hourly, on the hour
+            assert now < f["nextFundingTimestamp"] <= now + 3_600_000
+            assert f["nextFundingTimestamp"] % 3_600_000 == 0
             with pytest.raises(ccxt.BadRequest, match="Symbol not found"):
                 await ex.publicGetApiV1MarkPrices({"symbol": "XRP_USDC_PERP"})
         finally:
@@ -327,11 +330,25 @@ def test_mark_price_stream(sol):
                 await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": [f"markPrice.{SOL_ID}"]}))
                 await asyncio.sleep(0.2)
                 await asyncio.get_running_loop().run_in_executor(None, sol.price, SOL_ID, "172")
-                msg = json.loads((await ws.receive(timeout=5)).data)
-                assert msg["stream"] == f"markPrice.{SOL_ID}"
-                d = msg["data"]
-                assert (d["e"], d["s"], d["p"], d["f"]) == ("markPrice", SOL_ID, "172", "0.0001")
-                assert len(str(d["E"])) == 16
+                seen = []
+                while not seen or seen[-1]["p"] != "172":
+                    msg = json.loads((await ws.receive(timeout=5)).data)
+                    assert msg["stream"] == f"markPrice.{SOL_ID}"
+                    seen.append(msg["data"])
+                d = seen[-1]
+                assert (d["e"], d["s"], d["f"]) == ("markPrice", SOL_ID, "0.0000125")
+                assert len(str(d["E"])) == 16 and d["n"] % 3_600_000_000 == 0  # on the hour, in µs
+    run(body())
+
+
+def test_mark_price_is_published_every_second_in_a_quiet_market(sol):
+    async def body():
+        import aiohttp
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect("ws" + sol.url[4:] + "/") as ws:
+                await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": [f"markPrice.{BTC_ID}"]}))
+                times = [json.loads((await ws.receive(timeout=3)).data)["data"]["E"] for _ in range(2)]
+                assert 0.5e6 < times[1] - times[0] < 1.5e6  # µs apart, with no price move at all
     run(body())
 
 

@@ -33,6 +33,7 @@ from gridctl.venue.server import Protocol
 
 KIND = {"orderExecute": "place", "orderCancel": "cancel", "orderCancelAll": "cancel",
         "accountUpdate": "other"}  # fault kinds of the private instructions; the rest are reads
+HOURLY_RATE = Decimal("0.0000125")  # 0.01 % per 8 h, per hour: BTC_USDC_PERP's usual rate
 PrivateHandler = Callable[[VenueAccount, dict], Awaitable[object]]
 
 
@@ -47,6 +48,9 @@ class BackpackProtocol(Protocol):
         super().__init__(venue, server)
         from gridctl.venue.backpack_streams import BackpackStreams
         self.streams = BackpackStreams(self)
+        for m in venue.markets.values():  # Backpack settles hourly (a saved state keeps its rate)
+            m.funding_interval_ms = views.market_view(m.rules).funding_interval_ms
+            m.funding_rate = HOURLY_RATE
 
     def routes(self) -> list[web.RouteDef]:
         pub, priv = self._public, self._private

@@ -30,6 +30,7 @@ from gridctl.venue import backpack_wire as wire
 from gridctl.venue.records import AccountEvent, MarketEvent, OrderEvent, fingerprint
 
 log = logging.getLogger(__name__)
+MARK_EVERY_S = 1.0
 
 
 class BackpackStreams:
@@ -44,6 +45,7 @@ class BackpackStreams:
         self.nets: dict[tuple[str, str], Decimal] = {}  # (fingerprint, symbol) -> last net position
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
+        self._marks: Optional[asyncio.Task] = None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/", self.handle)]
@@ -51,10 +53,12 @@ class BackpackStreams:
     async def start(self) -> None:
         self._queue = self.venue.subscribe()
         self._task = asyncio.create_task(self._pump(), name="backpack-streams")
+        self._marks = asyncio.create_task(self._mark_clock(), name="backpack-mark-prices")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, self._marks):
+            if task is not None:
+                task.cancel()
         if self._queue is not None:
             self.venue.unsubscribe(self._queue)
 
@@ -142,6 +146,19 @@ class BackpackStreams:
                     await self._publish(stream, fp, message)
             except Exception:  # one bad event must not end the streams
                 log.exception("backpack stream event %r", ev)
+
+    async def _mark_clock(self) -> None:
+        """markPrice.<symbol> once a second, as the venue publishes it even in a quiet market."""
+        while True:
+            await asyncio.sleep(MARK_EVERY_S)
+            if self.venue.faults.is_on("silent_streams"):
+                continue
+            try:
+                for sym in self.venue.markets:
+                    stream, _, data = self.messages(MarketEvent(sym, self.venue.now_ms()))[1]
+                    await self._publish(stream, None, data)
+            except Exception:
+                log.exception("backpack mark price clock")
 
     def messages(self, ev) -> list[tuple[str, Optional[str], dict]]:
         """(stream, account fingerprint or None, message) for one core event."""

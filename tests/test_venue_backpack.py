@@ -382,3 +382,71 @@ def test_expired_subscribe_is_refused(venue):
         finally:
             await ex.close()
     run(body())
+
+
+def test_cancel_all_returns_the_cancelled_orders(sol):
+    async def body():
+        ex = await loaded(backpack_client(sol.url))
+        try:
+            for i, px in enumerate((160, 161, 162)):
+                await ex.create_order(SOL, "limit", "buy", 1, px, {"clientOrderId": 51 + i})
+            gone = await ex.cancel_all_orders(SOL)
+            assert sorted(o["clientOrderId"] for o in gone) == ["51", "52", "53"]
+            assert {o["info"]["status"] for o in gone} == {"Cancelled"}
+            assert await ex.fetch_open_orders(SOL) == []
+            assert await ex.cancel_all_orders(SOL) == []
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_ioc_limit_fills_within_its_bound_or_expires(sol):
+    async def body():
+        ex = await loaded(backpack_client(sol.url))
+        try:
+            hit = await ex.create_order(SOL, "limit", "buy", 1, 171, {"timeInForce": "IOC", "clientOrderId": 61})
+            assert (hit["status"], hit["filled"], hit["average"]) == ("closed", 1.0, 170.0)
+            miss = await ex.create_order(SOL, "limit", "buy", 1, 169, {"timeInForce": "IOC", "clientOrderId": 62})
+            assert (miss["info"]["status"], miss["info"]["expiryReason"], miss["filled"]) == (
+                "Expired", "ImmediateOrCancel", 0.0)
+            assert await ex.fetch_open_orders(SOL) == []
+            await ex.create_order(SOL, "market", "sell", 1, None, {"reduceOnly": True})
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_a_restart_continues_the_accounts_orders_and_leverage(tmp_path):
+    key, secret = key_pair()
+    state = tmp_path / "venue-state.json"
+
+    async def before(url):
+        ex = await loaded(backpack_client(url, key, secret))
+        try:
+            await ex.create_order(SOL, "market", "buy", 2, None, {"clientOrderId": 71})
+            await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 72})
+            await ex.privatePatchApiV1Account({"leverageLimit": "7"})
+        finally:
+            await ex.close()
+
+    async def after(url):
+        ex = await loaded(backpack_client(url, key, secret))
+        try:
+            [o] = await ex.fetch_open_orders(SOL)
+            [p] = await ex.fetch_positions()
+            assert (o["clientOrderId"], p["info"]["netQuantity"]) == ("72", "2")
+            assert (await ex.privateGetApiV1Account())["leverageLimit"] == "7"
+            assert [t["info"]["clientId"] for t in await ex.fetch_my_trades(SOL)] == ["71"]
+            closing = asyncio.ensure_future(ex.watch_positions([SOL]))
+            await asyncio.sleep(0.3)
+            await ex.create_order(SOL, "market", "sell", 1, None, {"reduceOnly": True})
+            [p] = await asyncio.wait_for(closing, 5)
+            assert (p["info"]["e"], p["info"]["q"]) == ("positionAdjusted", "1")  # not "opened" again
+        finally:
+            await ex.close()
+
+    with LocalVenue("backpack", state=state) as v:
+        v.price(SOL_ID, "170")
+        run(before(v.url))
+    with LocalVenue("backpack", state=state) as v:
+        run(after(v.url))

@@ -51,6 +51,10 @@ class BackpackStreams:
         return [web.get("/", self.handle)]
 
     async def start(self) -> None:
+        for acc in self.venue.accounts.values():  # a restored state: positions already open
+            for p in self.protocol.position_views(acc):
+                sym = next(m.symbol for m in self.venue.markets.values() if m.rules.venue_id == p.symbol)
+                self.nets[(acc.fingerprint, sym)] = Decimal(p.net_qty)
         self._queue = self.venue.subscribe()
         self._task = asyncio.create_task(self._pump(), name="backpack-streams")
         self._marks = asyncio.create_task(self._mark_clock(), name="backpack-mark-prices")

@@ -36,6 +36,7 @@ class BinanceStreams:
         self.market_subs: dict[web.WebSocketResponse, set[str]] = {}
         self._task: Optional[asyncio.Task] = None
         self._expiry_task: Optional[asyncio.Task] = None
+        self._tick_task: Optional[asyncio.Task] = None
 
     # -- listen keys (state in venue.extra_state["listen_keys"]: fingerprint -> {key, expires_ms}) --
     @property
@@ -104,9 +105,10 @@ class BinanceStreams:
         self._queue = self.venue.subscribe()
         self._task = asyncio.create_task(self._pump(), name="binance-streams")
         self._expiry_task = asyncio.create_task(self._expiry(), name="binance-listen-keys")
+        self._tick_task = asyncio.create_task(self._every_second(), name="binance-market-streams")
 
     async def stop(self) -> None:
-        for t in (self._task, self._expiry_task):
+        for t in (self._task, self._expiry_task, self._tick_task):
             if t is not None:
                 t.cancel()
         self.venue.unsubscribe(self._queue)
@@ -122,30 +124,24 @@ class BinanceStreams:
             if due:
                 await self.expire_keys(due)
 
+    async def _every_second(self) -> None:
+        """Market streams also update every second, as Binance's @1s / miniTicker streams do."""
+        while True:
+            await asyncio.sleep(1)
+            if self.venue.faults.is_on("silent_streams"):
+                continue
+            for sym in list(self.venue.markets):
+                try:
+                    await self._market_event(MarketEvent(sym, self.venue.now_ms()))
+                except Exception:  # a socket closing under us
+                    log.debug("market tick", exc_info=True)
+
     # -- routes ------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/private/ws", self.private_ws), web.get("/ws/{listenKey}", self.private_ws),
                 web.get("/market/ws/{n}", self.market_ws), web.get("/public/ws/{n}", self.market_ws),
                 web.get("/market/ws", self.market_ws), web.get("/public/ws", self.market_ws),
                 web.get("/ws", self.market_ws), web.get("/stream", self.market_ws)]
-
-    async def _serve(self, request: web.Request, on_text=None) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=False)
-        await ws.prepare(request)
-        self.server.track(ws)
-        try:
-            async for msg in ws:
-                if self.venue.faults.is_on("silent_streams"):
-                    continue  # a zombie: no pong, no answer
-                if msg.type == WSMsgType.PING:
-                    await ws.pong(msg.data)
-                elif msg.type == WSMsgType.TEXT and on_text is not None:
-                    await on_text(ws, msg.data)
-                elif msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-                    break
-        finally:
-            self.server.untrack(ws)
-        return ws
 
     async def private_ws(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info.get("listenKey") or request.query.get("listenKey", "")
@@ -241,19 +237,28 @@ class BinanceStreams:
             return
         text = json.dumps(msg)
         for ws in list(socks):
-            if not ws.closed:
-                await ws.send_str(text)
+            await _send(ws, text)
 
     async def _market_event(self, ev: MarketEvent) -> None:
         m = self.venue.markets[ev.symbol]
         for ws, subs in list(self.market_subs.items()):
             if ws.closed:
                 continue
-            for stream in subs:
+            for stream in list(subs):
                 payload = self._market_payload(stream, m)
                 if payload is not None:
-                    await ws.send_str(json.dumps(payload))
+                    await _send(ws, json.dumps(payload))
 
     def _market_payload(self, stream: str, m) -> Optional[dict]:
         from gridctl.venue.binance_events import market_message
         return market_message(self.venue, self.protocol, stream, m)
+
+
+async def _send(ws: web.WebSocketResponse, text: str) -> None:
+    """Send unless the socket is gone (a peer that left must not stop the others' stream)."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(text)
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("send to a closing socket: %s", exc)

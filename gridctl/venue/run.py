@@ -43,20 +43,21 @@ def build(opts: VenueOptions) -> VenueServer:
     """The server for these options (not started). Raises VenueReject for a bad symbol."""
     cls = protocol_class(opts.protocol)
     symbols = list(cls.default_symbols)
-    driven = list(opts.symbols)
-    for s in driven:
+    for s in opts.symbols:
         if s not in symbols:
             symbols.append(s)
+    # the markets the options drive: the --symbol ones; without any, --live drives every
+    # market and --start-price the first one (--data always names its market, see the CLI)
+    driven = list(opts.symbols) or (list(symbols) if opts.live else symbols[:1] if opts.start_price else [])
     specs = {}
     for i, sym in enumerate(symbols):
-        mine = sym in driven or (not driven and i == 0 and (opts.data or opts.live))
-        if mine:
+        seed = opts.seed + 7 + i
+        if sym in driven:
             specs[sym] = FeedSpec(replay=opts.data, funding=opts.funding, start_price=opts.start_price,
-                                  volatility=opts.volatility, seed=opts.seed + 7 + i, speed=opts.speed,
-                                  live=opts.live, poll_ms=opts.poll_ms)
+                                  volatility=opts.volatility, seed=seed, speed=opts.speed, live=opts.live,
+                                  poll_ms=opts.poll_ms)
         else:
-            specs[sym] = FeedSpec(volatility=opts.volatility, seed=opts.seed + 7 + i, speed=opts.speed,
-                                  start_price=opts.start_price if not driven and not opts.data else None)
+            specs[sym] = FeedSpec(volatility=opts.volatility, seed=seed, speed=opts.speed)
     venue = Venue(cls.like, symbols, specs, opts.balance, opts.api_key, opts.seed, opts.state, secret=opts.secret)
     venue.faults.configure(opts.faults)
     return VenueServer(venue, cls)

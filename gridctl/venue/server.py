@@ -99,7 +99,7 @@ class VenueServer:
         socks = list(self.sockets)
         for ws in socks:
             try:
-                await asyncio.wait_for(ws.close(code=1006 if False else 1001), 1)
+                await asyncio.wait_for(ws.close(code=1001), 1)  # 1001: going away
             except Exception:  # a dead peer: nothing to close politely
                 pass
         return len(socks)

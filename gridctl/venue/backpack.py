@@ -48,6 +48,8 @@ class BackpackProtocol(Protocol):
         super().__init__(venue, server)
         from gridctl.venue.backpack_streams import BackpackStreams
         self.streams = BackpackStreams(self)
+        if venue.api_key is not None:
+            check_key_pair(venue.api_key, venue.secret)
         for m in venue.markets.values():  # Backpack settles hourly (a saved state keeps its rate)
             m.funding_interval_ms = views.market_view(m.rules).funding_interval_ms
             m.funding_rate = HOURLY_RATE
@@ -350,6 +352,33 @@ class BackpackProtocol(Protocol):
         rows = wire.page(self.venue.income(acc, self._symbol(params, False)), params)
         return [codec.funding_json(self.venue.markets[i.symbol].rules.venue_id, i.rate, i.amount, i.ts, uid)
                 for i in rows]
+
+
+def check_key_pair(api_key: str, secret: Optional[str]) -> None:
+    """--api-key/--secret for Backpack: a base64 ED25519 public key and (if given) its seed or
+    seed+public key; VenueReject("bad_api_key") naming the option otherwise (never the secret)."""
+    import base64
+    import binascii
+
+    from nacl.signing import SigningKey
+
+    from gridctl.venue.backpack_auth import AuthFailure, verify_key
+    try:
+        verify_key(api_key)
+    except AuthFailure:
+        raise VenueReject("bad_api_key", "--api-key: a Backpack API key is a base64 ED25519 public key "
+                                         "(32 bytes)") from None
+    if secret is None:
+        return
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) not in (32, 64):
+        raise VenueReject("bad_api_key", "--secret: a Backpack secret is a base64 ED25519 seed (32 bytes)")
+    public = base64.b64encode(bytes(SigningKey(raw[:32]).verify_key)).decode()
+    if public != api_key:
+        raise VenueReject("bad_api_key", "--secret does not belong to --api-key (its public key differs)")
 
 
 def _reject(e: VenueReject) -> web.Response:

@@ -12,6 +12,7 @@ from nacl.signing import SigningKey
 
 from gridctl.venue import backpack_auth as auth
 from gridctl.venue import backpack_codec as codec
+from gridctl.venue import backpack_events as events
 from gridctl.venue.backpack_auth import AuthFailure, Credentials
 
 NOW = 1_764_633_600_000  # 2025-12-02T00:00:00Z
@@ -206,14 +207,14 @@ def test_fill_event_carries_last_and_cumulative_quantities_in_microseconds():
               executed_quote=Decimal("30"))
     f = codec.FillView(5, "111", 4000000000, "BTC_USDC_PERP", codec.BID, Decimal("50000"),
                        Decimal("0.0004"), Decimal("0.004"), "USDC", True, NOW)
-    ev = codec.order_event("orderFill", o, NOW * 1000, f, Decimal("0.1"), Decimal("0.00001"))
+    ev = events.order_event("orderFill", o, NOW * 1000, f, Decimal("0.1"), Decimal("0.00001"))
     assert (ev["l"], ev["z"], ev["L"], ev["p"]) == ("0.00040", "0.00060", "50000.0", "50000.0")
     assert ev["E"] == NOW * 1000 and ev["c"] == 4000000000 and ev["t"] == 5 and ev["m"] is True
     assert "R" not in ev
 
 
 def test_expired_event_names_the_reason_and_no_client_id_when_unset():
-    ev = codec.order_event("orderExpired", order(client_id=None, status=codec.EXPIRED,
+    ev = events.order_event("orderExpired", order(client_id=None, status=codec.EXPIRED,
                                                  expiry_reason=codec.POST_ONLY_TAKER), NOW * 1000)
     assert ev["R"] == "PostOnlyTaker" and "c" not in ev and ev["X"] == "Expired"
 
@@ -222,7 +223,7 @@ def test_expired_event_names_the_reason_and_no_client_id_when_unset():
     (0, 1, "positionOpened"), (1, 2, "positionAdjusted"), (2, 0, "positionClosed"),
     (1, -1, "positionAdjusted")])
 def test_position_event_kind(before, after, kind):
-    assert codec.position_event_kind(Decimal(before), Decimal(after)) == kind
+    assert events.position_event_kind(Decimal(before), Decimal(after)) == kind
 
 
 def test_rejects_map_to_backpack_codes_ccxt_classifies():
@@ -239,7 +240,7 @@ def test_rejects_map_to_backpack_codes_ccxt_classifies():
 
 
 def test_error_frame_shape():
-    assert codec.error_frame(4006, "Invalid signature") == {
+    assert events.error_frame(4006, "Invalid signature") == {
         "id": None, "error": {"code": 4006, "message": "Invalid signature"}}
 
 

@@ -24,7 +24,7 @@ from typing import Optional
 
 from aiohttp import WSMsgType, web
 
-from gridctl.venue import backpack_codec as codec
+from gridctl.venue import backpack_events as events
 from gridctl.venue import backpack_views as views
 from gridctl.venue import backpack_wire as wire
 from gridctl.venue.records import AccountEvent, MarketEvent, OrderEvent, fingerprint
@@ -101,7 +101,7 @@ class BackpackStreams:
                 if not wire.known_stream(stream) or (symbol is not None and not self._served(symbol)):
                     raise ValueError("Invalid stream")
         except ValueError as e:
-            await self._send(ws, codec.error_frame(wire.WS_INVALID, str(e), _request_id(text)))
+            await self._send(ws, events.error_frame(wire.WS_INVALID, str(e), _request_id(text)))
             return
         subs = self.subs.setdefault(ws, {})
         for stream in sub.streams:
@@ -123,9 +123,9 @@ class BackpackStreams:
         now_us = self.venue.now_ms() * 1000
         for p in self.protocol.position_views(acc) if acc is not None else []:
             if symbol in (None, p.symbol):
-                data = codec.position_event("", p, now_us)
+                data = events.position_event("", p, now_us)
                 data.pop("e")
-                await self._send(ws, codec.envelope(stream, data))
+                await self._send(ws, events.envelope(stream, data))
 
     @staticmethod
     async def _send(ws: web.WebSocketResponse, message: dict) -> None:
@@ -170,7 +170,7 @@ class BackpackStreams:
         if isinstance(ev, OrderEvent):
             rules = self.venue.markets[ev.order.symbol].rules
             fill = None if ev.fill is None else views.fill_view(ev.fill, rules)
-            data = codec.order_event(views.EVENT[ev.execution], views.order_view(ev.order, rules), now_us,
+            data = events.order_event(views.EVENT[ev.execution], views.order_view(ev.order, rules), now_us,
                                      fill, rules.tick, rules.step)
             return [("account.orderUpdate." + rules.venue_id, ev.account, data),
                     ("account.orderUpdate", ev.account, data)]
@@ -181,8 +181,8 @@ class BackpackStreams:
             vid = m.rules.venue_id
             first, high, low = m.day_stats()
             row = self.protocol.mark_row(ev.symbol)
-            tick = codec.ticker_event(vid, first, m.price(), high, low, Decimal(0), Decimal(0), 0, now_us)
-            mark = codec.mark_price_event(vid, m.price(), m.price(), m.funding_rate,
+            tick = events.ticker_event(vid, first, m.price(), high, low, Decimal(0), Decimal(0), 0, now_us)
+            mark = events.mark_price_event(vid, m.price(), m.price(), m.funding_rate,
                                           row["nextFundingTimestamp"], now_us)
             return [("ticker." + vid, None, tick), ("markPrice." + vid, None, mark)]
         return []
@@ -206,13 +206,13 @@ class BackpackStreams:
                 p = views.position_view(acc.fingerprint, rules, Decimal(0), Decimal(0), m.price(), Decimal(0),
                                         Decimal(0), acc.pnl.get(sym, Decimal(0)), Decimal(0),
                                         acc.leverage.get(sym, 1))
-            data = codec.position_event(codec.position_event_kind(before, after), p, now_us)
+            data = events.position_event(events.position_event_kind(before, after), p, now_us)
             out += [("account.positionUpdate." + rules.venue_id, ev.account, data),
                     ("account.positionUpdate", ev.account, data)]
         return out
 
     async def _publish(self, stream: str, fp: Optional[str], data: dict) -> None:
-        message = codec.envelope(stream, data)
+        message = events.envelope(stream, data)
         for ws, subs in list(self.subs.items()):
             if stream in subs and subs[stream] == fp:
                 await self._send(ws, message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from decimal import Decimal
 
 import ccxt
 import pytest
@@ -339,3 +340,26 @@ def test_a_restart_continues_the_accounts_orders_and_leverage(tmp_path):
         run(before(v.url))
     with LocalVenue("backpack", state=state) as v:
         run(after(v.url))
+
+
+def test_a_liquidation_is_reported_apart_from_the_users_fills():
+    with LocalVenue("backpack", balance=Decimal(100)) as v:
+        v.price(SOL_ID, "170")
+
+        async def body():
+            ex = await loaded(backpack_client(v.url))
+            try:
+                await ex.create_order(SOL, "market", "buy", 10, None, {"clientOrderId": 81})
+                await asyncio.get_running_loop().run_in_executor(None, v.price, SOL_ID, "150")
+                assert await ex.fetch_positions() == []
+                own = await ex.fetch_my_trades(SOL)  # ccxt asks fillType=User
+                assert [t["info"]["clientId"] for t in own] == ["81"]
+                [liq] = await ex.fetch_my_trades(SOL, None, None, {"fillType": "Liquidation"})
+                assert (liq["side"], liq["amount"], liq["info"]["systemOrderType"]) == (
+                    "sell", 10.0, "LiquidatePositionOnBook")
+                assert liq["info"]["clientId"] is None
+                orders = await ex.fetch_orders(SOL)
+                assert [o["info"]["systemOrderType"] for o in orders] == [None, "LiquidatePositionOnBook"]
+            finally:
+                await ex.close()
+        run(body())

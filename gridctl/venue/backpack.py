@@ -340,8 +340,13 @@ class BackpackProtocol(Protocol):
         start = wire.int_param(params, "from", None)
         end = wire.int_param(params, "to", None)
         rows = self.venue.fills(acc, self._symbol(params, False))
-        if params.get("fillType") not in (None, "User", "Trade"):
-            rows = []  # no liquidation, ADL or settlement fills are reported under other types
+        fill_type = params.get("fillType")
+        if fill_type == "User":  # the account's own orders only
+            rows = [f for f in rows if not views.is_liquidation(f.client_id)]
+        elif fill_type in ("Liquidation", "AllLiquidation", "BookLiquidation"):
+            rows = [f for f in rows if views.is_liquidation(f.client_id)]
+        elif fill_type is not None:
+            rows = []  # no ADL, backstop or collateral conversion fills are simulated
         rows = [f for f in rows if (start is None or f.ts >= start) and (end is None or f.ts < end)
                 and (params.get("orderId") is None or str(f.order_id) == str(params["orderId"]))]
         return [codec.fill_json(views.fill_view(f, self.venue.markets[f.symbol].rules))

@@ -156,6 +156,7 @@ class OrderView:
     reduce_only: bool = False
     time_in_force: str = "GTC"
     expiry_reason: Optional[str] = None
+    system_order_type: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class FillView:
     fee_symbol: str
     maker: bool
     ts_ms: int
+    system_order_type: Optional[str] = None  # "LiquidatePositionOnBook" for the venue's liquidations
 
 
 @dataclass(frozen=True)
@@ -310,7 +312,7 @@ def order_json(o: OrderView, history: bool = False) -> dict:
         d["quoteQuantity"] = dec(o.executed_quote)
     if history:
         d["expiryReason"] = o.expiry_reason
-        d["systemOrderType"] = None
+        d["systemOrderType"] = o.system_order_type
     elif o.expiry_reason is not None:
         d["expiryReason"] = o.expiry_reason
     return d
@@ -321,7 +323,7 @@ def fill_json(f: FillView) -> dict:
     return {"clientId": None if f.client_id is None else str(f.client_id),
             "fee": dec(f.fee), "feeSymbol": f.fee_symbol, "isMaker": f.maker,
             "orderId": f.order_id, "price": dec(f.price), "quantity": dec(f.quantity),
-            "side": f.side, "symbol": f.symbol, "systemOrderType": None,
+            "side": f.side, "symbol": f.symbol, "systemOrderType": f.system_order_type,
             "timestamp": iso_naive(f.ts_ms), "tradeId": f.trade_id}
 
 

@@ -16,11 +16,13 @@ from typing import Optional
 
 from gridctl.core.market import MarketRules
 from gridctl.venue import backpack_codec as codec
+from gridctl.venue.booking import LIQUIDATION_PREFIX
 from gridctl.venue.records import (CANCELLED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, VenueFill,
                                    VenueOrder)
 
 STATUS = {NEW: codec.NEW, PARTIALLY_FILLED: codec.PARTIALLY_FILLED, FILLED: codec.FILLED,
           CANCELLED: codec.CANCELLED, EXPIRED: codec.EXPIRED}
+LIQUIDATION_ORDER = "LiquidatePositionOnBook"  # Backpack's systemOrderType of a liquidation
 EVENT = {"new": "orderAccepted", "trade": "orderFill", "cancelled": "orderCancelled",
          "expired": "orderExpired"}
 
@@ -45,6 +47,11 @@ def market_view(rules: MarketRules) -> codec.MarketView:
                             rules.min_qty, imf, mmf, int(extra.get("funding_interval_ms", 3_600_000)))
 
 
+def is_liquidation(client_id: object) -> bool:
+    """True for the venue's own liquidation orders and their fills."""
+    return isinstance(client_id, str) and client_id.startswith(LIQUIDATION_PREFIX)
+
+
 def wire_client_id(client_id: object) -> Optional[int]:
     """A clientId as Backpack shows it: the u32 the client gave, else none (the core names
     orders placed without one "venue-N")."""
@@ -65,13 +72,14 @@ def order_view(o: VenueOrder, rules: MarketRules) -> codec.OrderView:
         quantity=o.qty, price=o.price, executed_qty=o.filled, executed_quote=o.cum_quote,
         status=STATUS.get(o.status, codec.NEW), created_ms=o.created_ms, post_only=post_only,
         reduce_only=o.reduce_only, time_in_force="GTC" if post_only else o.time_in_force,
-        expiry_reason=reason)
+        expiry_reason=reason, system_order_type=LIQUIDATION_ORDER if is_liquidation(o.client_id) else None)
 
 
 def fill_view(f: VenueFill, rules: MarketRules) -> codec.FillView:
     """A core trade in Backpack's terms."""
     return codec.FillView(int(f.trade_id), str(f.order_id), wire_client_id(f.client_id), rules.venue_id,
-                          codec.side_of(f.side == "buy"), f.price, f.qty, f.fee, f.fee_asset, f.maker, f.ts)
+                          codec.side_of(f.side == "buy"), f.price, f.qty, f.fee, f.fee_asset, f.maker, f.ts,
+                          LIQUIDATION_ORDER if is_liquidation(f.client_id) else None)
 
 
 def position_id(fingerprint: str, symbol: str) -> str:

@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 from gridctl.cli import group
 from gridctl.cli.common import EXIT_RUNTIME, EXIT_USAGE, AppContext, config_option, fail, json_option, print_json
+from gridctl.config.model import Config
 from gridctl.config.validate import state_dir_of_file
 from gridctl.secrets.vault import Vault, VaultError, VaultLocked, WrongPassphrase, check_name
 
@@ -24,6 +25,16 @@ def _vault(app: AppContext, config_path: str) -> Vault:
     config_dir = state_dir_of_file(Path(config_path)) if os.path.isfile(config_path) else None
     state_dir = app.state_dir(SimpleNamespace(state_dir=config_dir))  # type: ignore[arg-type]
     return Vault.of_state_dir(state_dir.resolve())
+
+
+def unchecked_secret_notes(config: Config) -> list[str]:
+    """What `validate` says when it could not open the vault: which fields it did not check."""
+    if not config.unchecked_secrets:
+        return []
+    fields = ", ".join(f"{where} (vault:{name})" for where, name in config.unchecked_secrets)
+    return [f"vault entries not checked: {fields}: the vault {config.vault_path} was not opened "
+            f"(no passphrase: set GRIDCTL_PASSPHRASE, or run in a terminal to be asked); whether they exist, "
+            f"and a Backpack key pair among them, is checked when the passphrase is given"]
 
 
 def _when(ms: int) -> str:

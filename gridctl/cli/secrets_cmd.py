@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 import os
 
 from datetime import datetime, timezone
@@ -44,7 +45,7 @@ def _when(ms: int) -> str:
 def _read_value(name: str, from_stdin: bool) -> str:
     """The value: a hidden prompt typed twice at a terminal, else stdin (one trailing newline dropped)."""
     if from_stdin or not group.interactive():
-        return click.get_text_stream("stdin").read().rstrip("\r\n")
+        return sys.stdin.read().rstrip("\r\n")
     return click.prompt(f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True)
 
 

@@ -165,7 +165,7 @@ def remove_secret(app: AppContext, config_path: str, name: str, as_json: bool) -
     except OSError as exc:
         fail(f"cannot write the vault {vault.path}: {exc.strerror}", EXIT_RUNTIME)
     if not removed:
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         if as_json:
             print_json({"ok": False, "name": name, "vault": str(vault.path), "removed": False})

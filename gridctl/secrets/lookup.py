@@ -64,7 +64,7 @@ class VaultLookup:
         except VaultError as exc:
             raise LookupFailed(str(exc)) from None
         if value is None:
-            close = difflib.get_close_matches(name, vault.names(), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(name, vault.names(), n=1, cutoff=0.8)  # a typo, not another key
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise LookupFailed(f"{ref} is not in the vault {vault.path}{hint}; add it with "
                                f"`gridctl secrets set {name}`")

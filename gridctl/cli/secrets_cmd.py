@@ -16,7 +16,7 @@ from tabulate import tabulate
 from gridctl.cli import group
 from gridctl.cli.common import EXIT_RUNTIME, EXIT_USAGE, AppContext, config_option, fail, json_option, print_json
 from gridctl.config.model import Config
-from gridctl.config.validate import state_dir_of_file
+from gridctl.config.credentials import state_dir_of_file
 from gridctl.secrets.vault import Vault, VaultError, VaultLocked, WrongPassphrase, check_name
 
 

@@ -9,20 +9,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gridctl import datasets
-from gridctl.config import market_check
+from gridctl.config import credentials, market_check
 from gridctl.config.model import (
-    AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
-    StrategyConfig,
+    AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, StrategyConfig,
 )
 from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
-from gridctl.config.yamlsrc import Source, YamlSyntaxError, parse
+from gridctl.config.yamlsrc import YamlSyntaxError, parse
 from gridctl.core.grid import Mode, Spacing
 from gridctl.markets import bundled_venues
-from gridctl.secrets import vault as vault_files
-from gridctl.secrets.keys import backpack_pair_problem
-from gridctl.secrets.lookup import VaultLookup
-from gridctl.secrets.secret import UnloadedSecret
 
 TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports", "events"]
 EVENTS_KEYS = ["listen", "allow_remote"]
@@ -88,7 +83,7 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         feed = FeedConfig()
     secrets = {k: r.secret(m, path, k, required=(exchange != "paper" and k != "password"))
                for k in ("api_key", "secret", "password")}
-    _check_key_pair(r, path, exchange, like, secrets)
+    credentials.check_key_pair(r, path, exchange, like, secrets)
     if r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross") == "isolated":
         _unsupported(r, path, "margin_mode")
     if r.boolean(m, path, "sandbox"):
@@ -101,19 +96,6 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
         margin_mode="cross",
     )
-
-
-def _check_key_pair(r: Reader, path: Path, exchange: str, like: Optional[str],
-                    secrets: dict[str, Optional[Secret]]) -> None:
-    """Backpack (or paper like backpack): the secret's ED25519 public key must be the API key."""
-    key, secret = secrets["api_key"], secrets["secret"]
-    if "backpack" not in (exchange, like if exchange == "paper" else None) or key is None or secret is None:
-        return
-    if isinstance(key, UnloadedSecret) or isinstance(secret, UnloadedSecret):
-        return  # the vault was not opened: listed with the unchecked entries
-    problem = backpack_pair_problem(key.reveal(), secret.reveal())
-    if problem is not None:
-        r.error(path + (problem[0],), problem[1])
 
 
 def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional[Path]:
@@ -267,36 +249,6 @@ def _events(r: Reader, m: Any) -> Optional[EventsConfig]:
         return None
 
 
-_SECRET_LINE = re.compile(r"^\s*(-\s*)?[\"']?(api_key|secret|password)[\"']?\s*:")
-
-
-def _yaml_problem(text: str, exc: YamlSyntaxError) -> Problem:
-    """A YAML syntax error as a Problem; on a credential's line, quoted text is blanked out of the
-    message (PyYAML quotes what it read, e.g. an alias name: that may be part of the secret)."""
-    lines = text.splitlines()
-    message = str(exc)
-    if 0 < exc.line <= len(lines) and _SECRET_LINE.match(lines[exc.line - 1]):
-        message = re.sub(r"'[^']{2,}'", "'…'", message) + " (on a credential's line; its text is not shown)"
-    return Problem((), exc.line, f"not valid YAML: {message}")
-
-
-def _state_dir_value(src: Source, environ: Optional[dict[str, str]]) -> Optional[Path]:
-    """The file's `state_dir:` (${ENV} expanded, ~ too), read without validating the rest."""
-    raw = src.data.get("state_dir") if isinstance(src.data, dict) else None
-    if not isinstance(raw, str) or not raw:
-        return None
-    value = Reader(src, environ).interpolate(raw, ("state_dir",))
-    return Path(os.path.expanduser(value)) if value else None
-
-
-def state_dir_of_file(path: Path, environ: Optional[dict[str, str]] = None) -> Optional[Path]:
-    """`state_dir:` of a config file that may not be valid otherwise (None: unset, unreadable or not YAML)."""
-    try:
-        return _state_dir_value(parse(Path(path).read_text()), environ)
-    except (OSError, YamlSyntaxError, UnicodeDecodeError):
-        return None
-
-
 def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True,
          vault: Optional[str] = None, state_dir: Optional[Path] = None) -> Config:
     """Read and validate a config file. Raises ConfigError with every problem found.
@@ -316,14 +268,8 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     try:
         src = parse(text)
     except YamlSyntaxError as exc:
-        raise ConfigError([_yaml_problem(text, exc)]) from None
-
-    def vault_state_dir() -> Path:
-        if state_dir is not None:
-            return Path(state_dir)
-        return vault_files.state_dir_for(_state_dir_value(src, environ), environ)
-
-    lookup = VaultLookup(vault_state_dir, vault or ("open" if check_markets else "skip"), environ)
+        raise ConfigError([credentials.yaml_problem(text, exc)]) from None
+    lookup = credentials.vault_lookup(src, environ, vault, check_markets, state_dir)
     r = Reader(src, environ, lookup)
     top = r.mapping(src.data, (), TOP_KEYS)
     version = r.integer(top, (), "version", default=1)

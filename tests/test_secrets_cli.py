@@ -57,13 +57,13 @@ def test_set_from_stdin_then_list_and_rm(st):
     assert r.exit_code == 0
     lines = r.output.splitlines()
     assert lines[0] == f"vault {st}/secrets.vault: 2 secret(s)"
-    assert lines[1].split() == ["name", "set", "at", "(UTC)"]
+    assert lines[1].split() == ["name", "set", "at", "(UTC)", "used", "by", "(strategies.yaml)"]
     assert [line.split()[0] for line in lines[3:]] == ["binance-key", "okx-pass"]
     assert CANARY not in r.output and "second" not in r.output
     data = json.loads(gx(st, "list", "--json", passphrase=None).output)
     assert data["vault"] == f"{st}/secrets.vault"
     assert [e["name"] for e in data["secrets"]] == ["binance-key", "okx-pass"]
-    assert all(e["set_at"].endswith("Z") and set(e) == {"name", "set_at"} for e in data["secrets"])
+    assert all(e["set_at"].endswith("Z") and set(e) == {"name", "set_at", "used_by"} for e in data["secrets"])
     r = gx(st, "rm", "okx-pass", passphrase=None)
     assert (r.exit_code, r.output) == (0, f"removed okx-pass from the vault {st}/secrets.vault\n")
     r = gx(st, "rm", "binance-ky", passphrase=None)
@@ -106,10 +106,30 @@ def test_list_and_rm_without_a_vault(st):
     r = gx(st, "list")
     assert (r.exit_code, r.output) == (0, f"no vault at {st}/secrets.vault yet; add a secret with "
                                           f"`gridctl secrets set NAME`\n")
-    assert json.loads(gx(st, "list", "--json").output) == {"vault": f"{st}/secrets.vault", "secrets": []}
+    assert json.loads(gx(st, "list", "--json").output) == {"vault": f"{st}/secrets.vault", "secrets": [],
+                                                                       "missing": []}
     r = gx(st, "rm", "k")
     assert (r.exit_code, r.output) == (2, f"error: no secret 'k' in the vault {st}/secrets.vault\n")
     assert not st.exists()  # rm created nothing
+
+
+def test_list_says_which_fields_use_each_entry_and_which_name_a_missing_one(st, tmp_path):
+    cfg = tmp_path / "strategies.yaml"
+    cfg.write_text("accounts:\n  main:\n    exchange: binanceusdm\n    api_key: vault:bin-key\n"
+                   "    secret: vault:bin-secret\n  okx:\n    password: vault:bin-key\n")
+    gx(st, "set", "bin-key", input="k")
+    gx(st, "set", "spare", input="s")
+    r = gx(st, "list", "-c", str(cfg), passphrase=None)
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    assert [line.split()[0] for line in lines[3:5]] == ["bin-key", "spare"]
+    assert lines[3].endswith("accounts.main.api_key, accounts.okx.password") and lines[4].endswith("-")
+    assert lines[5] == ("missing: accounts.main.secret says vault:bin-secret, which is not in the vault; add it "
+                        "with `gridctl secrets set bin-secret`")
+    data = json.loads(gx(st, "list", "-c", str(cfg), "--json").output)
+    assert [(e["name"], e["used_by"]) for e in data["secrets"]] == [
+        ("bin-key", ["accounts.main.api_key", "accounts.okx.password"]), ("spare", [])]
+    assert data["missing"] == [{"path": "accounts.main.secret", "vault_entry": "bin-secret"}]
 
 
 def test_the_vault_of_the_configs_state_dir(tmp_path):

@@ -16,7 +16,7 @@ from tabulate import tabulate
 from gridctl.cli import group
 from gridctl.cli.common import EXIT_RUNTIME, EXIT_USAGE, AppContext, config_option, fail, json_option, print_json
 from gridctl.config.model import Config
-from gridctl.config.credentials import state_dir_of_file
+from gridctl.config.credentials import state_dir_of_file, vault_references
 from gridctl.secrets.vault import Vault, VaultError, VaultLocked, WrongPassphrase, check_name
 
 
@@ -116,30 +116,42 @@ def set_secret(app: AppContext, config_path: str, name: str, from_stdin: bool, a
 @json_option
 @click.pass_obj
 def list_secrets(app: AppContext, config_path: str, as_json: bool) -> None:
-    """List the vault's entries: each name and when it was set (UTC), never a value.
+    """List the vault's entries: each name, when it was set (UTC) and which fields of the
+    config use it; never a value. No passphrase is needed.
 
-    No passphrase is needed. --json prints {"vault", "secrets": [{"name", "set_at"}]}.
+    Fields of the config that name an entry the vault does not have are listed below
+    the table (exit 0: `validate` is the check that fails). --json prints
+    {"vault", "secrets": [{"name", "set_at", "used_by"}], "missing": [{"path", "vault_entry"}]}.
 
     \b
     Example:
         gridctl secrets list
-        gridctl secrets list --json
+        gridctl secrets list -c strategies.yaml --json
     """
     vault = _vault(app, config_path)
     try:
         entries = vault.entries()
     except VaultError as exc:
         fail(str(exc), EXIT_RUNTIME)
+    refs = vault_references(Path(config_path)) if os.path.isfile(config_path) else []
+    used = {e.name: [where for where, name in refs if name == e.name] for e in entries}
+    missing = [(where, name) for where, name in refs if name not in used]
     if as_json:
         print_json({"vault": str(vault.path),
-                    "secrets": [{"name": e.name, "set_at": _when(e.set_at_ms)} for e in entries]})
+                    "secrets": [{"name": e.name, "set_at": _when(e.set_at_ms), "used_by": used[e.name]}
+                                for e in entries],
+                    "missing": [{"path": where, "vault_entry": name} for where, name in missing]})
         return
     if not entries:
         click.echo(f"no secrets in {vault.path}" if vault.exists() else
                    f"no vault at {vault.path} yet; add a secret with `gridctl secrets set NAME`")
-        return
-    click.echo(f"vault {vault.path}: {len(entries)} secret(s)")
-    click.echo(tabulate([[e.name, _when(e.set_at_ms)] for e in entries], headers=["name", "set at (UTC)"]))
+    else:
+        click.echo(f"vault {vault.path}: {len(entries)} secret(s)")
+        click.echo(tabulate([[e.name, _when(e.set_at_ms), ", ".join(used[e.name]) or "-"] for e in entries],
+                            headers=["name", "set at (UTC)", f"used by ({config_path})"]))
+    for where, name in missing:
+        click.echo(f"missing: {where} says vault:{name}, which is not in the vault; add it with "
+                   f"`gridctl secrets set {name}`")
 
 
 @secrets.command("rm")

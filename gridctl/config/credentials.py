@@ -12,7 +12,7 @@ from gridctl.config.reader import Problem, Reader
 from gridctl.config.yamlsrc import Path as YamlPath, Source, YamlSyntaxError, parse
 from gridctl.secrets import vault as vault_files
 from gridctl.secrets.keys import backpack_pair_problem
-from gridctl.secrets.lookup import VaultLookup
+from gridctl.secrets.lookup import PREFIX as VAULT_PREFIX, VaultLookup
 from gridctl.secrets.secret import Secret, UnloadedSecret
 
 _SECRET_LINE = re.compile(r"^\s*(-\s*)?[\"']?(api_key|secret|password)[\"']?\s*:")
@@ -43,6 +43,23 @@ def state_dir_of_file(path: Path, environ: Optional[dict[str, str]] = None) -> O
         return state_dir_value(parse(Path(path).read_text()), environ)
     except (OSError, YamlSyntaxError, UnicodeDecodeError):
         return None
+
+
+def vault_references(path: Path) -> list[tuple[str, str]]:
+    """(field path, entry name) of every `vault:NAME` credential in a config file, without
+    validating it ([] when it is unreadable or not YAML)."""
+    try:
+        data = parse(Path(path).read_text()).data
+    except (OSError, YamlSyntaxError, UnicodeDecodeError):
+        return []
+    accounts = data.get("accounts") if isinstance(data, dict) else None
+    out = []
+    for name, account in (accounts.items() if isinstance(accounts, dict) else ()):
+        for key in ("api_key", "secret", "password"):
+            value = account.get(key) if isinstance(account, dict) else None
+            if isinstance(value, str) and value.startswith(VAULT_PREFIX):
+                out.append((f"accounts.{name}.{key}", value[len(VAULT_PREFIX):]))
+    return out
 
 
 def vault_lookup(src: Source, environ: Optional[dict[str, str]], mode: Optional[str], check_markets: bool,

@@ -147,19 +147,30 @@ def test_validate_without_a_passphrase_checks_the_rest_and_says_what_it_did_not(
     assert r.output.splitlines()[-1] == (
         f"note: vault entries not checked: accounts.main.api_key (vault:k), accounts.main.secret (vault:s): the "
         f"vault {state}/secrets.vault was not opened (no passphrase: set GRIDCTL_PASSPHRASE, or run in a terminal "
-        f"to be asked); whether they exist, and a Backpack key pair among them, is checked when the passphrase "
-        f"is given")
+        f"to be asked); the entries exist, their values (and a Backpack key pair among them) are checked when "
+        f"the passphrase is given")
     data = json.loads(run("validate", "-c", str(p), "--json").output)
     assert data["ok"] is True
     assert data["secrets_not_checked"] == [{"path": "accounts.main.api_key", "vault_entry": "k"},
                                            {"path": "accounts.main.secret", "vault_entry": "s"}]
     r = run("validate", "-c", str(p), env={"GRIDCTL_PASSPHRASE": "pw"})
     assert r.exit_code == 0 and "note: vault" not in r.output
-    # a structural problem is still found without the passphrase
-    r = run("validate", "-c", str(write(tmp_path, api_key="vault:k", secret="vault:bad name")))
+    # a structural problem and a missing entry are still found without the passphrase
+    r = run("validate", "-c", str(write(tmp_path, api_key="vault:kk", secret="vault:bad name")))
     assert r.exit_code == 2
-    assert problems(r) == ["accounts.main.secret (line 6): vault:bad name: a vault entry name uses letters, digits, "
+    assert problems(r) == [f"accounts.main.api_key (line 5): vault:kk is not in the vault {state}/secrets.vault"
+                           f"; add it with `gridctl secrets set kk`",
+                           "accounts.main.secret (line 6): vault:bad name: a vault entry name uses letters, digits, "
                            "'-', '_' and '.' (up to 64, starting with a letter or digit)"]
+
+
+def test_a_vault_reference_without_any_vault_says_how_to_make_one(tmp_path, state):
+    r = run("validate", "-c", str(write(tmp_path, api_key="vault:k", secret="vault:s")))
+    assert r.exit_code == 2
+    assert problems(r) == [f"accounts.main.api_key (line 5): vault:k: there is no vault at {state}/secrets.vault; "
+                           f"add the secret with `gridctl secrets set k`",
+                           f"accounts.main.secret (line 6): vault:s: there is no vault at {state}/secrets.vault; "
+                           f"add the secret with `gridctl secrets set s`"]
 
 
 def test_validate_asks_for_the_passphrase_at_a_terminal(tmp_path, state, monkeypatch):

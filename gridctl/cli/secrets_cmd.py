@@ -34,8 +34,8 @@ def unchecked_secret_notes(config: Config) -> list[str]:
         return []
     fields = ", ".join(f"{where} (vault:{name})" for where, name in config.unchecked_secrets)
     return [f"vault entries not checked: {fields}: the vault {config.vault_path} was not opened "
-            f"(no passphrase: set GRIDCTL_PASSPHRASE, or run in a terminal to be asked); whether they exist, "
-            f"and a Backpack key pair among them, is checked when the passphrase is given"]
+            f"(no passphrase: set GRIDCTL_PASSPHRASE, or run in a terminal to be asked); the entries exist, "
+            f"their values (and a Backpack key pair among them) are checked when the passphrase is given"]
 
 
 def _when(ms: int) -> str:

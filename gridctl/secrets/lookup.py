@@ -26,7 +26,8 @@ class VaultLookup:
 
     Modes: `open` (the worker, the supervisor, `start`): every reference must be read,
     a locked vault is a problem; `try` (`validate`): read them when a passphrase is at
-    hand, else leave them unchecked (`unchecked` lists them, each field holds an
+    hand, else only check that each entry exists (names are readable without it) and
+    leave the values unchecked (`unchecked` lists them, each field holds an
     UnloadedSecret); `skip` (read-only commands, `plan`): never open the vault.
     """
 
@@ -52,9 +53,13 @@ class VaultLookup:
         if self.mode == "skip":
             self.unchecked.append((where, name))
             return UnloadedSecret(name, where)
+        if not self.vault.exists():
+            raise LookupFailed(f"{ref}: there is no vault at {self.vault.path}; add the secret with "
+                               f"`gridctl secrets set {name}`")
         vault = self._opened()
         if vault is None:
             if self._locked and self.mode == "try":
+                self._check_listed(name)  # the names are readable without the passphrase
                 self.unchecked.append((where, name))
                 return UnloadedSecret(name, where)
             message, self._failed = self._failed or "", ""
@@ -64,11 +69,22 @@ class VaultLookup:
         except VaultError as exc:
             raise LookupFailed(str(exc)) from None
         if value is None:
-            close = difflib.get_close_matches(name, vault.names(), n=1, cutoff=0.8)  # a typo, not another key
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise LookupFailed(f"{ref} is not in the vault {vault.path}{hint}; add it with "
-                               f"`gridctl secrets set {name}`")
+            self._check_listed(name)
+        assert value is not None
         return value
+
+    def _check_listed(self, name: str) -> None:
+        """LookupFailed, with a did-you-mean, when the vault has no entry `name`."""
+        assert self.vault is not None
+        try:
+            names = self.vault.names()
+        except VaultError as exc:
+            raise LookupFailed(str(exc)) from None
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)  # a typo, not another key
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise LookupFailed(f"{PREFIX}{name} is not in the vault {self.vault.path}{hint}; add it with "
+                               f"`gridctl secrets set {name}`")
 
     def _opened(self) -> Optional[OpenVault]:
         if self._open is not None or self._failed is not None:

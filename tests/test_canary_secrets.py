@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from gridctl.control.client import supervisor_status
+from gridctl.supervisor.reporter import run_report
 from tests.proc_helpers import Paper, wait_until
 
 pytestmark = pytest.mark.slow  # real processes, ~30 s
@@ -89,7 +90,7 @@ def cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
-def test_canary_credentials_reach_no_log_row_output_error_or_process_title(run: Paper):
+def test_canary_credentials_reach_no_log_row_output_error_or_process_title(run: Paper, monkeypatch):
     p = run
     # the secret goes into the vault through stdin, as a user pipes it
     r = subprocess.run([sys.executable, "-m", "gridctl", "secrets", "set", "canary-secret", "--stdin"],
@@ -119,6 +120,11 @@ def test_canary_credentials_reach_no_log_row_output_error_or_process_title(run: 
     for fmt in ("table", "csv", "json", "md"):
         outputs[f"report {fmt}"] = p.ok("report", "canary", "--since", "all", "--format", fmt)
     outputs["report --by day"] = p.ok("report", "--since", "all", "--by", "day", "--json")
+    # the scheduled report, as the reporter's cron job writes it (here, rather than waiting for the minute)
+    for k in ("CANARY_KEY", "CANARY_PASS", "GRIDCTL_STATE_DIR"):
+        monkeypatch.setenv(k, p.env[k])
+    run_report(p.config, p.state, "minutely")
+    assert list((p.state / "reports").glob("*")), "the scheduled report was not written"
 
     # A reload with a broken file: the supervisor's answer and its log carry the problems, never the values.
     good = p.config.read_text()

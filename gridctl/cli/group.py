@@ -19,8 +19,9 @@ from gridctl.secrets import vault as vault_files
 
 
 def interactive() -> bool:
-    """Whether someone at a terminal can answer a prompt (stdin and stderr are terminals)."""
-    return sys.stdin.isatty() and sys.stderr.isatty()
+    """Whether someone at a terminal can answer a prompt: stdin is a terminal (not a pipe, a
+    file, /dev/null as in the daemon, cron or systemd)."""
+    return sys.stdin.isatty()
 
 
 def ask_passphrase(question: str, confirm: bool) -> Optional[str]:

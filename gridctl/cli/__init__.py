@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gridctl.cli import commands  # noqa: F401  (registers the commands on `cli`)
+from gridctl.cli import secrets_cmd  # noqa: F401  (`gridctl secrets`)
 from gridctl.cli.group import cli
 
 __all__ = ["cli", "main"]

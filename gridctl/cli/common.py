@@ -147,7 +147,7 @@ def strategy_market_or_exit(config_path: str, name: str, purpose: str):
     """(config, strategy, account, market rules) for commands that need the bundled rules."""
     from gridctl.config.strategy import rules_for
 
-    config = load_config_or_exit(config_path)
+    config = load_config_or_exit(config_path, vault="skip")  # plan and backtest need no credentials
     s = strategy_or_exit(config, name)
     account = config.accounts[s.account]
     rules = rules_for(account, s.symbol)

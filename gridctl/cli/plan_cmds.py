@@ -13,6 +13,7 @@ from gridctl.cli.common import (
     strategy_market_or_exit,
 )
 from gridctl.cli.plan_render import plan_json, print_plan
+from gridctl.cli.secrets_cmd import unchecked_secret_notes
 from gridctl.config import pretrade
 from gridctl.config.strategy import default_start
 from gridctl.core.grid import GridError
@@ -49,7 +50,7 @@ def validate(config_path: str, online: bool, as_json: bool) -> None:
     if as_json:
         _validate_json(config_path, online)
         return
-    config = load_config_or_exit(config_path)
+    config = load_config_or_exit(config_path, vault="try")  # no passphrase: the vault's entries go unchecked
     report = pretrade.check(config, online)
     if report.problems:
         click.echo(f"{config_path}: {len(report.problems)} problem(s)", err=True)
@@ -68,6 +69,8 @@ def validate(config_path: str, online: bool, as_json: bool) -> None:
             click.echo(f"  warning: {w}")
         for n in report.notes.get(s.name, []):
             click.echo(f"  note: {n}")
+    for n in unchecked_secret_notes(config):
+        click.echo(f"note: {n}")
 
 
 def _problems_json(problems) -> list:
@@ -83,7 +86,7 @@ def _validate_json(config_path: str, online: bool) -> None:
     from gridctl.config import ConfigError, load
 
     try:
-        config = load(Path(config_path))
+        config = load(Path(config_path), vault="try")
     except ConfigError as exc:
         print_json({"ok": False, "path": config_path, "problems": _problems_json(exc.problems), "strategies": []})
         sys.exit(EXIT_CONFIG)
@@ -91,7 +94,9 @@ def _validate_json(config_path: str, online: bool) -> None:
     print_json({"ok": not report.problems, "path": config_path, "problems": _problems_json(sorted(report.problems, key=lambda p: (p.line, p.path))),
                 "strategies": [{"name": s.name, "account": s.account, "symbol": s.symbol, "mode": s.mode.value,
                                 "grids": s.grids, "warnings": _problems_json(report.warnings.get(s.name, [])),
-                                "notes": _problems_json(report.notes.get(s.name, []))} for s in config.strategies.values()]})
+                                "notes": _problems_json(report.notes.get(s.name, []))} for s in config.strategies.values()],
+                "secrets_not_checked": [{"path": where, "vault_entry": name} for where, name in config.unchecked_secrets],
+                "notes": unchecked_secret_notes(config)})
     if report.problems:
         sys.exit(EXIT_CONFIG)
 

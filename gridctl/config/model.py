@@ -8,17 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from gridctl.core.grid import Mode, Spacing
-
-
-class Secret(str):
-    """A string that never shows itself in repr, logs or tracebacks."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def reveal(self) -> str:
-        """The real value, for the exchange client only."""
-        return str.__str__(self)
+from gridctl.secrets.secret import Secret, UnloadedSecret  # noqa: F401  (the credential type, re-exported)
 
 
 @dataclass(frozen=True)
@@ -136,3 +126,7 @@ class Config:
     strategies: dict[str, StrategyConfig]
     reports: dict[str, ReportConfig]
     events: Optional[EventsConfig] = None  # `events:` (the live feed); None: no feed unless `start --events`
+    # `vault:NAME` fields left unread (validate without a passphrase, read-only commands):
+    # (field path, entry name); those fields hold an UnloadedSecret
+    unchecked_secrets: tuple[tuple[str, str], ...] = ()
+    vault_path: Optional[Path] = None  # the vault the `vault:` fields name (None: the file has none)

@@ -10,6 +10,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Optional
 
 from gridctl.config.yamlsrc import Path, Source
+from gridctl.secrets.lookup import PREFIX as VAULT_PREFIX, LookupFailed, VaultLookup
+from gridctl.secrets.secret import Secret
 
 MAX_NUMBER = 10**15  # far beyond any price or balance; keeps tick arithmetic exact
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -41,9 +43,11 @@ def _show(value: Any) -> str:
 class Reader:
     """Reads fields out of mappings; each mistake becomes a Problem, never an exception."""
 
-    def __init__(self, src: Source, environ: Optional[dict[str, str]] = None):
+    def __init__(self, src: Source, environ: Optional[dict[str, str]] = None,
+                 vault: Optional[VaultLookup] = None):
         self.src = src
         self.env = os.environ if environ is None else environ
+        self.vault = vault  # fills `vault:NAME` secret fields (None: they are refused)
         self.problems: list[Problem] = []
         for path, line in src.duplicates:
             self.problems.append(Problem(path, line, "appears twice in the same mapping"))
@@ -95,6 +99,41 @@ class Reader:
                 self.error(p, "is required")
             return p, None
         return p, self.interpolate(m[key], p)
+
+    def secret(self, m: dict, path: Path, key: str, required: bool = False) -> Optional[Secret]:
+        """A credential: text, `${ENV_VAR}` or `vault:NAME`. No message ever shows its value."""
+        p = path + (key,)
+        raw = m.get(key)
+        if raw is None:
+            if required:
+                self.error(p, "is required")
+            return None
+        if not isinstance(raw, str):
+            kind = ("true/false" if isinstance(raw, bool) else "a list" if isinstance(raw, list)
+                    else "a mapping" if isinstance(raw, dict) else "a number")
+            self.error(p, f"must be text in quotes: the value, ${{ENV_VAR}} or vault:NAME (YAML read {kind} "
+                       f"here; the value is not shown)")
+            return None
+        if raw.startswith(VAULT_PREFIX):
+            if self.vault is None:
+                self.error(p, "vault:NAME is not read here")
+                return None
+            try:
+                return self.vault.secret(raw[len(VAULT_PREFIX):], ".".join(p))
+            except LookupFailed as exc:
+                if exc.message:
+                    self.error(p, exc.message)
+                return None
+        variables = _ENV.findall(raw)
+        before = len(self.problems)
+        value = self.interpolate(raw, p)
+        if len(self.problems) > before:
+            return None
+        if not value:
+            self.error(p, "is empty" + (f" (environment variable {', '.join(variables)} is set but empty)"
+                                        if variables else ""))
+            return None
+        return Secret(value, origin=f"env:{variables[0]}" if len(variables) == 1 else "env" if variables else "yaml")
 
     def text(self, m: dict, path: Path, key: str, required: bool = False,
              default: Optional[str] = None) -> Optional[str]:

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gridctl import datasets
-from gridctl.config import market_check
+from gridctl.config import credentials, market_check
 from gridctl.config.model import (
-    AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, Secret,
-    StrategyConfig,
+    AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, StrategyConfig,
 )
 from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
@@ -81,8 +80,9 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
     else:
         market_check.check_exchange_id(r, path + ("exchange",), exchange)
         feed = FeedConfig()
-    secrets = {k: r.text(m, path, k, required=(exchange != "paper" and k != "password"))
+    secrets = {k: r.secret(m, path, k, required=(exchange != "paper" and k != "password"))
                for k in ("api_key", "secret", "password")}
+    credentials.check_key_pair(r, path, exchange, like, secrets)
     if r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross") == "isolated":
         _unsupported(r, path, "margin_mode")
     sandbox = r.boolean(m, path, "sandbox")
@@ -95,9 +95,7 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         name=name, exchange=exchange, like=like,
         balance=r.number(m, path, "balance", default=Decimal(10000), positive=True),
         feed=feed,
-        api_key=Secret(secrets["api_key"]) if secrets["api_key"] else None,
-        secret=Secret(secrets["secret"]) if secrets["secret"] else None,
-        password=Secret(secrets["password"]) if secrets["password"] else None,
+        api_key=secrets["api_key"], secret=secrets["secret"], password=secrets["password"],
         position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
         margin_mode="cross",
         endpoint=endpoint,
@@ -275,8 +273,17 @@ def _events(r: Reader, m: Any) -> Optional[EventsConfig]:
         return None
 
 
-def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True) -> Config:
-    """Read and validate a config file. Raises ConfigError with every problem found."""
+def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True,
+         vault: Optional[str] = None, state_dir: Optional[Path] = None) -> Config:
+    """Read and validate a config file. Raises ConfigError with every problem found.
+
+    `vault`: how `vault:NAME` credentials are read (gridctl.secrets.lookup.VaultLookup):
+    `open` (every one read; a locked vault is a problem), `try` (read when a passphrase
+    is at hand, else listed in Config.unchecked_secrets), `skip` (never opened). Default:
+    `open`, or `skip` when check_markets is False (the read-only commands' light load).
+    The vault is `<state dir>/secrets.vault`, the state dir `state_dir` if given, else the
+    command's rule (gridctl.secrets.vault.state_dir_for).
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -285,8 +292,9 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     try:
         src = parse(text)
     except YamlSyntaxError as exc:
-        raise ConfigError([Problem((), exc.line, f"not valid YAML: {exc}")]) from None
-    r = Reader(src, environ)
+        raise ConfigError([credentials.yaml_problem(text, exc)]) from None
+    lookup = credentials.vault_lookup(src, environ, vault, check_markets, state_dir)
+    r = Reader(src, environ, lookup)
     top = r.mapping(src.data, (), TOP_KEYS)
     version = r.integer(top, (), "version", default=1)
     if version != 1:
@@ -309,4 +317,5 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     state_dir = r.text(top, (), "state_dir")
     return Config(path=path, version=1, state_dir=Path(os.path.expanduser(state_dir)) if state_dir else None,
                   database=r.text(top, (), "database"), accounts=accounts, strategies=strategies,
-                  reports=reports, events=events)
+                  reports=reports, events=events, unchecked_secrets=tuple(lookup.unchecked),
+                  vault_path=lookup.vault.path if lookup.vault is not None else None)

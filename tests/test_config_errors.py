@@ -282,10 +282,6 @@ UNSUPPORTED = {
         BASE.replace(FEED, FEED + "    margin_mode: isolated\n"),
         ["accounts.paper.margin_mode (line 7): is not supported yet: isolated margin (gridctl simulates "
          "cross margin only); use cross or remove the field"]),
-    "sandbox on a live account": (
-        LIVE.replace("    secret: ${GX_TEST_SECRET}\n", "    secret: ${GX_TEST_SECRET}\n    sandbox: true\n"),
-        ["accounts.main.sandbox (line 7): is not supported yet: venue sandbox/testnet endpoints; "
-         "remove the field (false is the default)"]),
     "feed.mark": (
         BASE.replace(FEED, '    feed:\n      replay: "builtin:SOLUSDT_1m"\n      mark: "builtin:SOLUSDT_1m"\n'),
         ["accounts.paper.feed.mark (line 8): is not supported yet: separate mark-price candles for the paper "

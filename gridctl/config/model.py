@@ -47,6 +47,8 @@ class AccountConfig:
     password: Optional[Secret] = None
     position_mode: str = "one-way"
     margin_mode: str = "cross"  # the only mode implemented (validate refuses isolated)
+    endpoint: Optional[str] = None  # http(s)://host[:port]: REST and WebSocket of another host (a local venue)
+    sandbox: bool = False  # ccxt's sandbox mode (the venue's test network)
 
     @property
     def is_paper(self) -> bool:

@@ -23,7 +23,7 @@ from gridctl.markets import bundled_venues
 TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports", "events"]
 EVENTS_KEYS = ["listen", "allow_remote"]
 ACCOUNT_KEYS = ["exchange", "like", "balance", "feed", "api_key", "secret", "password",
-                "position_mode", "margin_mode", "sandbox"]
+                "position_mode", "margin_mode", "sandbox", "endpoint"]
 FEED_KEYS = ["replay", "synthetic", "live", "poll_ms", "speed", "mark", "funding", "loop"]
 SYNTHETIC_KEYS = ["seed", "price", "volatility"]
 STRATEGY_KEYS = ["account", "symbol", "mode", "spacing", "lower", "upper", "range_pct", "grids",
@@ -44,7 +44,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 UNSUPPORTED = {
     "refresh_interval_ms": "the worker's order refresh interval is not configurable; remove the field",
     "margin_mode": "isolated margin (gridctl simulates cross margin only); use cross or remove the field",
-    "sandbox": "venue sandbox/testnet endpoints; remove the field (false is the default)",
     "mark": "separate mark-price candles for the paper exchange (its mark price follows the feed); "
             "remove the field",
     "loop": "choosing whether a replay loops (it always loops, each loop continuing where the last one "
@@ -86,8 +85,7 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
                for k in ("api_key", "secret", "password")}
     if r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross") == "isolated":
         _unsupported(r, path, "margin_mode")
-    if r.boolean(m, path, "sandbox"):
-        _unsupported(r, path, "sandbox")
+    endpoint, sandbox = _endpoint(r, m, path, exchange)
     return AccountConfig(
         name=name, exchange=exchange, like=like,
         balance=r.number(m, path, "balance", default=Decimal(10000), positive=True),
@@ -97,7 +95,42 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         password=Secret(secrets["password"]) if secrets["password"] else None,
         position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
         margin_mode="cross",
+        endpoint=endpoint, sandbox=sandbox,
     )
+
+
+ENDPOINT_FORM = ("must be http://HOST[:PORT] or https://HOST[:PORT] (scheme and host only: "
+                 "every request keeps its own path)")
+
+
+def _endpoint(r: Reader, m: dict, path: Path, exchange: str) -> tuple[Optional[str], bool]:
+    """`endpoint: URL` (the venue's REST and WebSocket at another host, e.g. a local venue)
+    and `sandbox: true` (ccxt's sandbox mode): live accounts only, one or the other."""
+    from urllib.parse import urlsplit
+
+    endpoint = r.text(m, path, "endpoint")
+    sandbox = bool(r.boolean(m, path, "sandbox"))
+    if exchange == "paper":
+        for key, given in (("endpoint", endpoint is not None), ("sandbox", sandbox)):
+            if given:
+                r.error(path + (key,), "applies to live accounts only (a paper account trades on "
+                        "gridctl's simulated venue)")
+        return None, False
+    if endpoint is not None:
+        try:
+            url = urlsplit(endpoint)
+            ok = url.scheme in ("http", "https") and bool(url.hostname) and url.path in ("", "/") \
+                and not (url.query or url.fragment or url.username) and (url.port is None or url.port > 0)
+        except ValueError:  # a port that is not a number
+            ok = False
+        if not ok:
+            r.error(path + ("endpoint",), f"{ENDPOINT_FORM}, got {endpoint!r}")
+            endpoint = None
+        else:
+            endpoint = endpoint.rstrip("/")
+    if endpoint is not None and sandbox:
+        r.error(path + ("sandbox",), "give either endpoint or sandbox, not both")
+    return endpoint, sandbox
 
 
 def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional[Path]:

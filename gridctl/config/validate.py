@@ -284,8 +284,12 @@ def _events(r: Reader, m: Any) -> Optional[EventsConfig]:
         return None
 
 
-def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True) -> Config:
-    """Read and validate a config file. Raises ConfigError with every problem found."""
+def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True,
+         live_markets: Optional[dict[str, market_check.MarketSet]] = None) -> Config:
+    """Read and validate a config file. Raises ConfigError with every problem found.
+
+    live_markets: per account name, markets to check its strategies against instead of the
+    bundled snapshot (`validate --online`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -312,7 +316,7 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
                for n, m in r.mapping(top.get("reports"), ("reports",)).items()}
     events = _events(r, top.get("events"))
     if check_markets:
-        market_check.check_strategies(r, accounts, strategies)
+        market_check.check_strategies(r, accounts, strategies, live_markets)
     if r.problems:
         raise ConfigError(r.problems)
     state_dir = r.text(top, (), "state_dir")

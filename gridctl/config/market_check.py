@@ -131,6 +131,13 @@ def _check_grid(r: Reader, path: Path, s: StrategyConfig, rules: MarketRules, ac
                 f"({rules.qty(levels[0].size)} {rules.base}): no entry could ever be placed")
 
 
+def _available(markets: dict[str, MarketRules], account: AccountConfig) -> str:
+    """'available: A, B, C', or where to see them when a live venue lists too many to name."""
+    if len(markets) <= 12:
+        return f"available: {', '.join(sorted(markets))}"
+    return f"gridctl markets {account.name} lists its {len(markets)} markets"
+
+
 def _check_strategy(r: Reader, s: StrategyConfig, account: AccountConfig, live: Optional[MarketSet] = None) -> None:
     path = ("strategies", s.name)
     # grid math on fields that already failed would only repeat (or garble) their errors
@@ -139,9 +146,11 @@ def _check_strategy(r: Reader, s: StrategyConfig, account: AccountConfig, live: 
     if markets is None:
         return  # a live venue without a bundled snapshot: its markets are checked at start
     rules = find_market(markets, s.symbol)
+    if rules is None and live is None and not account.is_paper:
+        return  # the snapshot bundles a few of a live venue's markets: the others are checked online and at start
     if rules is None:
         r.error(path + ("symbol",), f"no market '{s.symbol}' on {live.where if live else account.venue}; "
-                f"available: {', '.join(sorted(markets))}{did_you_mean(s.symbol, markets)}")
+                f"{_available(markets, account)}{did_you_mean(s.symbol, markets)}")
         return
     leverage_known = live is None or rules.symbol not in live.leverage_unknown
     if leverage_known and s.leverage > rules.max_leverage:

@@ -91,6 +91,10 @@ def check(config: Config, online: bool = False) -> Report:
         account = config.accounts[s.account]
         rules = rules_for(account, s.symbol)
         start = default_start(rules, s, account) if rules is not None else None
+        if rules is None and not account.is_paper and not online:
+            report.notes.setdefault(s.name, []).append(
+                f"{s.symbol} is not in gridctl's bundled snapshot of {account.venue}: its market rules are "
+                f"checked by validate --online and at start")
         if rules is None or start is None:
             continue  # no bundled rules, or range_pct on a live venue: checked at start
         try:

@@ -82,8 +82,9 @@ def cache_endpoint(account: AccountConfig) -> str:
     return account.endpoint or ("sandbox" if account.sandbox else "")
 
 
-def markets_client(account: AccountConfig, timeout_ms: int = TIMEOUT_MS) -> Any:
+def markets_client(account: AccountConfig, timeout_ms: Optional[int] = None) -> Any:
     """A key-less ccxt async client of the account's venue, pointed as the account says."""
+    timeout_ms = timeout_ms or TIMEOUT_MS
     cls = getattr(ccxt_async, account.exchange, None)
     if cls is None:
         raise MarketsUnavailable(f"account '{account.name}': ccxt has no exchange '{account.exchange}'")
@@ -102,10 +103,10 @@ def markets_client(account: AccountConfig, timeout_ms: int = TIMEOUT_MS) -> Any:
     return client
 
 
-def failure_reason(exc: BaseException, timeout_ms: int = TIMEOUT_MS) -> str:
+def failure_reason(exc: BaseException, timeout_ms: Optional[int] = None) -> str:
     """What went wrong, in words: the network cause when there is one, else ccxt's message."""
     if isinstance(exc, ccxt.RequestTimeout):
-        return f"no answer within {timeout_ms / 1000:g} s"
+        return f"no answer within {(timeout_ms or TIMEOUT_MS) / 1000:g} s"
     seen: BaseException | None = exc
     while seen is not None:
         os_error = getattr(seen, "os_error", None)
@@ -275,9 +276,11 @@ def _with_snapshot(account: AccountConfig, source: str, fetched_ts: int, raw: di
                           snapshot_captured(account.venue), markets)
 
 
-async def fetch_markets(account: AccountConfig, client: Any = None, timeout_ms: int = TIMEOUT_MS) -> dict[str, dict]:
+async def fetch_markets(account: AccountConfig, client: Any = None,
+                        timeout_ms: Optional[int] = None) -> dict[str, dict]:
     """{symbol: what the venue says} for every active linear swap market, in one `load_markets`."""
     own = client is None
+    timeout_ms = timeout_ms or (client.timeout if client is not None else TIMEOUT_MS)
     try:
         if own:
             client = markets_client(account, timeout_ms)

@@ -103,7 +103,7 @@ def markets_client(account: AccountConfig, timeout_ms: Optional[int] = None) -> 
     return client
 
 
-def failure_reason(exc: BaseException, timeout_ms: Optional[int] = None) -> str:
+def failure_reason(exc: BaseException, timeout_ms: Optional[int] = None, venue: str = "") -> str:
     """What went wrong, in words: the network cause when there is one, else ccxt's message."""
     if isinstance(exc, ccxt.RequestTimeout):
         return f"no answer within {(timeout_ms or TIMEOUT_MS) / 1000:g} s"
@@ -118,7 +118,9 @@ def failure_reason(exc: BaseException, timeout_ms: Optional[int] = None) -> str:
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror[0].lower() + cause.strerror[1:]
         seen = seen.__cause__ or seen.__context__
-    text = re.sub(r"^\w+ ", "", str(exc)).strip() or type(exc).__name__
+    if not isinstance(exc, ccxt.BaseError):  # ccxt itself tripped over the answer
+        return f"its answer could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+    text = str(exc).removeprefix(f"{venue} ").strip() or type(exc).__name__  # ccxt starts with its id
     return text[:300]
 
 
@@ -291,7 +293,7 @@ async def fetch_markets(account: AccountConfig, client: Any = None,
         raise
     except Exception as exc:  # anything ccxt or the network raise: one clear message
         raise MarketsUnavailable(f"account '{account.name}': cannot load the markets of {where(account)}: "
-                                 f"{failure_reason(exc, timeout_ms)}") from None
+                                 f"{failure_reason(exc, timeout_ms, account.exchange)}") from None
     finally:
         if own and client is not None:
             try:

@@ -68,6 +68,9 @@ def test_sandbox_uses_ccxts_test_network_and_a_venue_without_one_says_so():
         mo.markets_client(AccountConfig(name="bp", exchange="backpack", sandbox=True))
     assert str(err.value) == ("account 'bp': ccxt has no sandbox (test network) for backpack; remove sandbox: "
                               "or use endpoint: URL")
+    both = mo.markets_client(AccountConfig(name="main", exchange="binanceusdm", sandbox=True,
+                                           endpoint="http://127.0.0.1:8123"))
+    assert both.urls["api"]["fapiPublic"] == "http://127.0.0.1:8123/fapi/v1"  # the endpoint wins, path kept
     assert mo.cache_endpoint(AccountConfig(name="m", exchange="binanceusdm", sandbox=True)) == "sandbox"
     assert mo.where(AccountConfig(name="m", exchange="binanceusdm", sandbox=True)) == "binanceusdm (sandbox)"
 

@@ -47,8 +47,8 @@ class AccountConfig:
     password: Optional[Secret] = None
     position_mode: str = "one-way"
     margin_mode: str = "cross"  # the only mode implemented (validate refuses isolated)
-    endpoint: Optional[str] = None  # http(s)://host[:port]: REST and WebSocket of another host (a local venue)
-    sandbox: bool = False  # ccxt's sandbox mode (the venue's test network)
+    endpoint: Optional[str] = None  # http://HOST:PORT: REST and WebSocket of a local venue or a test network
+    sandbox: bool = False  # ccxt's sandbox (testnet) mode
 
     @property
     def is_paper(self) -> bool:

@@ -85,7 +85,12 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
                for k in ("api_key", "secret", "password")}
     if r.choice(m, path, "margin_mode", ["cross", "isolated"], "cross") == "isolated":
         _unsupported(r, path, "margin_mode")
-    endpoint, sandbox = _endpoint(r, m, path, exchange)
+    sandbox = r.boolean(m, path, "sandbox")
+    endpoint = _endpoint(r, m, path)
+    if exchange == "paper":
+        for key in ("sandbox", "endpoint"):
+            if m.get(key):
+                r.error(path + (key,), "applies to exchange accounts only (a paper account is served by gridctl)")
     return AccountConfig(
         name=name, exchange=exchange, like=like,
         balance=r.number(m, path, "balance", default=Decimal(10000), positive=True),
@@ -95,42 +100,24 @@ def _account(r: Reader, name: str, m: Any, base: Path) -> AccountConfig:
         password=Secret(secrets["password"]) if secrets["password"] else None,
         position_mode=r.choice(m, path, "position_mode", ["one-way", "hedge"], "one-way"),
         margin_mode="cross",
-        endpoint=endpoint, sandbox=sandbox,
+        endpoint=endpoint,
+        sandbox=sandbox,
     )
 
 
-ENDPOINT_FORM = ("must be http://HOST[:PORT] or https://HOST[:PORT] (scheme and host only: "
-                 "every request keeps its own path)")
+ENDPOINT_RE = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?/?")
 
 
-def _endpoint(r: Reader, m: dict, path: Path, exchange: str) -> tuple[Optional[str], bool]:
-    """`endpoint: URL` (the venue's REST and WebSocket at another host, e.g. a local venue)
-    and `sandbox: true` (ccxt's sandbox mode): live accounts only, one or the other."""
-    from urllib.parse import urlsplit
-
-    endpoint = r.text(m, path, "endpoint")
-    sandbox = bool(r.boolean(m, path, "sandbox"))
-    if exchange == "paper":
-        for key, given in (("endpoint", endpoint is not None), ("sandbox", sandbox)):
-            if given:
-                r.error(path + (key,), "applies to live accounts only (a paper account trades on "
-                        "gridctl's simulated venue)")
-        return None, False
-    if endpoint is not None:
-        try:
-            url = urlsplit(endpoint)
-            ok = url.scheme in ("http", "https") and bool(url.hostname) and url.path in ("", "/") \
-                and not (url.query or url.fragment or url.username) and (url.port is None or url.port > 0)
-        except ValueError:  # a port that is not a number
-            ok = False
-        if not ok:
-            r.error(path + ("endpoint",), f"{ENDPOINT_FORM}, got {endpoint!r}")
-            endpoint = None
-        else:
-            endpoint = endpoint.rstrip("/")
-    if endpoint is not None and sandbox:
-        r.error(path + ("sandbox",), "give either endpoint or sandbox, not both")
-    return endpoint, sandbox
+def _endpoint(r: Reader, m: dict, path: Path) -> Optional[str]:
+    """`endpoint: http://HOST:PORT`: every REST url of the venue goes to this scheme and host
+    (and every WebSocket url to ws://HOST:PORT), the paths kept."""
+    value = r.text(m, path, "endpoint")
+    if value is None:
+        return None
+    if not ENDPOINT_RE.fullmatch(value.strip()):
+        r.error(path + ("endpoint",), f"must be http://HOST:PORT or https://HOST:PORT (no path), got {value!r}")
+        return None
+    return value.strip().rstrip("/")
 
 
 def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional[Path]:

@@ -218,6 +218,27 @@ def test_the_worker_gets_the_live_rules_and_a_logged_difference(tmp_path, venue,
     db.close()
 
 
+def test_an_adapter_that_loaded_markets_itself_fills_the_cache(tmp_path, venue):
+    db = open_database(tmp_path)
+    account = live(venue.base)
+
+    async def adapter_connect():
+        client = mo.markets_client(account)
+        try:
+            await client.load_markets()
+            found = mo.remember_loaded(account, db, client)
+            one = mo.rules_from_ccxt(client.markets["BTC/USDT:USDT"], client.precisionMode, found.markets[
+                "BTC/USDT:USDT"].bundled)
+            return found, one
+        finally:
+            await client.close()
+
+    found, one = asyncio.run(adapter_connect())
+    assert one is not None and one.rules == found.markets["BTC/USDT:USDT"].rules
+    assert mo.load_account_markets(account, db).source == "cache" and count(venue) == 1
+    db.close()
+
+
 def test_a_server_that_is_not_the_venue_is_a_clear_error(backpack):
     endpoint, _ = backpack  # a Backpack server answers 404 to Binance's paths
     with pytest.raises(mo.MarketsUnavailable) as err:

@@ -351,6 +351,25 @@ def load_account_markets(account: AccountConfig, db: Any = None, refresh: bool =
     return asyncio.run(account_markets(account, db, refresh, clock))
 
 
+def rules_from_ccxt(market: dict, precision_mode: int, bundled: Optional[MarketRules]) -> Optional[LiveMarket]:
+    """One market of an already loaded ccxt client as LiveMarket (None if not a linear swap), so
+    an adapter that loads markets itself trades by the same rules `gridctl markets` shows."""
+    raw = parse_market(market, precision_mode)
+    return live_market(raw, bundled) if raw is not None else None
+
+
+def remember_loaded(account: AccountConfig, db: Any, client: Any,
+                    clock: Callable[[], float] = time.time) -> AccountMarkets:
+    """Cache the markets a client's own `load_markets` returned (a worker's adapter loads them
+    anyway); the answer is what account_markets would give from now on."""
+    raw = {r["symbol"]: r for m in (client.markets or {}).values()
+           if (r := parse_market(m, client.precisionMode)) is not None}
+    now_ms = int(clock() * 1000)
+    if db is not None and raw:
+        _cache_write(db, account, now_ms, raw)
+    return _with_snapshot(account, "live", now_ms, raw)
+
+
 async def market_rules(account: AccountConfig, symbol: str, db: Any = None,
                        clock: Callable[[], float] = time.time, client: Any = None) -> MarketRules:
     """The rules a worker trades `symbol` with: the venue's (cached 24 h), which win over the

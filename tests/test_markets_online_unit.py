@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import ccxt
 import ccxt.pro as ccxtpro
 import pytest
+from click.testing import CliRunner
 
+import gridctl.cli.commands  # noqa: F401  (registers the commands)
+from gridctl.cli import cli
 from gridctl.config.model import AccountConfig
 from gridctl.exchange import markets_online as mo
 from gridctl.store.db import open_database
@@ -284,3 +288,31 @@ def test_an_old_database_gets_the_market_cache_table(tmp_path):
     db = open_database(tmp_path)
     assert current_version(db) == LATEST >= 4 and "market_cache" in db.get_tables()
     db.close()
+
+
+def test_bybit_and_okx_load_only_their_linear_swaps_without_currencies():
+    bybit = mo.markets_client(AccountConfig(name="b", exchange="bybit"))
+    okx = mo.markets_client(AccountConfig(name="o", exchange="okx"))
+    assert bybit.options["fetchMarkets"]["types"] == ["linear"] and okx.options["fetchMarkets"]["types"] == ["swap"]
+    assert not bybit.has["fetchCurrencies"] and not okx.has["fetchCurrencies"]
+    assert not (bybit.apiKey or okx.apiKey)  # public calls only: no keys, nothing signed
+
+
+def test_gridctl_markets_on_a_backpack_account(tmp_path, backpack):
+    endpoint, requests = backpack
+    (tmp_path / "s.yaml").write_text(f"""\
+version: 1
+accounts:
+  bp: {{exchange: backpack, api_key: k, secret: s, endpoint: "{endpoint}"}}
+strategies:
+  sol: {{account: bp, symbol: SOL/USDC:USDC, mode: neutral, lower: 100, upper: 200, grids: 10, amount: 1}}
+""")
+    result = CliRunner().invoke(cli, ["--state-dir", str(tmp_path / "state"), "markets", "bp", "-c",
+                                      str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"account 'bp': backpack at {endpoint}, 1 swap markets, live (fetched ")
+    assert re.split(r"\s{2,}", lines[3]) == ["SOL/USDC:USDC", "SOL_USDC_PERP", "0.01", "0.01", "0.01", "0 USDC",
+                                             "50x", "0.02%~", "0.05%~"]
+    assert lines[4:] == ["~ not published by the venue: from the bundled snapshot"]
+    assert requests == ["/api/v1/markets?marketType=PERP"]

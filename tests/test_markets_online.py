@@ -359,3 +359,16 @@ def test_validate_online_names_the_account_it_cannot_reach(tmp_path):
         assert (result.exit_code, result.stdout) == (1, "")
         assert result.stderr == (f"error: account 'live': cannot load the markets of binanceusdm at {endpoint}: "
                                  "connection refused\n")
+
+
+def test_without_a_usable_database_the_venue_is_asked_and_a_warning_says_why(tmp_path, venue):
+    write_config(tmp_path, venue.base)
+    (tmp_path / "state" / "gridctl.db").mkdir(parents=True)  # a directory where the database should be
+    for _ in range(2):
+        result = run(tmp_path, "markets", "live")
+        assert result.exit_code == 0, result.output
+        assert result.stderr.startswith(f"warning: no market cache (cannot open the gridctl database in "
+                                        f"{tmp_path / 'state'}: ")
+        assert result.stderr.endswith("); asking the venue\n")
+        assert ", live (fetched" in result.stdout.splitlines()[0]
+    assert market_requests(venue) == 2

@@ -9,10 +9,11 @@ import click
 
 from gridctl.cli.group import cli
 from gridctl.cli.common import (
-    EXIT_CONFIG, complete_strategy_names, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
+    EXIT_CONFIG, AppContext, complete_strategy_names, config_option, fail, json_option, load_config_or_exit, positive_number_or_exit, print_json,
     strategy_market_or_exit,
 )
 from gridctl.cli.plan_render import plan_json, print_plan
+from gridctl.cli import validate_online
 from gridctl.cli.secrets_cmd import unchecked_secret_notes
 from gridctl.config import pretrade
 from gridctl.config.strategy import default_start
@@ -23,15 +24,21 @@ ONLINE_HELP = ("Ask live venues for the account balance to check the margin agai
                "live venues cannot be checked offline, and this version does not ask them).")
 
 
+VALIDATE_ONLINE_HELP = ("Also ask each live account's venue for its markets (rules fetched in the last 24 h are "
+                        "reused) and check the strategies against them: the live rules win over the bundled "
+                        "snapshot, and their differences are listed. The balance is not read yet.")
+
+
 def online_option(f: Callable) -> Callable:
     return click.option("--online", is_flag=True, help=ONLINE_HELP)(f)
 
 
 @cli.command()
 @config_option
-@online_option
+@click.option("--online", is_flag=True, help=VALIDATE_ONLINE_HELP)
 @json_option
-def validate(config_path: str, online: bool, as_json: bool) -> None:
+@click.pass_obj
+def validate(app: AppContext, config_path: str, online: bool, as_json: bool) -> None:
     """Check the strategies file against each market's rules and each account's balance.
 
     Every problem is listed with its YAML path and line; the exit status is 2
@@ -40,17 +47,23 @@ def validate(config_path: str, online: bool, as_json: bool) -> None:
     stop are problems; little balance headroom, a liquidation estimate before a
     stop are warnings (printed under the strategy's ok line, exit 0). Nothing is
     traded. --json prints {"ok", "path", "problems": [{"path", "line", "message"}],
-    "strategies": [{"name", ..., "warnings", "notes"}]}.
+    "strategies": [{"name", ..., "warnings", "notes"}]} (and "online": the live
+    accounts' markets, with --online). A live venue that cannot be reached with
+    --online is an error naming the account (exit 1).
 
     \b
     Example:
         gridctl validate -c strategies.yaml
-        gridctl validate -c strategies.yaml --json
+        gridctl validate -c strategies.yaml --online --json
     """
+    live = validate_online.fetch(app, config_path) if online else None
     if as_json:
-        _validate_json(config_path, online)
+        _validate_json(config_path, online, live)
         return
-    config = load_config_or_exit(config_path, vault="try")  # no passphrase: the vault's entries go unchecked
+    for line in validate_online.summary_lines(live) if live is not None else []:
+        click.echo(line)
+    # no passphrase: the vault's entries go unchecked
+    config = load_config_or_exit(config_path, vault="try", live_markets=live.sets if live is not None else None)
     report = pretrade.check(config, online)
     if report.problems:
         click.echo(f"{config_path}: {len(report.problems)} problem(s)", err=True)
@@ -79,16 +92,18 @@ def _problems_json(problems) -> list:
             if hasattr(p, "line") else str(p) for p in problems]
 
 
-def _validate_json(config_path: str, online: bool) -> None:
+def _validate_json(config_path: str, online: bool, live: Optional[validate_online.Online] = None) -> None:
     """validate --json: the problems (exit 2), or the strategies with their warnings and notes."""
     from pathlib import Path
 
     from gridctl.config import ConfigError, load
 
+    extra = {"online": validate_online.summary_json(live)} if live is not None else {}
     try:
-        config = load(Path(config_path), vault="try")
+        config = load(Path(config_path), vault="try", live_markets=live.sets if live is not None else None)
     except ConfigError as exc:
-        print_json({"ok": False, "path": config_path, "problems": _problems_json(exc.problems), "strategies": []})
+        print_json({"ok": False, "path": config_path, "problems": _problems_json(exc.problems), "strategies": [],
+                    **extra})
         sys.exit(EXIT_CONFIG)
     report = pretrade.check(config, online)
     print_json({"ok": not report.problems, "path": config_path, "problems": _problems_json(sorted(report.problems, key=lambda p: (p.line, p.path))),
@@ -96,7 +111,7 @@ def _validate_json(config_path: str, online: bool) -> None:
                                 "grids": s.grids, "warnings": _problems_json(report.warnings.get(s.name, [])),
                                 "notes": _problems_json(report.notes.get(s.name, []))} for s in config.strategies.values()],
                 "secrets_not_checked": [{"path": where, "vault_entry": name} for where, name in config.unchecked_secrets],
-                "notes": unchecked_secret_notes(config)})
+                "notes": unchecked_secret_notes(config), **extra})
     if report.problems:
         sys.exit(EXIT_CONFIG)
 

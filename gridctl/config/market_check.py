@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path as FsPath
@@ -15,7 +16,20 @@ from gridctl.core import clientid
 from gridctl.core.grid import GridError, Mode, grid_lines
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import SizeError, build_grid
-from gridctl.config.strategy import default_start, grid_params, rules_for, venue_markets
+from gridctl.config.strategy import default_start, grid_params, venue_markets
+from gridctl.markets import find_market
+
+
+@dataclass(frozen=True)
+class MarketSet:
+    """Markets to check an account's strategies against instead of the bundled snapshot
+    (`validate --online`: the venue's live rules). `where` names them in messages
+    ("binanceusdm at http://127.0.0.1:8080"); a symbol in `leverage_unknown` has no
+    published max leverage, so its leverage is not checked here (the venue checks it)."""
+
+    markets: dict[str, MarketRules] = field(hash=False)
+    where: str
+    leverage_unknown: frozenset[str] = frozenset()
 
 
 @lru_cache(maxsize=1)
@@ -117,19 +131,29 @@ def _check_grid(r: Reader, path: Path, s: StrategyConfig, rules: MarketRules, ac
                 f"({rules.qty(levels[0].size)} {rules.base}): no entry could ever be placed")
 
 
-def _check_strategy(r: Reader, s: StrategyConfig, account: AccountConfig) -> None:
+def _available(markets: dict[str, MarketRules], account: AccountConfig) -> str:
+    """'available: A, B, C', or where to see them when a live venue lists too many to name."""
+    if len(markets) <= 12:
+        return f"available: {', '.join(sorted(markets))}"
+    return f"gridctl markets {account.name} lists its {len(markets)} markets"
+
+
+def _check_strategy(r: Reader, s: StrategyConfig, account: AccountConfig, live: Optional[MarketSet] = None) -> None:
     path = ("strategies", s.name)
     # grid math on fields that already failed would only repeat (or garble) their errors
     broken = {p.path[2] for p in r.problems if p.path[:2] == path and len(p.path) > 2}
-    markets = venue_markets(account)
+    markets = live.markets if live is not None else venue_markets(account)
     if markets is None:
         return  # a live venue without a bundled snapshot: its markets are checked at start
-    rules = rules_for(account, s.symbol)
+    rules = find_market(markets, s.symbol)
+    if rules is None and live is None and not account.is_paper:
+        return  # the snapshot bundles a few of a live venue's markets: the others are checked online and at start
     if rules is None:
-        r.error(path + ("symbol",), f"no market '{s.symbol}' on {account.venue}; available: "
-                f"{', '.join(sorted(markets))}{did_you_mean(s.symbol, markets)}")
+        r.error(path + ("symbol",), f"no market '{s.symbol}' on {live.where if live else account.venue}; "
+                f"{_available(markets, account)}{did_you_mean(s.symbol, markets)}")
         return
-    if s.leverage > rules.max_leverage:
+    leverage_known = live is None or rules.symbol not in live.leverage_unknown
+    if leverage_known and s.leverage > rules.max_leverage:
         r.error(path + ("leverage",), f"{s.leverage}x exceeds the market's maximum leverage "
                 f"({rules.max_leverage}x for {rules.symbol})")
     aligned = all([_tick_aligned(r, path + ("lower",), s.lower, rules),
@@ -191,11 +215,13 @@ def _check_shared_symbols(r: Reader, accounts: dict[str, AccountConfig],
                         f"position_mode: hedge with one long and one short strategy")
 
 
-def check_strategies(r: Reader, accounts: dict[str, AccountConfig], strategies: dict[str, StrategyConfig]) -> None:
-    """Every check that needs market rules, for every strategy whose account resolved."""
+def check_strategies(r: Reader, accounts: dict[str, AccountConfig], strategies: dict[str, StrategyConfig],
+                     live: Optional[dict[str, MarketSet]] = None) -> None:
+    """Every check that needs market rules, for every strategy whose account resolved; against
+    `live[account name]` where given, else the bundled snapshot."""
     for s in strategies.values():
         acc = accounts.get(s.account)
         if acc is not None and s.symbol:
-            _check_strategy(r, s, acc)
+            _check_strategy(r, s, acc, (live or {}).get(acc.name))
     _check_tags(r, accounts, strategies)
     _check_shared_symbols(r, accounts, strategies)

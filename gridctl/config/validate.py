@@ -274,7 +274,8 @@ def _events(r: Reader, m: Any) -> Optional[EventsConfig]:
 
 
 def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True,
-         vault: Optional[str] = None, state_dir: Optional[Path] = None) -> Config:
+         vault: Optional[str] = None, state_dir: Optional[Path] = None,
+         live_markets: Optional[dict[str, market_check.MarketSet]] = None) -> Config:
     """Read and validate a config file. Raises ConfigError with every problem found.
 
     `vault`: how `vault:NAME` credentials are read (gridctl.secrets.lookup.VaultLookup):
@@ -283,6 +284,8 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     `open`, or `skip` when check_markets is False (the read-only commands' light load).
     The vault is `<state dir>/secrets.vault`, the state dir `state_dir` if given, else the
     command's rule (gridctl.secrets.vault.state_dir_for).
+    `live_markets`: per account name, markets to check its strategies against instead of the
+    bundled snapshot (`validate --online`).
     """
     path = Path(path)
     try:
@@ -311,7 +314,7 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
                for n, m in r.mapping(top.get("reports"), ("reports",)).items()}
     events = _events(r, top.get("events"))
     if check_markets:
-        market_check.check_strategies(r, accounts, strategies)
+        market_check.check_strategies(r, accounts, strategies, live_markets)
     if r.problems:
         raise ConfigError(r.problems)
     state_dir = r.text(top, (), "state_dir")

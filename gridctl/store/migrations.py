@@ -17,7 +17,7 @@ from peewee import CharField, Database, SqliteDatabase, TextField
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
-from gridctl.store.models import MODELS, SchemaVersion
+from gridctl.store.models import MODELS, MarketCache, SchemaVersion
 
 
 def _m1_create_everything(db: Database) -> None:
@@ -45,10 +45,16 @@ def _m3_equity_exchange_position(db: Database) -> None:
         run_migrations(migrator.add_column("equity", "exchange_position", TextField(null=True)))
 
 
+def _m4_market_cache(db: Database) -> None:
+    """market_cache: the venues' market rules from ccxt, kept 24 h (gridctl.store.market_cache)."""
+    db.create_tables([MarketCache], safe=True)
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
     2: _m2_fill_trade_id,
     3: _m3_equity_exchange_position,
+    4: _m4_market_cache,
 }
 LATEST = max(MIGRATIONS)
 

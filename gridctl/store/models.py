@@ -226,6 +226,23 @@ class Event(BaseModel):
         indexes = ((("strategy", "ts"), False), (("strategy", "type", "ts"), False))
 
 
+class MarketCache(BaseModel):
+    """A venue's market rules as fetched with ccxt (`load_markets`), kept 24 h
+    (gridctl.store.market_cache). `endpoint` is the account's endpoint URL, "sandbox",
+    or "" for the venue itself; `rules_json` the rules as decimal strings."""
+
+    id = AutoField()
+    venue = CharField()
+    endpoint = CharField(default="")
+    symbol = CharField()
+    rules_json = TextField()
+    fetched_ts = BigIntegerField()
+
+    class Meta:
+        table_name = "market_cache"
+        indexes = ((("venue", "endpoint", "symbol"), True),)
+
+
 # Table name -> model: the names the writer and the exports use.
 # `runs` and `market_rules` were defined by schema 1 but never written: they are no
 # longer models. Databases created before keep the empty tables; nothing reads them.
@@ -233,7 +250,8 @@ TABLES: dict[str, type[BaseModel]] = {
     "strategies": Strategy, "levels": Level, "orders": Order, "fills": FillRow,
     "trades": Trade, "funding": Funding, "equity": Equity, "events": Event,
 }
-MODELS: list[type[BaseModel]] = [SchemaVersion, *TABLES.values()]
+# The market cache is no strategy's record: not in TABLES (the writer and the exports).
+MODELS: list[type[BaseModel]] = [SchemaVersion, *TABLES.values(), MarketCache]
 # The natural key each upsert-able table is updated by.
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
     "strategies": ("name",), "levels": ("strategy", "idx"), "orders": ("strategy", "client_id"),

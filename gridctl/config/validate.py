@@ -16,7 +16,7 @@ from gridctl.config.model import (
 )
 from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
-from gridctl.config.yamlsrc import YamlSyntaxError, parse
+from gridctl.config.yamlsrc import Source, YamlSyntaxError, parse
 from gridctl.core.grid import Mode, Spacing
 from gridctl.markets import bundled_venues
 
@@ -262,6 +262,16 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
         src = parse(text)
     except YamlSyntaxError as exc:
         raise ConfigError([Problem((), exc.line, f"not valid YAML: {exc}")]) from None
+    return from_source(src, path, environ, check_markets)
+
+
+def from_source(src: Source, path: Path, environ: Optional[dict[str, str]] = None,
+                check_markets: bool = True) -> Config:
+    """Validate a parsed file (`path`: where it lives, for relative data files), as `load` does.
+
+    `gridctl sweep` validates each candidate this way: the file's parsed values with some
+    of a strategy's keys changed. Raises ConfigError with every problem found.
+    """
     r = Reader(src, environ)
     top = r.mapping(src.data, (), TOP_KEYS)
     version = r.integer(top, (), "version", default=1)

@@ -179,3 +179,42 @@ def test_two_processes_rank_exactly_as_one():
     one = sweep_json(*args, "--jobs", "1")
     two = sweep_json(*args, "--jobs", "2")
     assert len(one) == 12 and one == two
+
+
+# -- the progress bar: on a terminal's stderr only, never with --json -----------------------------
+def _stderr_on_a_terminal(*args: str) -> tuple[str, str]:
+    """Run gridctl sweep with stderr on a pseudo-terminal: (stdout, what the terminal showed)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "gridctl", *BASE, *args], stdout=subprocess.PIPE,
+                            stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out = proc.stdout.read().decode()
+    assert proc.wait(timeout=60) == 0
+    os.close(master)
+    return out, shown.decode(errors="replace")
+
+
+def test_a_progress_bar_on_a_terminal_but_not_with_json():
+    out, shown = _stderr_on_a_terminal("--set", "grids=4:12:4")
+    assert out.startswith("ranked by total_pnl\n") and "backtests" in shown and "3/3" in shown
+    out, shown = _stderr_on_a_terminal("--set", "grids=4:12:4", "--json")
+    assert json.loads(out)[0]["rank"] == 1 and shown == ""
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal():
+    r = sweep("--set", "grids=4:12:4")
+    assert r.exit_code == 0 and r.stderr == ""

@@ -98,7 +98,7 @@ def sweep(config_path: str, name: str, sets: tuple[str, ...], data_spec: Optiona
         gridctl sweep -c strategies.yaml sol-neutral --data builtin:SOLUSDT_1m \\
             --set grids=6:20:2 --set leverage=1,2,3 --top 5
         gridctl sweep sol-neutral --set risk.stop_loss_pct=2,5,10 --sort max_drawdown --json
-        gridctl sweep sol-neutral --set spacing=arithmetic,geometric --cluster tcp://10.0.0.5:8786
+        gridctl sweep sol-neutral --set spacing=arithmetic,geometric --cluster tcp://scheduler:8786
     """
     from gridctl.sweep.candidates import CandidateBuilder, candidates
     from gridctl.sweep.rank import ranked, row, table_header, table_row

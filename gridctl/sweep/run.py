@@ -4,7 +4,7 @@ Each candidate is one `gridctl backtest` through the backtest's public API (prep
 Backtest.run in fast mode, summarize), so whatever makes the backtest faster makes the
 sweep faster. The market data is loaded once per process: worker processes are forked
 after it is loaded (they share it copy-on-write); where fork is not available each
-worker loads it once, in the pool's initializer.
+worker receives it once, in the pool's initializer.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def run_candidate(data: MarketData, market: Market, index: int, s: StrategyConfi
     """One backtest, figure for figure what `gridctl backtest` prints for this strategy."""
     try:
         prepared = prepare(market.rules, s, market.account, data)
-        warnings = fit_warnings(prepared, s.symbol, market.label, market.file_name)
+        # as `backtest --json` has them: the data's warnings, then the strategy's fit to the data
+        warnings = list(data.warnings) + fit_warnings(prepared, s.symbol, market.label, market.file_name)
         bt = prepared.backtest
         bt.run(fast=True)
         figures = summarize(bt, prepared.investment, prepared.interval_ms, prepared.mode, prepared.leverage)
@@ -60,9 +61,9 @@ def run_candidate(data: MarketData, market: Market, index: int, s: StrategyConfi
 _shared: dict[str, Any] = {}  # this process's data and market (set before forking, or by _init)
 
 
-def _init(load: Optional[Callable[[], MarketData]], market: Market) -> None:
-    if "data" not in _shared:
-        _shared["data"] = load() if load is not None else None
+def _init(data: Optional[MarketData], market: Market) -> None:
+    if data is not None:  # a spawned worker; a forked one has it already
+        _shared["data"] = data
     _shared["market"] = market
 
 
@@ -76,11 +77,8 @@ def default_jobs() -> int:
 
 
 def run_local(data: MarketData, market: Market, jobs: Iterable[tuple[int, StrategyConfig]], processes: int,
-              progress: Optional[Progress] = None, load: Optional[Callable[[], MarketData]] = None) -> list[Outcome]:
-    """Run every job (candidate index, strategy) on `processes` processes (1: in this one).
-
-    `load` re-creates the data in a worker that was not forked (it must be picklable).
-    """
+              progress: Optional[Progress] = None) -> list[Outcome]:
+    """Run every job (candidate index, strategy) on `processes` processes (1: in this one)."""
     jobs = list(jobs)
     done = progress or (lambda n: None)
     if processes <= 1 or len(jobs) <= 1:
@@ -95,7 +93,7 @@ def run_local(data: MarketData, market: Market, jobs: Iterable[tuple[int, Strate
         _shared["data"] = data  # inherited by the forked workers: loaded once, shared
         init_args: tuple = (None, market)
     else:
-        init_args = (load, market)
+        init_args = (data, market)  # pickled once per worker
     try:
         with ctx.Pool(min(processes, len(jobs)), initializer=_init, initargs=init_args) as pool:
             out = []

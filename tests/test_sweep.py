@@ -144,9 +144,22 @@ def test_an_invalid_candidate_is_listed_with_its_reason_and_not_run():
 def test_a_plan_refused_like_validate_refuses_it_is_not_run():
     rows = sweep_json("--set", "leverage=1,40", "--set", "grids=4")
     refused = [x for x in rows if x["rank"] is None]
-    assert [x["set.leverage" if "set.leverage" in x else "leverage"] for x in refused] == [40]
+    assert [x["leverage"] for x in refused] == [40]
     assert refused[0]["error"] == ("strategies.sol-neutral.max_position (line 46): 20 is below one level's size "
                                    "(30.53 SOL): no entry could ever be placed")
+
+
+def test_a_candidate_whose_range_the_data_never_enters_is_run_and_warned_about():
+    args = ["sweep", "-c", EXAMPLE, "sol-long", "--data", "builtin:SOLUSDT_1m", "--set", "lower=100,140",
+            "--set", "upper=130,174", "--set", "risk.stop_loss_price=90"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "not run (1):\n  lower=140 upper=130 risk.stop_loss_price=90: " in r.stdout
+    said = ("the data's prices (140.00 to 172.91 in SOLUSDT_1m.csv) stay above the grid's range (100.00 to 130.00): "
+            "no grid order can fill")
+    assert r.stderr == f"warning: lower=100 upper=130 risk.stop_loss_price=90: {said}\n"
+    rows = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    below = [x for x in rows if x["lower"] == 100 and x["upper"] == 130]
+    assert below[0]["fills"] == 0 and below[0]["warnings"] == [said]
 
 
 def test_when_no_candidate_is_valid_it_exits_2():

@@ -20,7 +20,7 @@ from gridctl.cli.group import cli
 from gridctl.sweep.rank import SORT_KEYS
 
 
-def _load_data(rules, account, data_spec, mark_spec, funding_spec, since, until, from_opt, to_opt):
+def _load_data(name, rules, account, data_spec, mark_spec, funding_spec, since, until, from_opt, to_opt):
     """The market data and how to name it, exactly as `gridctl backtest` loads it."""
     from gridctl.backtest import BacktestInputError, load_market_data
     from gridctl.backtest.feed import NoBacktestFeed, account_feed
@@ -40,7 +40,7 @@ def _load_data(rules, account, data_spec, mark_spec, funding_spec, since, until,
         data = load_market_data(rules, candles, _data_path(mark_spec, cwd), funding,
                                 parse_date(since, from_opt), parse_date(until, to_opt), label)
     except NoBacktestFeed as exc:
-        fail(f"{exc}", EXIT_CONFIG)
+        fail(f"{name}: {exc}", EXIT_CONFIG)
     except BacktestInputError as exc:
         fail(str(exc), EXIT_CONFIG)
     except (OSError, ValueError) as exc:
@@ -115,7 +115,7 @@ def sweep(config_path: str, name: str, sets: tuple[str, ...], data_spec: Optiona
     date_from, date_to = merge_window(date_from, date_to, from_alias, to_alias)
     config, s, account, rules = strategy_market_or_exit(config_path, name, "sweep")
     bal = positive_number_or_exit(balance, "--balance") if balance is not None else None
-    data, label, file_name = _load_data(rules, account, data_spec, mark_spec, funding_spec, date_from, date_to,
+    data, label, file_name = _load_data(name, rules, account, data_spec, mark_spec, funding_spec, date_from, date_to,
                                         from_opt, to_opt)
     for warning in data.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -143,9 +143,15 @@ def sweep(config_path: str, name: str, sets: tuple[str, ...], data_spec: Optiona
     if as_json or as_csv:
         objects = [row(i, cands[o.index], o) for i, o in enumerate(best, 1)]
         objects += [row(None, c, by_index.get(c.index)) for c in not_run]
-        print_json(objects) if as_json else click.echo(_csv(objects), nl=False)
+        if as_json:
+            print_json(objects)
+        else:
+            click.echo(_csv(objects), nl=False)
     else:
         _print_table(best, cands, keys, table_header, table_row, sort_by)
+        for o in best:  # the data's own warnings were said before the run
+            for w in o.warnings[len(data.warnings):]:
+                click.echo(f"warning: {cands[o.index].label()}: {w}", err=True)
         if not_run:
             click.echo(f"\nnot run ({len(not_run)}):")
             for c in not_run:

@@ -18,11 +18,9 @@ import tempfile
 import zipfile
 from decimal import Decimal
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
-
-from gridctl.sim.sources import TickCandles
 
 SUFFIX = ".gridctl.npz"
 FORMAT = 1
@@ -59,8 +57,9 @@ def fingerprint(source: Path) -> Optional[dict]:
             "edges_sha256": hashlib.sha256(head + b"|" + tail).hexdigest()}
 
 
-def read(source: Path, tick: Decimal, stamp: dict) -> Optional[TickCandles]:
-    """The cached candles when the copy was made from this very file at this tick, else None."""
+def read(source: Path, tick: Decimal, stamp: dict) -> Optional[list[np.ndarray]]:
+    """The cached columns (ts, open, high, low, close) when the copy was made from this very
+    file at this tick, else None."""
     path = cache_path(source)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -72,11 +71,11 @@ def read(source: Path, tick: Decimal, stamp: dict) -> Optional[TickCandles]:
         return None
     if len({len(c) for c in cols}) != 1 or any(c.dtype != np.int64 for c in cols):
         return None
-    return TickCandles(*cols)
+    return cols
 
 
-def write(source: Path, tick: Decimal, stamp: dict, candles: TickCandles) -> bool:
-    """Save the copy (atomically); False when it could not be written or the source changed meanwhile."""
+def write(source: Path, tick: Decimal, stamp: dict, candles: Any) -> bool:
+    """Save the copy of `candles` (a TickCandles) atomically; False when it could not be written or the source changed meanwhile."""
     if fingerprint(source) != stamp:
         return False
     meta = np.frombuffer(json.dumps({**stamp, "tick": str(tick)}).encode(), dtype=np.uint8)

@@ -19,6 +19,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from gridctl.core.market import MarketRules
+from gridctl.sim import candle_cache
 
 PathLike = Union[str, Path]
 
@@ -111,14 +112,12 @@ def load_tick_candles(path: PathLike, rules: MarketRules, cache: bool = True) ->
     copy beside a large file (gridctl.sim.candle_cache) is used when it is still the
     file's, and written after a parse; it is never required.
     """
-    from gridctl.sim import candle_cache
-
     path = Path(path)
     stamp = candle_cache.fingerprint(path) if cache else None
     if stamp is not None:
         hit = candle_cache.read(path, rules.tick, stamp)
         if hit is not None:
-            return hit
+            return TickCandles(*hit)
     out = _parse_ticks(path, rules)
     if out is None:  # the careful reader decides: an error naming the line, or a file it accepts
         full = load_candles(path).to_ticks(rules)

@@ -48,6 +48,8 @@ def sweep_json(*args: str) -> list[dict]:
      "--set range_pct and --set lower: a strategy takes one or the other"),
     ([], "give at least one --set KEY=V1,V2,... (or KEY=FROM:TO:STEP)"),
     (["--set", "grids=8", "--json", "--csv"], "give only one of --json and --csv"),
+    (["--set", "grids=8", "--jobs", "2", "--cluster", "tcp://127.0.0.1:8786"],
+     "give --jobs or --cluster, not both (the cluster's workers decide how many run at once)"),
 ])
 def test_a_bad_set_is_a_clear_error_naming_it(args, message):
     r = sweep(*args)
@@ -165,7 +167,9 @@ def test_a_candidate_whose_range_the_data_never_enters_is_run_and_warned_about()
 def test_when_no_candidate_is_valid_it_exits_2():
     r = sweep("--set", "grids=0,1")
     assert r.exit_code == 2 and r.stderr == "error: none of the 2 candidates is valid\n"
-    assert "grids=0: strategies.sol-neutral.grids (line 43): must be at least 2, got 0" in r.stdout
+    assert r.stdout == ("not run (2):\n"
+                        "  grids=0: strategies.sol-neutral.grids (line 43): must be at least 2, got 0\n"
+                        "  grids=1: strategies.sol-neutral.grids (line 43): must be at least 2, got 1\n")
 
 
 def test_a_swept_key_named_like_a_figure_is_written_set_key():

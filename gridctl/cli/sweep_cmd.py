@@ -107,6 +107,8 @@ def sweep(config_path: str, name: str, sets: tuple[str, ...], data_spec: Optiona
 
     if as_json and as_csv:
         fail("give only one of --json and --csv", EXIT_CONFIG)
+    if cluster and jobs:
+        fail("give --jobs or --cluster, not both (the cluster's workers decide how many run at once)", EXIT_CONFIG)
     try:
         axes = parse_sets(list(sets))
     except SweepSpecError as exc:
@@ -153,7 +155,7 @@ def sweep(config_path: str, name: str, sets: tuple[str, ...], data_spec: Optiona
             for w in o.warnings[len(data.warnings):]:
                 click.echo(f"warning: {cands[o.index].label()}: {w}", err=True)
         if not_run:
-            click.echo(f"\nnot run ({len(not_run)}):")
+            click.echo(f"{chr(10) if best else ''}not run ({len(not_run)}):")
             for c in not_run:
                 reason = c.error if c.error is not None else by_index[c.index].error
                 click.echo(f"  {c.label()}: {reason}")

@@ -17,7 +17,7 @@ from gridctl.core.grid import Mode
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
 from gridctl.sim import SimExchange
-from gridctl.sim.sources import TickCandles, load_candles, load_funding
+from gridctl.sim.sources import TickCandles, load_funding, load_tick_candles
 from gridctl.config.strategy import engine_config, grid_params
 
 
@@ -53,7 +53,7 @@ def load_market_data(rules: MarketRules, candles: Union[Path, TickCandles], mark
     The candle interval is the whole file's, so a window of one candle still knows it.
     Raises BacktestInputError for an empty window and DataError for a broken file.
     """
-    full = candles if isinstance(candles, TickCandles) else load_candles(candles).to_ticks(rules)
+    full = candles if isinstance(candles, TickCandles) else load_tick_candles(candles, rules)
     name = label or (candles.name if isinstance(candles, Path) else "the candles")
     interval = _common_step(full.ts, 60_000)
     c = full.between(start_ms, end_ms)
@@ -65,7 +65,7 @@ def load_market_data(rules: MarketRules, candles: Union[Path, TickCandles], mark
     data = MarketData(ts=c.ts, open=c.open, high=c.high, low=c.low, close=c.close, interval_hint=interval)
     data.warnings += coverage.window_warnings(name, interval, first, window_end, start_ms, end_ms)
     if mark is not None:
-        m = load_candles(mark).to_ticks(rules)
+        m = load_tick_candles(mark, rules)
         data.warnings += coverage.mark_warnings(mark.name, m.ts, _common_step(m.ts, interval), first, last)
         # the mark in force at the first candle is the last one at or before it
         i = max(int(np.searchsorted(m.ts, first, side="right")) - 1, 0)

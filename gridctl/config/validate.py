@@ -15,7 +15,7 @@ from gridctl.config.model import (
 )
 from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
-from gridctl.config.yamlsrc import YamlSyntaxError, parse
+from gridctl.config.yamlsrc import Source, YamlSyntaxError, parse
 from gridctl.core.grid import Mode, Spacing
 from gridctl.markets import bundled_venues
 
@@ -296,6 +296,17 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
         src = parse(text)
     except YamlSyntaxError as exc:
         raise ConfigError([credentials.yaml_problem(text, exc)]) from None
+    return from_source(src, path, environ, check_markets, vault=vault, state_dir=state_dir, live_markets=live_markets)
+
+
+def from_source(src: Source, path: Path, environ: Optional[dict[str, str]] = None, check_markets: bool = True,
+                vault: Optional[str] = None, state_dir: Optional[Path] = None,
+                live_markets: Optional[dict[str, market_check.MarketSet]] = None) -> Config:
+    """Validate a parsed file (`path`: where it lives, for relative data files), as `load` does.
+
+    `gridctl sweep` validates each candidate this way: the file's parsed values with some
+    of a strategy's keys changed. Raises ConfigError with every problem found.
+    """
     lookup = credentials.vault_lookup(src, environ, vault, check_markets, state_dir)
     r = Reader(src, environ, lookup)
     top = r.mapping(src.data, (), TOP_KEYS)

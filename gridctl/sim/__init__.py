@@ -9,6 +9,7 @@ from gridctl.sim.sources import (
     TickCandles,
     funding_candle_index,
     load_candles,
+    load_tick_candles,
     load_funding,
     synthetic_candles,
 )
@@ -16,5 +17,5 @@ from gridctl.sim.sources import (
 __all__ = [
     "Account", "Book", "Candles", "DataError", "LIQUIDATION", "Leg", "LiquidationEvent", "NO_HIGH",
     "NO_LOW", "Reject", "SimExchange", "SimOrder", "TickCandles", "funding_candle_index",
-    "load_candles", "load_funding", "synthetic_candles",
+    "load_candles", "load_funding", "load_tick_candles", "synthetic_candles",
 ]

@@ -19,6 +19,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from gridctl.core.market import MarketRules
+from gridctl.sim import candle_cache
 
 PathLike = Union[str, Path]
 
@@ -98,6 +99,101 @@ def _to_ticks(values: np.ndarray, tick: Decimal) -> np.ndarray:
         exact = Decimal(repr(float(values[i]))) / tick
         ticks[i] = float(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
     return ticks.astype(np.int64)
+
+
+def load_tick_candles(path: PathLike, rules: MarketRules, cache: bool = True) -> TickCandles:
+    """A candles CSV straight to ticks in one pass: ``load_candles(path).to_ticks(rules)``
+    without volume, at a fraction of the time and memory (int64 ts + OHLC, 40 bytes a candle).
+
+    The file is parsed in blocks, each turned into ticks before the next is read. Any
+    row the fast path does not take as it is (a parse error, a duplicate, a price that is
+    not positive, a column layout it does not expect) hands the file to `load_candles`,
+    so errors and odd-but-accepted files behave exactly as there. With `cache`, a binary
+    copy beside a large file (gridctl.sim.candle_cache) is used when it is still the
+    file's, and written after a parse; it is never required.
+    """
+    path = Path(path)
+    stamp = candle_cache.fingerprint(path) if cache else None
+    if stamp is not None:
+        hit = candle_cache.read(path, rules.tick, stamp)
+        if hit is not None:
+            return TickCandles(*hit)
+    out = _parse_ticks(path, rules)
+    if out is None:  # the careful reader decides: an error naming the line, or a file it accepts
+        full = load_candles(path).to_ticks(rules)
+        out = TickCandles(full.ts, full.open, full.high, full.low, full.close)
+    elif stamp is not None:
+        candle_cache.write(path, rules.tick, stamp, out)
+    return out
+
+
+_BLOCK = 4 << 20  # bytes parsed at a time: bounds the text and float copies held at once
+_FIELDS = ("ts", "open", "high", "low", "close", "volume")
+_HEADER = ["timestamp_ms", *_FIELDS[1:]]
+
+
+def _parse_ticks(path: Path, rules: MarketRules) -> Optional[TickCandles]:
+    """The fast path of load_tick_candles; None when the file needs the careful reader."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.readline().decode("utf-8", "replace").strip()
+            cols = [c.strip().lower() for c in header.split(",")]
+            if cols not in (_HEADER, _HEADER[:5]):
+                return None
+            dtype = np.dtype([(f, np.int64 if f == "ts" else np.float64) for f in _FIELDS[:len(cols)]])
+            start = fh.tell()
+            rows = sum(block.count(b"\n") for block in iter(lambda: fh.read(_BLOCK), b"")) + 1
+            fh.seek(start)
+            ts, o, h, lo, c = (np.empty(rows, dtype=np.int64) for _ in range(5))
+            n, rest = 0, b""
+            while True:
+                block = fh.read(_BLOCK)
+                text = rest + block
+                cut = text.rfind(b"\n") + 1 if block else len(text)
+                text, rest = text[:cut], text[cut:]
+                if text.strip():
+                    m = _parse_block(text, dtype, rules.tick, (ts, o, h, lo, c), n)
+                    if m is None:
+                        return None
+                    n += m
+                if not block:
+                    break
+    except OSError:
+        return None  # the careful reader names the problem
+    if n == 0 or (np.diff(ts[:n]) <= 0).any():
+        return None
+    return TickCandles(ts[:n], o[:n], h[:n], lo[:n], c[:n])
+
+
+def _parse_block(text: bytes, dtype: np.dtype, tick: Decimal, out: tuple, at: int) -> Optional[int]:
+    """Parse whole lines into `out` (ts, open, high, low, close) from row `at`; the rows
+    written, or None when the block is not plain well-formed candles."""
+    if b"\r" in text:
+        text = text.replace(b"\r\n", b"\n")
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    if b",\n" in text:  # an empty volume (mark files)
+        text = text.replace(b",\n", b",nan\n")
+    try:
+        rec = np.loadtxt(io.BytesIO(text), delimiter=",", dtype=dtype, ndmin=1, encoding=None, quotechar=None,
+                         comments="#" if b"#" in text else None)
+    except ValueError:
+        return None
+    m = len(rec)
+    if at + m > len(out[0]):  # more rows than newlines counted: the file changed under us
+        return None
+    px = [rec[f] for f in _FIELDS[1:5]]
+    if any(not (np.isfinite(p).all() and (p > 0).all()) for p in px):
+        return None
+    ts, t_o, t_h, t_l, t_c = out
+    ts[at:at + m] = rec["ts"]
+    for dest, p in zip((t_o, t_h, t_l, t_c), px):
+        dest[at:at + m] = _to_ticks(p, tick)
+    # as Candles.to_ticks: the candle's path stays inside the candle
+    w = slice(at, at + m)
+    np.maximum(t_h[w], np.maximum(t_o[w], t_c[w]), out=t_h[w])
+    np.minimum(t_l[w], np.minimum(t_o[w], t_c[w]), out=t_l[w])
+    return m
 
 
 def load_candles(path: PathLike) -> Candles:

@@ -1,0 +1,1 @@
+"""`gridctl sweep`: the candidates (spec, candidates), running them (run, cluster), ranking (rank)."""

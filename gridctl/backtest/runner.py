@@ -11,12 +11,14 @@ position is constant) with numpy.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Callable, Optional
 
 import numpy as np
 
+from gridctl.backtest import fastcore, fastsync
 from gridctl.core.bands import bucket_band, engine_band
 from gridctl.core.driver import Booked, Driver
 from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, Event, GridEngine
@@ -55,8 +57,19 @@ class Series:
     sum_abs_position: int = 0
     candles_in_position: int = 0
     # the PnL at each candle's close, kept for charts as segments (first candle, base, tick value, x):
-    # PnL of candle first+i = base + tick_value * x[i]
-    pnl_segments: list = field(default_factory=list)
+    # PnL of candle first+i = base + tick_value * x[i]; spans the integer core played are
+    # turned into segments when first read
+    segments: list = field(default_factory=list)
+    lazy: list = field(default_factory=list)
+
+    @property
+    def pnl_segments(self) -> list:
+        """(first candle, base, tick value, x) per stretch of constant position, in order."""
+        if self.lazy:
+            for build in self.lazy:
+                self.segments.extend(build())
+            self.lazy.clear()
+        return self.segments
 
 
 class Backtest:
@@ -66,13 +79,45 @@ class Backtest:
         self.engine, self.sim, self.data = engine, sim, data
         self.driver = Driver(engine)
         self.replay = Replay(sim, data)
-        self.fills: list[FillRecord] = []
-        self.events: list = []
+        self._fills: list[FillRecord] = []
+        self._lazy_fills: list = []
+        self._events: list = []
+        self._lazy: list = []  # events of the integer core, built when read
         self.series = Series()
         self.book_version = 0  # bumped by every fill, placement and cancel
         self._now = int(data.ts[0]) if len(data) else 0
         self._event_idx = np.append(data.event_candles(), NO_EVENT)
         self.stop_at: Optional[tuple[int, int]] = None  # (candle ts, price in ticks) when the stop began
+
+    @property
+    def fills(self) -> list[FillRecord]:
+        """Every fill booked, in order."""
+        if self._lazy_fills:
+            for chunk in self._lazy_fills:
+                self._fills.extend(chunk())
+            self._lazy_fills.clear()
+        return self._fills
+
+    @fills.setter
+    def fills(self, value: list) -> None:
+        self._fills = value
+
+    @property
+    def events(self) -> list:
+        """Everything the engine and the driver reported, in order."""
+        if self._lazy:
+            for chunk in self._lazy:
+                self._events.extend(chunk.build())
+            self._lazy.clear()
+        return self._events
+
+    @events.setter
+    def events(self, value: list) -> None:
+        self._events = value
+
+    def add_lazy_events(self, chunk) -> None:
+        """Events the integer core logged, appended (built on first read of .events)."""
+        self._lazy.append(chunk)
 
     # -- the candle handler ------------------------------------------------------
     def handle_candle(self, k: int) -> None:
@@ -184,11 +229,55 @@ class Backtest:
         return np.where(m >= 0, m, d.close[a:b])
 
     # -- the loops ---------------------------------------------------------------
+    def _close_marks(self) -> np.ndarray:
+        """The mark at every candle's close (computed once)."""
+        m = self.__dict__.get("_close_marks_cache")
+        if m is None:
+            m = self.__dict__["_close_marks_cache"] = self._marks(0, len(self.data))
+        return m
+
+    def _core_span(self, k: int, progress) -> int:
+        """Let the integer core play from candle k while it can; returns where it stopped,
+        with the reference objects holding exactly the state at that candle."""
+        if not fastcore.eligible(self):
+            return k
+        if self._core is None:
+            self._core = fastcore.FastCore(self, fastcore.Static(self))
+        core = self._core
+        try:
+            if not core.load():
+                return k
+        except fastcore.Fallback:
+            return k
+        j = core.run(k, progress)
+        fastsync.account_span(self, core, j)
+        if j >= len(self.data):
+            fastsync.finish(self, core)
+        else:
+            fastsync.replay(self, core)
+        return j
+
     def run(self, fast: bool = True, progress: Optional[Callable[[int, int], None]] = None) -> None:
         """Run over every candle (reference) or jump between interesting ones (fast)."""
+        # the loops allocate many small objects and create no cycles: the cyclic
+        # collector would only rescan them (a quarter of the fast mode's time)
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._run(fast, progress)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self, fast: bool, progress: Optional[Callable[[int, int], None]]) -> None:
         n = len(self.data)
         k = 0
+        self._core = None
         while k < n:
+            if fast and k > 0:
+                k = self._core_span(k, progress)
+                if k >= n:
+                    break
             self.handle_candle(k)
             self._account(k, k + 1)
             k += 1

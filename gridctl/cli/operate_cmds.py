@@ -376,8 +376,12 @@ def _flatten_here(config_path: str, state_dir: Path, name: str, as_json: bool = 
 
     config = load_config_or_exit(config_path)
     strategy_or_exit(config, name)
+    from gridctl.process.paths import StatePaths
+    from gridctl.supervisor.venue_keeper import venue_for_this_command
+
     report: dict = {}
-    code = run_worker(name, Path(config_path), state_dir, flatten=True, report=report)
+    with venue_for_this_command(StatePaths(state_dir), config, config.strategies[name].account):
+        code = run_worker(name, Path(config_path), state_dir, flatten=True, report=report)
     if code == EX_ALREADY_RUNNING:
         fail(f"{name} is running in another process; try again once it has stopped")
     if code != 0:

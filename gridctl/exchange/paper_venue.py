@@ -118,6 +118,5 @@ def connect_account(paths: StatePaths, account: AccountConfig, timeout: float = 
                                    f"(see {paths.venue_log(account.name)})")
         time.sleep(0.1)
     key, secret = account_keys(paths, account)
-    return replace(account, exchange=protocol(account), endpoint=url, api_key=key, secret=secret,
-                   paper_venue=True)
+    return replace(account, exchange=protocol(account), endpoint=url, api_key=key, secret=secret)
 

@@ -13,8 +13,9 @@ import logging
 import os
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from gridctl.config.model import AccountConfig, Config
 from gridctl.exchange.paper_venue import recorded_port, venue_argv, venue_url
@@ -141,7 +142,7 @@ class VenueKeeper:
                 delay = self.policy.delay(v.crashes)
                 v.state, v.retry_at = "backoff", time.monotonic() + delay
                 v.reason = f"{desc}; restarting in {delay:g} s"
-        log.warning("venue of account %s ended: %s", v.account, v.reason)
+        (log.info if v.state == "stopped" else log.warning)("venue of account %s ended: %s", v.account, v.reason)
 
     # ---- stopping -------------------------------------------------------------------------
     async def stop_all(self, timeout: float = 10.0) -> None:
@@ -172,3 +173,27 @@ class VenueKeeper:
         return [{"account": v.account, "state": v.state, "pid": v.pid, "reason": v.reason,
                  "url": venue_url(self.paths, v.account) if v.state == "running" else None}
                 for v in sorted(self.venues.values(), key=lambda v: v.account)]
+
+
+@contextmanager
+def venue_for_this_command(paths: StatePaths, config: Config, account: str) -> Iterator[None]:
+    """The account's venue while a command trades from its own process (emergency-close of
+    a strategy that is not running): the one running, or one started here and stopped after."""
+    acc = config.accounts.get(account)
+    if acc is None or not acc.is_paper or lock_holder(paths.venue_pid(account)) is not None:
+        yield
+        return
+    paths.make()
+    argv = venue_argv(paths, acc, account_symbols(config, account), recorded_port(paths, account))
+    paths.venue_url(account).unlink(missing_ok=True)
+    pid = os.fork()
+    if pid == 0:
+        child.venue_child(paths.root, account, argv)
+    try:
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

@@ -123,17 +123,19 @@ def _restore_generations(engine: GridEngine, name: str, since_ts: int, writer) -
 
 def make_exchange(account: AccountConfig, rules: Optional[MarketRules], s: StrategyConfig, state_dir: Path,
                   owns: Callable[[object], bool]):
-    """The account's exchange adapter: ccxt for a venue (live, test network or local venue),
-    the paper exchange (state in the state dir) for a paper account."""
-    if not account.is_paper:
-        from gridctl.exchange.ccxt_adapter import CcxtExchange, Timing
+    """The account's exchange adapter: ccxt, for a venue (live, test network or local venue)
+    and for a paper account alike (its local venue, which the supervisor runs)."""
+    from gridctl.exchange.ccxt_adapter import CcxtExchange, Timing
 
-        return CcxtExchange(account, s.symbol, rules, leverage=s.leverage, owns=owns,
-                            max_slippage_pct=s.max_slippage_pct, timing=Timing.from_env())
-    from gridctl.exchange.paper import PaperExchange
+    if account.is_paper:
+        from gridctl.exchange.paper_venue import VenueUnavailable, connect_account
 
-    return PaperExchange(rules, account, s.leverage, state_dir / "paper" / f"{s.name}.json",
-                         hedge=account.position_mode == "hedge", owns=owns)
+        try:
+            account = connect_account(StatePaths(state_dir), account)
+        except VenueUnavailable as exc:
+            raise ExchangeError(str(exc), "temporary") from None  # the supervisor restarts us after back-off
+    return CcxtExchange(account, s.symbol, rules, leverage=s.leverage, owns=owns,
+                        max_slippage_pct=s.max_slippage_pct, timing=Timing.from_env())
 
 
 def _stored_fill(rules: MarketRules, r) -> Fill:
@@ -219,7 +221,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     engine = GridEngine(rules, levels, engine_config(rules, s, account, params))
     rec = Recorder(writer, engine, name)
     loop = WorkerLoop(name, engine, exchange, rec, account.balance,
-                      reject_cooldown_ms=None if account.is_paper else LIVE_REJECT_COOLDOWN_MS)
+                      reject_cooldown_ms=LIVE_REJECT_COOLDOWN_MS)
     last_ts = grid["started_ts"]
     if not fresh:
         engine.opened = True  # the initial position was taken when this grid started

@@ -300,10 +300,16 @@ def test_bybit_and_okx_load_only_their_linear_swaps_without_currencies():
 
 def test_gridctl_markets_on_a_backpack_account(tmp_path, backpack):
     endpoint, requests = backpack
+    import base64
+
+    from nacl.signing import SigningKey
+
+    seed = SigningKey.generate()  # validate checks a Backpack key pair offline
+    key, secret = (base64.b64encode(bytes(k)).decode() for k in (seed.verify_key, seed))
     (tmp_path / "s.yaml").write_text(f"""\
 version: 1
 accounts:
-  bp: {{exchange: backpack, api_key: k, secret: s, endpoint: "{endpoint}"}}
+  bp: {{exchange: backpack, api_key: "{key}", secret: "{secret}", endpoint: "{endpoint}"}}
 strategies:
   sol: {{account: bp, symbol: SOL/USDC:USDC, mode: neutral, lower: 100, upper: 200, grids: 10, amount: 1}}
 """)

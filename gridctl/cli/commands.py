@@ -1,3 +1,3 @@
 """Imports every command module so each registers its commands on `cli`."""
 
-from gridctl.cli import backtest_cmd, operate_cmds, plan_cmds, read_cmds  # noqa: F401
+from gridctl.cli import backtest_cmd, operate_cmds, plan_cmds, read_cmds, venue_cmd  # noqa: F401

@@ -1,0 +1,149 @@
+"""Fault switches of the local venue: deterministic ("the next N times") or random (--seed).
+
+Protocol-neutral: the core only decides *whether* a fault fires; each protocol
+renders it as its venue would (its 429 body, its error codes, ...).
+
+Faults and their parameters:
+
+    rate_limit      REST answered 429 with the venue's body; retry_after (s, default 1)
+    server_error    REST answered 5xx; status (default 503)
+    timeout         the request is executed (an order IS placed), the answer waits
+                    `delay` seconds (default 15) — past the client's timeout
+    empty           the request is executed, the answer is a 200 with an empty body
+    reject          the order is refused with the venue's code for `reason`
+                    (insufficient_margin | reduce_only_rejected | post_only_would_cross | ...)
+    partial         a resting order that is hit fills in `pieces` trades (default 3)
+    drop_streams    every stream is closed at the next opportunity
+    silent_streams  streams stop sending and answering pings (a zombie socket)
+    expire_auth     stream auth tokens (Binance listen keys) expire now
+
+Each fault takes `on` (which requests: any | place | cancel | read | order = place or
+cancel; default "any" for rate_limit/server_error, "place" for timeout/empty/reject),
+and either `count` (fire the next N times) or `p` (probability per request, seeded).
+`silent_streams` is a state: {"on": true} / {"on": false}.
+
+Spec string (--faults): "rate_limit:p=0.05,on=place;partial:p=0.5;timeout:count=1"
+JSON (POST /_admin/faults): {"rate_limit": {"count": 1, "retry_after": 2}, "partial": null}
+(null or {} switches a fault off; {"clear": true} switches every fault off).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Optional
+
+FAULTS = ("rate_limit", "server_error", "timeout", "empty", "reject", "partial", "drop_streams",
+          "silent_streams", "expire_auth")
+DEFAULT_ON = {"rate_limit": "any", "server_error": "any", "timeout": "place", "empty": "place",
+              "reject": "place", "partial": "any", "drop_streams": "any", "silent_streams": "any",
+              "expire_auth": "any"}
+KINDS = ("any", "place", "cancel", "read", "order")
+
+
+class FaultError(ValueError):
+    """A fault spec that cannot be used; the message names the part."""
+
+
+def _matches(on: str, kind: str) -> bool:
+    return on == "any" or on == kind or (on == "order" and kind in ("place", "cancel"))
+
+
+class Faults:
+    """The switched-on faults; `take(name, kind)` answers whether one fires now."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self.active: dict[str, dict[str, Any]] = {}
+
+    def configure(self, spec: dict) -> None:
+        """Apply a JSON fault spec (see module docs); raises FaultError naming the bad field."""
+        if not isinstance(spec, dict):
+            raise FaultError("faults: expected a JSON object")
+        if spec.get("clear"):
+            self.active.clear()
+        for name, params in spec.items():
+            if name == "clear":
+                continue
+            if name not in FAULTS:
+                raise FaultError(f"faults: unknown fault {name!r} (known: {', '.join(FAULTS)})")
+            if params in (None, {}, False, 0):
+                self.active.pop(name, None)
+                continue
+            if params is True:
+                params = {"count": 1} if name != "silent_streams" else {"on": True}
+            if not isinstance(params, dict):
+                raise FaultError(f"faults: {name}: expected an object, got {params!r}")
+            params = dict(params)
+            if name == "silent_streams":
+                if params.get("on") in (False, None):
+                    self.active.pop(name, None)
+                else:
+                    self.active[name] = {"on": True}
+                continue
+            on = params.get("on", DEFAULT_ON[name])
+            if on not in KINDS:
+                raise FaultError(f"faults: {name}: on must be one of {', '.join(KINDS)}, got {on!r}")
+            params["on"] = on
+            if "count" in params:
+                try:
+                    params["count"] = int(params["count"])
+                except (TypeError, ValueError):
+                    raise FaultError(f"faults: {name}: count must be an integer") from None
+            elif "p" in params:
+                try:
+                    params["p"] = float(params["p"])
+                except (TypeError, ValueError):
+                    raise FaultError(f"faults: {name}: p must be a number") from None
+                if not 0 <= params["p"] <= 1:
+                    raise FaultError(f"faults: {name}: p must be between 0 and 1")
+            else:
+                params["count"] = 1
+            self.active[name] = params
+
+    def take(self, name: str, kind: str = "any") -> Optional[dict]:
+        """The fault's parameters if it fires for a request of `kind` now (a count is used up)."""
+        params = self.active.get(name)
+        if params is None or not _matches(params.get("on", "any"), kind):
+            return None
+        if "count" in params:
+            if params["count"] <= 0:
+                return None
+            params["count"] -= 1
+            if params["count"] == 0:
+                del self.active[name]
+            return params
+        return params if self.rng.random() < params.get("p", 0) else None
+
+    def is_on(self, name: str) -> bool:
+        """True while a state-like fault (silent_streams) is switched on."""
+        return name in self.active
+
+    def describe(self) -> dict:
+        return {k: dict(v) for k, v in self.active.items()}
+
+
+def parse_spec(text: str) -> dict:
+    """--faults "name:k=v,k=v;name2" -> the JSON form; raises FaultError."""
+    out: dict[str, dict] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, rest = part.partition(":")
+        name = name.strip()
+        params: dict[str, Any] = {}
+        for kv in filter(None, (x.strip() for x in rest.split(","))):
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise FaultError(f"--faults: {part!r}: expected key=value, got {kv!r}")
+            params[k.strip()] = _value(v.strip())
+        out[name] = params or {"p": 1.0} if name == "partial" else params or {"count": 1}
+        if name == "silent_streams":
+            out[name] = {"on": True}
+    return out
+
+
+def _value(v: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)

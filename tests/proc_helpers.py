@@ -111,9 +111,9 @@ class Paper:
 
     # -- teardown -----------------------------------------------------------------------------
     def kill_all(self) -> None:
-        """SIGKILL the supervisor, then every worker: for a test that leaves a worker that cannot stop."""
+        """SIGKILL the supervisor, then every worker and venue: for a test that leaves a worker that cannot stop."""
         pids = [read_pid(self.state / "supervisor.pid")]
-        pids += [lock_holder(p) or 0 for p in (self.state / "run").glob("*.pid")]
+        pids += [lock_holder(p) or 0 for p in (self.state / "run").rglob("*.pid")]  # and run/venue/*.pid
         for pid in pids:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -145,7 +145,7 @@ def shut_down_everything(state, seen_pids: set) -> None:
     pids = {read_pid(state / "supervisor.pid")} | set(seen_pids)
     run = state / "run"
     if run.exists():
-        pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
+        pids |= {lock_holder(p) or 0 for p in run.rglob("*.pid")}  # workers and run/venue/*.pid
     deadline = time.monotonic() + 5
     while any(alive(p) for p in pids if p) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -19,9 +19,10 @@ CONFIG = """\
 version: 1
 accounts:
   paper: {exchange: paper, feed: {replay: "builtin:SOLUSDT_1m"}}
+  paper-long: {exchange: paper, feed: {replay: "builtin:SOLUSDT_1m"}}
 strategies:
   sol-neutral: {account: paper, symbol: SOL/USDT:USDT, mode: neutral, lower: 148, upper: 156, grids: 4, investment: 500}
-  sol-long: {account: paper, symbol: SOL/USDT:USDT, mode: long, lower: 148, upper: 156, grids: 4, investment: 500}
+  sol-long: {account: paper-long, symbol: SOL/USDT:USDT, mode: long, lower: 148, upper: 156, grids: 4, investment: 500}
 """
 
 
@@ -85,7 +86,7 @@ def test_validate_json(cfg, tmp_path):
     r = run("validate", "-c", str(bad), "--json")
     assert r.exit_code == 2
     (problem,) = json.loads(r.stdout)["problems"]
-    assert problem == {"path": "strategies.sol-neutral.uper", "line": 5,
+    assert problem == {"path": "strategies.sol-neutral.uper", "line": 6,
                        "message": "unknown key 'uper' (did you mean 'upper'?)"}
 
 

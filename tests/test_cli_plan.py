@@ -23,28 +23,33 @@ FEED_START = Decimal("171.70")  # first open of builtin:SOLUSDT_1m
 MODES, SPACINGS = ("long", "short", "neutral"), ("arithmetic", "geometric")
 
 
+def _paper_account(name: str) -> str:
+    return f"  {name}:\n    exchange: paper\n    like: binanceusdm\n    feed: {{replay: \"builtin:SOLUSDT_1m\"}}\n"
+
+
 def _config() -> str:
+    # One paper account per SOL strategy (same feed): an account keeps one position per symbol.
     text = """\
 version: 1
 accounts:
-  paper:
-    exchange: paper
-    like: binanceusdm
-    feed: {replay: "builtin:SOLUSDT_1m"}
   live:
     exchange: binanceusdm
     api_key: ${GX_PLAN_KEY}
     secret: ${GX_PLAN_SECRET}
-strategies:
 """
     for mode in MODES:
         for spacing in SPACINGS:
-            text += (f"  {mode}-{spacing}:\n    account: paper\n    symbol: SOL/USDT:USDT\n    mode: {mode}\n"
+            text += _paper_account(f"paper-{mode}-{spacing}")
+    text += _paper_account("paper-pct") + "strategies:\n"
+    for mode in MODES:
+        for spacing in SPACINGS:
+            text += (f"  {mode}-{spacing}:\n    account: paper-{mode}-{spacing}\n    symbol: SOL/USDT:USDT\n"
+                     f"    mode: {mode}\n"
                      f"    spacing: {spacing}\n    lower: 160\n    upper: 180\n    grids: 10\n"
                      f"    investment: 1000\n    leverage: 2\n")
     text += ("  pct-live:\n    account: live\n    symbol: SOLUSDT\n    mode: neutral\n    range_pct: 5\n"
              "    grids: 6\n    investment: 600\n")
-    text += ("  pct-paper:\n    account: paper\n    symbol: SOL/USDT:USDT\n    mode: long\n    range_pct: 5\n"
+    text += ("  pct-paper:\n    account: paper-pct\n    symbol: SOL/USDT:USDT\n    mode: long\n    range_pct: 5\n"
              "    grids: 6\n    investment: 600\n")
     return text
 

@@ -144,11 +144,15 @@ def test_live_account_balance_check_skipped_or_refused_by_plan_online(tmp_path):
 
 
 def test_grids_sharing_an_account_that_do_not_fit_together(tmp_path):
-    # 6000 x 2 / 1690 = 7.10 SOL per level, margin 7.10 * 1690 / 2 = 5999.50 each: each fits alone
-    second = BASE.split("strategies:\n")[1].replace("  sol:", "  sol2:")
-    text = cfg(investment="6000") + second.replace("investment: 500", "investment: 6000")
+    # One hedge account, a long and a short grid on its two legs of SOL (one strategy per leg).
+    # long: 6000 x 2 / 1690 = 7.10 SOL per level, margin 7.10 * 1690 / 2 = 5999.50;
+    # short: entries 162..180 (sum 1710), 6000 x 2 / 1710 = 7.01 SOL, margin 7.01 * 1710 / 2 = 5993.55:
+    # each fits alone, together 11993.05
+    second = BASE.split("strategies:\n")[1].replace("  sol:", "  sol2:").replace("mode: long", "mode: short")
+    hedge = BASE.replace("    like: binanceusdm\n", "    like: binanceusdm\n    position_mode: hedge\n")
+    text = cfg(hedge, investment="6000") + second.replace("investment: 500", "investment: 6000")
     lines = accepted(tmp_path, text)
-    assert ("  warning: accounts.paper.balance (line 3): the grids on account 'paper' (sol, sol2) need 11999.00 USDT "
+    assert ("  warning: accounts.paper.balance (line 3): the grids on account 'paper' (sol, sol2) need 11993.05 USDT "
             "of margin together, more than its balance of 10000 USDT: run together, some of their orders "
             "would be rejected for insufficient margin") in lines
 

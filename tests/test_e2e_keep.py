@@ -38,6 +38,7 @@ def _config(tmp: Path) -> Path:
     """strategies.yaml.example with its replays sped up to 10 candles a second."""
     cfg = yaml.safe_load(EXAMPLE.read_text())
     cfg["accounts"]["paper"]["feed"]["speed"] = 600
+    cfg["accounts"]["paper-long"]["feed"]["speed"] = 600  # sol-long's own SOLUSDT account
     cfg["accounts"]["paper-xrp"]["feed"]["speed"] = 3000
     cfg.pop("reports", None)
     path = tmp / "example.yaml"

@@ -26,14 +26,16 @@ from tests.test_supervisor import Env
 sys.path.insert(0, str(Path(__file__).parent))
 from feed_worker import FEED_SECRET  # noqa: E402
 
-ACCOUNT = ("version: 1\naccounts:\n  paper: {exchange: paper, like: binanceusdm, feed: {replay: \"builtin:SOLUSDT_1m\"}"
-           f", secret: {FEED_SECRET}}}\nstrategies:\n")
-STRATEGY = ("  {name}: {{account: paper, symbol: SOL/USDT:USDT, mode: neutral, lower: 155, upper: 175, grids: 10, "
-            "investment: 500, leverage: 2}}\n")
+# one paper account per strategy (same feed): an account keeps one (one-way) position per symbol
+ACCOUNT = ("  paper-{name}: {{exchange: paper, like: binanceusdm, feed: {{replay: \"builtin:SOLUSDT_1m\"}}"
+           f", secret: {FEED_SECRET}}}}}\n")
+STRATEGY = ("  {name}: {{account: paper-{name}, symbol: SOL/USDT:USDT, mode: neutral, lower: 155, upper: 175, "
+            "grids: 10, investment: 500, leverage: 2}}\n")
 
 
 def config_text(names=("alpha", "beta"), events: str = "") -> str:
-    return ACCOUNT + "".join(STRATEGY.format(name=n) for n in names) + events
+    return ("version: 1\naccounts:\n" + "".join(ACCOUNT.format(name=n) for n in names) + "strategies:\n"
+            + "".join(STRATEGY.format(name=n) for n in names) + events)
 
 
 class FeedEnv(Env):
@@ -193,7 +195,7 @@ def test_a_non_loopback_address_needs_the_explicit_opt_in(tmp_path):
         assert r.returncode == 2, r.stderr
         r = e.start()  # the YAML alone is refused the same way, naming the field
         assert r.returncode == 2 and "events.listen" in r.stderr and supervisor_status(e.state) is None
-        assert r.returncode == 2 and "events.listen (line 7): 0.0.0.0:8765 is not a loopback address" in r.stderr
+        assert r.returncode == 2 and "events.listen (line 8): 0.0.0.0:8765 is not a loopback address" in r.stderr
     finally:
         e.cleanup()
 

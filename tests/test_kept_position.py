@@ -28,6 +28,11 @@ accounts:
     like: binanceusdm
     balance: 10000
     feed: {replay: "builtin:SOLUSDT_1m", speed: 600}
+  paper-short:          # an account keeps one (one-way) position per symbol: the short gets its own
+    exchange: paper
+    like: binanceusdm
+    balance: 10000
+    feed: {replay: "builtin:SOLUSDT_1m", speed: 600}
 strategies:
   long-kept:
     account: paper
@@ -41,7 +46,7 @@ strategies:
     initial_position: true
     risk: {on_stop: close}
   short-keep:
-    account: paper
+    account: paper-short
     symbol: SOL/USDT:USDT
     mode: short
     lower: 160

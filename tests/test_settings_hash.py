@@ -16,9 +16,10 @@ from gridctl.config.strategy import settings_hash
 CONFIG = """\
 version: 1
 accounts:
-  paper:
+  paper:                  # hedge: a trades the long leg of SOL, b the short one
     exchange: paper
     like: binanceusdm
+    position_mode: hedge
     feed: {replay: "builtin:SOLUSDT_1m"}
 strategies:
   a:

@@ -21,7 +21,7 @@ from gridctl.process.pidfile import lock_holder, pid_alive as alive, read_pid
 TESTS = Path(__file__).resolve().parent
 CLI = "import gridctl.cli.operate_cmds; from gridctl.cli import main; main()"
 STRATEGY = """\
-    account: paper
+    account: paper-{name}
     symbol: SOL/USDT:USDT
     mode: neutral
     spacing: arithmetic
@@ -35,11 +35,15 @@ STRATEGY = """\
 
 
 def write_config(path: Path, names: dict[str, str], lower: int = 155, reports: bool = False) -> None:
-    """names: strategy name -> on_stop."""
-    text = ("version: 1\naccounts:\n  paper:\n    exchange: paper\n    like: binanceusdm\n"
-            "    feed: {replay: \"builtin:SOLUSDT_1m\", speed: 60}\nstrategies:\n")
+    """names: strategy name -> on_stop. Each strategy gets its own paper account (same feed):
+    an account keeps one (one-way) position per symbol."""
+    text = "version: 1\naccounts:\n"
+    for name in names:
+        text += (f"  paper-{name}:\n    exchange: paper\n    like: binanceusdm\n"
+                 "    feed: {replay: \"builtin:SOLUSDT_1m\", speed: 60}\n")
+    text += "strategies:\n"
     for name, on_stop in names.items():
-        text += f"  {name}:\n" + STRATEGY.format(lower=lower, on_stop=on_stop)
+        text += f"  {name}:\n" + STRATEGY.format(name=name, lower=lower, on_stop=on_stop)
     if reports:
         text += "reports:\n  daily: {cron: \"0 8 * * *\", period: 1d, format: csv, dir: reports}\n"
     path.write_text(text)
@@ -89,7 +93,7 @@ class Env:
         pids = [read_pid(self.state / "supervisor.pid")]
         run = self.state / "run"
         if run.exists():
-            pids += [lock_holder(p) or 0 for p in run.glob("*.pid")]
+            pids += [lock_holder(p) or 0 for p in run.rglob("*.pid")]  # workers and run/venue/*.pid
         for pid in pids:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)

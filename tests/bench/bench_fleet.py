@@ -1,14 +1,19 @@
 """Fleet benchmark: 20 and then 100 paper strategies under one supervisor, real processes.
 
-For each fleet size it generates a config of N strategies on one paper account
-(neutral, long and short grids with varied ranges and grid counts; long/short open
-their base position so every level has an order), starts it with `gridctl start` in a
-fresh state dir and prints:
+For each fleet size it generates a config of N SOL strategies (neutral, long and short
+grids with varied ranges and grid counts; long/short open their base position so every
+level has an order) on paper accounts that all replay the same SOLUSDT feed. An account
+keeps one position per symbol (one per leg in hedge mode), so `validate` refuses two
+strategies sharing one; the fleet is spread accordingly: each neutral grid has its own
+one-way account (`nNNN`, named after it), and each long grid shares a hedge account
+(`hNNN`, named after the long) with the short grid after it, one strategy per leg (N
+strategies -> about 2N/3 accounts, each its own local venue process). It starts the
+fleet with `gridctl start` in a fresh state dir and prints:
 
   - the time until every worker has its whole grid on the (paper) book, polled
     through the control socket (one order per level);
-  - memory: PSS from /proc/PID/smaps_rollup summed over the supervisor, the workers
-    and the reporter, and per worker;
+  - memory: PSS from /proc/PID/smaps_rollup summed over the supervisor, the workers,
+    the paper accounts' venues and the reporter, and per worker;
   - CPU at rest: utime+stime deltas from /proc/PID/stat of all those processes over
     --rest seconds, as % of one core (the feed is slow, --speed 60 = one candle a
     second per worker, so this is the cost of idling plus a live-like tick rate);
@@ -50,18 +55,31 @@ TARGET_STATUS_MS = 300
 
 
 # ---- config -----------------------------------------------------------------------------------
+MODES = ("neutral", "long", "short")
+
+
+def account_of(i: int) -> str:
+    """Strategy i's account: a neutral grid alone on a one-way account, a long grid and the
+    short grid after it on the two legs of one hedge account."""
+    return f"n{i:03d}" if MODES[i % 3] == "neutral" else f"h{i - i % 3 + 1:03d}"
+
+
 def fleet_config(n: int, speed: int) -> str:
-    """N strategies on one paper account around SOLUSDT's replay start price (~171.7)."""
-    lines = ["version: 1", "accounts:", "  paper:", "    exchange: paper", "    like: binanceusdm",
-             "    balance: 1000000", f"    feed: {{replay: \"builtin:SOLUSDT_1m\", speed: {speed}}}", "strategies:"]
-    modes = ("neutral", "long", "short")
+    """N strategies around SOLUSDT's replay start price (~171.7), spread over paper accounts
+    so no two share a position (see account_of)."""
+    lines = ["version: 1", "accounts:"]
+    for name in dict.fromkeys(account_of(i) for i in range(n)):
+        lines += [f"  {name}:", "    exchange: paper", "    like: binanceusdm",
+                  *(["    position_mode: hedge"] if name.startswith("h") else []),
+                  "    balance: 1000000", f"    feed: {{replay: \"builtin:SOLUSDT_1m\", speed: {speed}}}"]
+    lines.append("strategies:")
     for i in range(n):
-        mode = modes[i % 3]
+        mode = MODES[i % 3]
         lower = 150 + (i * 7) % 19          # 150..168
         upper = 176 + (i * 11) % 21         # 176..196
         grids = 10 + (i * 13) % 31          # 10..40
         spacing = "geometric" if i % 4 == 3 else "arithmetic"
-        lines += [f"  s{i:03d}:", "    account: paper", "    symbol: SOL/USDT:USDT", f"    mode: {mode}",
+        lines += [f"  s{i:03d}:", f"    account: {account_of(i)}", "    symbol: SOL/USDT:USDT", f"    mode: {mode}",
                   f"    spacing: {spacing}", f"    lower: {lower}", f"    upper: {upper}", f"    grids: {grids}",
                   f"    investment: {grids * 25}", "    leverage: 2",
                   *(["    initial_position: true"] if mode != "neutral" else []),
@@ -135,7 +153,8 @@ class Fleet:
         sup = st.get("supervisor") or {}
         return {"supervisor": [sup["pid"]] if sup.get("pid") else [],
                 "reporter": [sup["reporter_pid"]] if sup.get("reporter_pid") else [],
-                "workers": [w["pid"] for w in st.get("workers", []) if w.get("pid")]}
+                "workers": [w["pid"] for w in st.get("workers", []) if w.get("pid")],
+                "venues": [v["pid"] for v in sup.get("venues", []) if v.get("pid")]}
 
     def stop(self) -> Optional[float]:
         """`gridctl shutdown` (timed), then SIGKILL for anything still alive."""
@@ -149,7 +168,7 @@ class Fleet:
         pids = set(self.pids) | {read_pid(self.state / "supervisor.pid")}
         run = self.state / "run"
         if run.exists():
-            pids |= {lock_holder(p) or 0 for p in run.glob("*.pid")}
+            pids |= {lock_holder(p) or 0 for p in run.rglob("*.pid")}  # workers and run/venue/*.pid
         for pid in pids:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -222,6 +241,7 @@ def bench_fleet(f: Fleet, rest_s: float) -> dict:
             "cpu_worker_pct_max": max(worker_cpu) if worker_cpu else 0.0,
             "pss_total_mb": sum(sum(v) for v in pss.values()) / 1024,
             "pss_supervisor_mb": sum(pss["supervisor"]) / 1024, "pss_reporter_mb": sum(pss["reporter"]) / 1024,
+            "pss_venues_mb": sum(pss["venues"]) / 1024, "venues": len(pss["venues"]),
             "pss_worker_mb_avg": statistics.mean(workers) / 1024, "pss_worker_mb_max": max(workers) / 1024,
             "workers": len(workers), "status_ms": status_ms, "status_runs": status_runs, "shutdown_s": shutdown_s}
 
@@ -253,11 +273,12 @@ def python_startup_ms() -> float:
 def report_fleet(m: dict) -> None:
     ok_pss = "ok" if m["pss_total_mb"] < TARGET_PSS_MB else "OVER TARGET"
     ok_st = "ok" if m["status_ms"] < TARGET_STATUS_MS else "OVER TARGET"
-    print(f"\n== {m['n']} strategies ({m['workers']} workers + supervisor + reporter) ==")
+    print(f"\n== {m['n']} strategies ({m['workers']} workers + {m['venues']} venues + supervisor + reporter) ==")
     print(f"  gridctl start returned after        {m['start_cmd_s']:8.2f} s")
     print(f"  every grid placed after              {m['all_placed_s']:8.2f} s   (median worker {m['median_placed_s']:.2f} s)")
     print(f"  PSS total                            {m['pss_total_mb']:8.1f} MB  (target < {TARGET_PSS_MB} MB: {ok_pss})")
     print(f"    supervisor {m['pss_supervisor_mb']:.1f} MB, reporter {m['pss_reporter_mb']:.1f} MB, "
+          f"venues {m['pss_venues_mb']:.1f} MB, "
           f"per worker avg {m['pss_worker_mb_avg']:.1f} MB / max {m['pss_worker_mb_max']:.1f} MB")
     print(f"  CPU at rest over {m['rest_s']:.0f} s                {m['cpu_pct']:8.1f} % of one core  "
           f"(busiest worker {m['cpu_worker_pct_max']:.2f} %)")

@@ -41,7 +41,8 @@ log = logging.getLogger("gridctl.supervisor")
 WorkerMain = child.WorkerMain
 DEFAULT_ENTRY = "gridctl.worker.main:run_worker"
 # Imported once in the supervisor so every forked worker shares them copy-on-write.
-DEFAULT_PRELOAD = ("ccxt.async_support", "peewee", "numpy", "apscheduler.schedulers.blocking", "gridctl.store.db")
+DEFAULT_PRELOAD = ("ccxt.async_support", "ccxt.pro", "peewee", "numpy", "apscheduler.schedulers.blocking",
+                   "gridctl.store.db", "gridctl.exchange.ccxt_adapter", "gridctl.venue.run", "gridctl.cli.venue_cmd")
 TICK = 0.2
 
 

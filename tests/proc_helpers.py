@@ -11,11 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from gridctl.control.client import ControlClient, supervisor_status
 from gridctl.core.clientid import decode as decode_cid, strategy_tag
 from gridctl.process.pidfile import lock_holder, pid_alive as alive, read_pid
+from tests.venue_view import VenueAccountView
 
 
 def wait_until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
@@ -42,6 +43,7 @@ class Paper:
         for k in ("GRIDCTL_WORKER_MAIN", "GRIDCTL_PRELOAD", "GRIDCTL_CONFIG"):
             self.env.pop(k, None)  # the real worker, the real preload
         self.seen_pids: set[int] = set()
+        self._where: dict[str, VenueAccountView] = {}
 
     # -- the CLI ------------------------------------------------------------------------------
     def gridctl(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
@@ -70,33 +72,36 @@ class Paper:
         self.seen_pids.update(w["pid"] for w in ws.values() if w["pid"])
         return ws
 
-    # -- the paper exchange (the venue) -------------------------------------------------------
+    # -- the paper account's venue (gridctl venue) ---------------------------------------------
+    def where(self, name: str) -> "VenueAccountView":
+        """Where strategy `name` trades: its account's venue files, key fingerprint and market rules
+        (read from the config once: a test may delete the strategy from the file later)."""
+        if name not in self._where:
+            self._where[name] = VenueAccountView.of(self.state, self.config, name, self.env)
+        return self._where[name]
+
     def paper(self, name: str) -> dict:
-        """The simulated venue's saved state for one strategy (book, account, fill journal)."""
-        path = self.state / "paper" / f"{name}.json"
-        wait_until(path.exists, 10, f"{path} (written after the worker's first candle)")
-        state = json.loads(path.read_text())  # replaced atomically: never half-written
-        state["journal"] = self.trades(name)
-        return state
+        """The venue's view of one strategy at one instant: open orders of its symbol by client id
+        ("orders"), its trades on that symbol ("journal", oldest first, dicts as in trades()) and
+        its net position in lot steps ("position")."""
+        return self.where(name).snapshot()
 
     def trades(self, name: str) -> list[dict]:
-        """The venue's trade history of one strategy (appended fill by fill; a line cut by a kill is skipped)."""
-        path = self.state / "paper" / f"{name}.fills.jsonl"
-        out = []
-        for line in (path.read_text().splitlines() if path.exists() else []):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
+        """The venue's trade history of the strategy's symbol on its account, oldest first:
+        {ts, cid, oid, tid, side, price (ticks), qty (steps), fee, asset, maker, ro, realized}."""
+        return self.where(name).snapshot(wait=False)["journal"]
 
     def book(self, name: str) -> dict[str, dict]:
-        """Open orders on the venue, by client id."""
-        return {o["client_id"]: o for o in self.paper(name)["sim"]["orders"] if o["status"] == "open"}
+        """Open orders on the venue (the strategy's symbol, any client id), by client id."""
+        return self.paper(name)["orders"]
 
     def venue_position(self, name: str) -> int:
-        """Net position on the venue, in lot steps."""
-        return sum(leg["qty"] for leg in self.paper(name)["sim"]["account"]["legs"].values())
+        """Net position on the venue in the strategy's symbol, in lot steps."""
+        return self.paper(name)["position"]
+
+    def venue_admin(self, name: str, path: str, body: Optional[dict] = None) -> dict:
+        """GET (body None) or POST one of the venue's /_admin endpoints (gridctl/venue/server.py)."""
+        return self.where(name).admin(path, body)
 
     # -- the database -------------------------------------------------------------------------
     def sql(self, query: str, *params) -> list[tuple]:

@@ -4,8 +4,9 @@ a temporary state dir. Nothing is mocked; the feed replays the bundled SOLUSDT 1
 at 600x (tests/configs/e2e_paper.yaml) so fills come within seconds.
 
 What is checked comes from where a user would look: `gridctl status/logs/export/report`,
-the database, and the paper exchange's own state file (`<state>/paper/NAME.json`, the
-simulated venue's book and position), which plays the role of the exchange's UI.
+the database, and the paper account's local venue (its state and history journal under
+`<state>/venue/`, read by tests/venue_view.py: book, trades, position), which plays the
+role of the exchange's UI.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def test_pause_and_resume_keep_the_orders_on_the_venue(fleet):
     assert "paused n-pause" in fleet.ok("pause", name)
     assert fleet.workers()[name]["state"] == "paused"
     wait_until(lambda: fleet.status().get(name, {}).get("state") == "paused", 10, "status says paused")
-    time.sleep(1.5)  # the venue saves after its next candle; the writer flushes every second
+    time.sleep(1.5)  # the writer flushes every second
     before = fleet.paper(name)
     rows = fleet.count("orders", name)
     paused_ms = int(time.time() * 1000)
@@ -148,7 +149,7 @@ def test_pause_and_resume_keep_the_orders_on_the_venue(fleet):
     assert fleet.count("orders", name, f"created_ts >= {paused_ms}") == 0
 
     def open_ids(state: dict) -> dict[str, str]:
-        return {o["client_id"]: o["order_id"] for o in state["sim"]["orders"] if o["status"] == "open"}
+        return {cid: o["order_id"] for cid, o in state["orders"].items()}
 
     def filled_between(a: dict, b: dict) -> set[str]:
         old = {(j["ts"], j["cid"], j["oid"]) for j in a["journal"]}
@@ -340,11 +341,10 @@ def test_an_order_filled_just_before_a_crash_is_marked_filled_after_recovery(sol
 
 def test_a_worker_killed_in_its_first_second_continues_its_grid(solo):
     name = "n-kill"
-    book = solo.state / "paper" / f"{name}.json"
     solo.start(name)
     pid = solo.workers()[name]["pid"]
-    wait_until(lambda: book.exists(), 10, "orders on the venue")
-    os.kill(pid, signal.SIGKILL)  # the venue saved its book: orders are live
+    wait_until(lambda: solo.book(name), 10, "orders on the venue")
+    os.kill(pid, signal.SIGKILL)  # orders are live on the venue
     assert solo.book(name), "no orders on the venue at the kill"
     # the grid was stored before its first order (regression: it waited for the writer's first flush)
     assert solo.sql("SELECT grid_json IS NOT NULL FROM strategies WHERE name = ?", name) == [(1,)]

@@ -8,8 +8,8 @@ can explain is shown beside the ledger, never written over it.
 
 The strategies are those of strategies.yaml.example (copied into a temporary dir, its
 replays sped up: SOL 1m at 600x, XRP 5m at 3000x, 10 candles a second); what is checked
-is what a user sees: `gridctl status/logs`, and the paper venue's own state
-(`<state>/paper/NAME.json`) and trade history (`<state>/paper/NAME.fills.jsonl`).
+is what a user sees: `gridctl status/logs`, and the paper account's local venue (its
+book, position and trade history, read by tests/venue_view.py).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def test_a_crash_after_an_adoption_adopts_it_again_exactly_once(paper):
 
 
 def test_an_unexplained_difference_is_shown_beside_the_ledger_and_never_overwrites_it(tmp_path):
-    p = Paper(tmp_path, _config(tmp_path), backoff=3)  # time to edit the venue before the restart
+    p = Paper(tmp_path, _config(tmp_path), backoff=3)  # time to trade by hand before the restart
     try:
         name = "sol-long"
         p.start(name)
@@ -211,12 +211,9 @@ def test_an_unexplained_difference_is_shown_beside_the_ledger_and_never_overwrit
         old = p.workers()[name]["pid"]
         os.kill(old, signal.SIGKILL)
         wait_until(lambda: not alive(old), 5, "worker gone")
-        # someone trades on the account by hand: 0.50 SOL more on the venue, no fill of ours
-        path = p.state / "paper" / f"{name}.json"
-        state = json.loads(path.read_text())
-        leg = state["sim"]["account"]["legs"]["both"]
-        leg["qty"] += 50
-        path.write_text(json.dumps(state))
+        # someone trades on the account by hand: a market buy of 0.50 SOL in the venue's app
+        # (the account's keys, a client id that is not gridctl's), no fill of ours
+        p.where(name).manual_order("buy", Decimal("0.50"), "web-manual-buy-1")
         wait_until(lambda: (w := p.workers()[name])["state"] == "running" and w["pid"] != old, 20, "restart")
         wait_until(lambda: logs(p, name, "position differs"), 10, "the difference logged")
 

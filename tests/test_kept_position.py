@@ -1,14 +1,13 @@
 """A kept position is the exchange's truth at the next start: adopted, never bought twice, shown
 as the exchange holds it, closable by emergency-close while the strategy is stopped.
 
-Real supervisor, real workers and the paper exchange, driven through the CLI (see
-tests/test_e2e_paper.py for the harness); the venue is the paper exchange's own state and trade
-history in the state dir.
+Real supervisor, real workers and the paper account's local venue, driven through the CLI (see
+tests/test_e2e_paper.py; tests/venue_view.py reads the venue's state and trade history and
+places a trader's manual order on it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from decimal import Decimal
@@ -130,12 +129,12 @@ def test_a_difference_nobody_can_explain_is_shown_not_overwritten(paper):
     name = "long-kept"
     paper.start(name)
     wait_until(lambda: paper.venue_position(name) > 0, 20, "the initial position on the venue")
-    # the worker dies; meanwhile someone trades on the account (here: by editing the venue)
+    # the worker dies; meanwhile someone trades on the account: a market buy of 5.00 SOL in the
+    # venue's app (the account's keys, a client id that is not gridctl's)
+    held = paper.venue_position(name)
     os.kill(paper.workers()[name]["pid"], signal.SIGKILL)
-    path = paper.state / "paper" / f"{name}.json"
-    state = json.loads(path.read_text())
-    state["sim"]["account"]["legs"]["both"]["qty"] += 500  # +5.00 SOL from nowhere
-    path.write_text(json.dumps(state))
+    paper.where(name).manual_order("buy", Decimal("5.00"), "web-manual-buy-1")
+    wait_until(lambda: paper.venue_position(name) == held + 500, 10, "the manual buy on the venue")
     wait_until(lambda: paper.workers()[name]["state"] == "running", 20, "restart")
     st = wait_until(lambda: (s := live(paper, name)) and s.get("exchange_position") not in (None, s["position"])
                     and s, 20, "the difference shown")

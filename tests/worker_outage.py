@@ -11,7 +11,7 @@ supervisor once the database is back (`kill`), or at once, still inside the outa
 (`kill="during"`).
 
 After the release it measures what the venue did against what the database holds:
-the venue's trade history (`<state>/paper/NAME.fills.jsonl`) against the `fills`
+the paper account's venue's trade history (tests/venue_view.py) against the `fills`
 table by trade id, the venue's order ids against the `orders` table, the ledger
 position the worker reports (`status --json`) against the venue's position, and
 finally `gridctl stop NAME` against a flat venue. Used by
@@ -39,6 +39,7 @@ from gridctl.process.pidfile import pid_alive
 from gridctl.store.db import db_path
 from gridctl.store.journal import journal_path
 from tests.proc_helpers import shut_down_everything
+from tests.venue_view import VenueAccountView
 
 NAME = "busy"
 LOT = Decimal("0.01")  # SOL/USDT:USDT lot on binanceusdm
@@ -77,6 +78,7 @@ class Fleet:
         for k in ("GRIDCTL_WORKER_MAIN", "GRIDCTL_PRELOAD", "GRIDCTL_CONFIG"):
             self.env.pop(k, None)
         self.seen_pids: set[int] = set()
+        self._venue: Optional[VenueAccountView] = None
 
     def gridctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "gridctl", *args], env=self.env, text=True,
@@ -98,31 +100,21 @@ class Fleet:
             self.seen_pids.add(w["pid"])
         return w
 
-    def paper(self) -> dict:
-        path = self.state / "paper" / f"{NAME}.json"
-        for _ in range(50):
-            try:
-                return json.loads(path.read_text())  # replaced atomically
-            except (OSError, ValueError):
-                time.sleep(0.05)
-        raise AssertionError(f"cannot read {path}")
+    def venue(self) -> VenueAccountView:
+        """The strategy's market on the paper account's local venue (tests/venue_view.py)."""
+        if self._venue is None:
+            self._venue = VenueAccountView.of(self.state, self.config, NAME, self.env)
+        return self._venue
 
     def trades(self) -> list[dict]:
-        """The venue's trade history (a line cut mid-write is skipped)."""
-        path = self.state / "paper" / f"{NAME}.fills.jsonl"
-        out = []
-        for line in (path.read_text().splitlines() if path.exists() else []):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
+        """The venue's trade history of the strategy's market, oldest first."""
+        return self.venue().snapshot(wait=False)["journal"]
 
     def book(self) -> dict[str, dict]:
-        return {o["client_id"]: o for o in self.paper()["sim"]["orders"] if o["status"] == "open"}
+        return self.venue().snapshot()["orders"]
 
     def venue_position(self) -> int:
-        return sum(leg["qty"] for leg in self.paper()["sim"]["account"]["legs"].values())
+        return self.venue().snapshot()["position"]
 
     def sql(self, query: str, *params) -> list[tuple]:
         con = sqlite3.connect(db_path(self.state), timeout=30)
@@ -286,7 +278,7 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
         r["fills_unknown_to_venue"] = sum(1 for t in stored if t not in tids)
         r["fills_without_trade_id"] = stored.get(None, 0)
         order_ids = {c for (c,) in f.sql("SELECT client_id FROM orders WHERE strategy = ?", NAME)}
-        venue_cids = {str(j["cid"]) for j in venue if j.get("kind", "own") == "own"}
+        venue_cids = {str(j["cid"]) for j in venue}
         r["orders_stored"] = len(order_ids)
         r["venue_order_ids"] = len(venue_cids)
         r["orders_missing"] = sorted(venue_cids - order_ids)[:20]

@@ -31,6 +31,7 @@ from gridctl.worker.recorder import Recorder
 log = logging.getLogger(__name__)
 EQUITY_EVERY_S = 60
 RECONCILE_EVERY_S = 60  # open orders and position confirmed against the venue
+FINAL_FILLS_WAIT_S = 5.0  # a stop waits this long for the fills of orders answered as filled
 RATE_LIMIT_COOLDOWN_S = 30  # every request waits this long after the venue said "too many"
 MAX_ROUNDS = 8  # reconcile rounds at one price (mirrors the backtest)
 
@@ -45,6 +46,7 @@ class WorkerLoop:
         self.balance = balance
         self.clock = clock
         self.placed: dict[object, list[int]] = {}  # client id -> [qty, filled] of orders this process tracks
+        self._stopped_at: Optional[float] = None  # when the engine stopped with fills still to come
         self.global_cooldown = 0.0
         self.last_equity = 0.0
         self.last_reconcile = 0.0
@@ -214,8 +216,20 @@ class WorkerLoop:
                 break
             if self.ex.pending():
                 break  # fills taken at placement are read before anything else is decided
-        if self.e.status == STOPPED and not self.done.is_set():
+        if self.e.status == STOPPED and not self.done.is_set() and not self._awaiting_fills():
             self._finished(self.now_ms())
+
+    def _awaiting_fills(self) -> bool:
+        """Stopped, but an order of ours is gone from the book with fills the stream has not
+        brought yet (the last initial-position buy, answered filled): book them before the
+        final snapshot, else status after the stop misses them. At most FINAL_FILLS_WAIT_S."""
+        if self.ex.pending():
+            return True
+        if all(self.ex.mirror.get(c) is not None for c in self.placed):
+            return False
+        if self._stopped_at is None:
+            self._stopped_at = self.clock()
+        return self.clock() - self._stopped_at < FINAL_FILLS_WAIT_S
 
     async def _cancel(self, ts: int, o: OpenOrder) -> None:
         try:

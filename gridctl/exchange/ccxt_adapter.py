@@ -153,6 +153,7 @@ class CcxtExchange:
         self._margin_ratio: Optional[Decimal] = None
         self._net = 0
         self._trade_mark = 0  # trades at or after this (ms) are compared with REST history
+        self._connected_ms = 0  # trades before the connect are recovery's (fills_since), never "missed"
         self._funding_since = 0
         self._funding_seen: set[str] = set()
         self._next_funding: Optional[int] = None  # the venue's next funding time (ms)
@@ -180,7 +181,7 @@ class CcxtExchange:
         self.rules = ccxt_rest.live_rules(c, self.market, self.bundled)
         await ccxt_rest.setup_account(self)
         now = self.now_ms()
-        self._trade_mark = self._funding_since = now
+        self._trade_mark = self._funding_since = self._connected_ms = now
         ticker = await self._read(c.fetch_ticker, self.symbol)
         self._last = co.to_ticks(self.rules, ticker.get("last") or ticker.get("close"))
         if self._last is None:

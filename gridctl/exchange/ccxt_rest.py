@@ -255,8 +255,9 @@ async def _trade(ex, t: dict) -> Fill:
 
 
 async def missed_fills(ex) -> list[Fill]:
-    """Trades since the last reconcile (a minute of overlap) that the stream did not deliver."""
-    since = max(0, ex._trade_mark - 60_000)
+    """Trades since the last reconcile (a minute of overlap, never before the connect: older
+    trades belong to recovery, e.g. the previous run's kept position) that the stream did not deliver."""
+    since = max(ex._connected_ms, ex._trade_mark - 60_000)
     fills = [f for f in await trades_since(ex, since) if f.trade_id not in ex._fills_seen]
     late = [f for f in fills if f.ts < ex.now_ms() - 5000]  # younger ones may still be on their way
     if late:

@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +27,8 @@ from tests.proc_helpers import Paper, wait_until
 pytestmark = pytest.mark.slow
 KEY, SECRET = "e2e-key", "e2e-secret"
 SOL = "SOL/USDT:USDT"
-FAST = json.dumps({"reconnect_delays": [0.3, 0.3, 0.3], "safe_retry_s": 1.0, "heartbeat_s": 0.5})
+FAST = json.dumps({"reconnect_delays": [0.3, 0.3, 0.3], "safe_retry_s": 1.0, "heartbeat_s": 0.5,
+                   "rest_timeout_ms": 2000, "confirm_stream_s": 0.5, "confirm_retry_s": 0.3})
 
 
 class Venue:
@@ -208,3 +210,33 @@ def test_a_position_mode_the_venue_will_not_change_is_a_configuration_error(tmp_
             p2.cleanup()
         p.cleanup()
 
+
+
+def test_unknown_placements_and_a_dropped_stream_leave_no_duplicate_and_lose_no_fill(tmp_path, venue):
+    # the venue places the first order but answers only after the client gave up, and the
+    # second with an empty 200: both must be confirmed by client id, never sent twice
+    venue.admin("/_admin/faults", {"timeout": {"count": 1, "delay": 4}, "empty": {"count": 1}})
+    p = started(tmp_path, venue, hedge=False)
+    try:
+        p.start()
+        wait_until(lambda: len(own_orders(venue)) == 8, 40, "8 grid orders on the venue")
+        assert venue.admin("/_admin/state")["faults"] == {}  # both faults fired
+        time.sleep(2)  # a wrongly re-sent order would show up now
+        book = own_orders(venue)
+        assert len(book) == 8 and len({(o["level"], o["intent"]) for o in book.values()}) == 8
+        assert venue.account()["orders"] == 8  # nothing was sent a second time
+        logs = p.ok("logs", "sol", "--grep", "placed")
+        assert logs.count("placed entry") == 8, logs
+
+        venue.admin("/_admin/drop-streams", {})
+        venue.price("168.50")  # fills the buy at 169 while the stream is re-dialled
+        wait_until(lambda: p.count("fills", "sol") >= 1, 30, "the fill booked")
+        time.sleep(2)
+        ids = [r[0] for r in p.sql("SELECT trade_id FROM fills WHERE strategy = 'sol'")]
+        assert len(ids) == len(set(ids)) == venue.account()["fills"] == 1
+        assert "exchange stream lost" in p.ok("logs", "sol", "--grep", "stream")
+        wait_until(lambda: "exchange stream restored" in p.ok("logs", "sol", "--grep", "stream"), 20, "restored")
+        exits = wait_until(lambda: [o for o in own_orders(venue).values() if o["intent"] == "exit"], 20, "exit placed")
+        assert len(exits) == 1
+    finally:
+        p.cleanup()

@@ -280,3 +280,32 @@ def test_two_symbols_share_one_wallet(venue):
     assert refused == -2019 and ok["status"] == "open"
     assert Decimal(bal["info"]["totalUnrealizedProfit"]) == Decimal("-100")
     assert Decimal(bal["info"]["totalWalletBalance"]) == Decimal("9996.75")  # one fee, one wallet
+
+
+def test_all_orders_lists_every_status(venue):
+    async def scenario(ex):
+        await ex.create_order(BTC, "limit", "buy", 0.01, 60000, {"clientOrderId": "h-open"})
+        await ex.create_order(BTC, "limit", "buy", 0.01, 61000, {"clientOrderId": "h-gone"})
+        await ex.cancel_order(None, BTC, {"clientOrderId": "h-gone"})
+        await ex.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": "h-filled"})
+        await ex.create_order(BTC, "limit", "buy", 0.01, 60000, {"clientOrderId": "h-ioc", "timeInForce": "IOC"})
+        return await ex.fetch_orders(BTC)
+    rows = {o["clientOrderId"]: o["status"] for o in run(venue, scenario)}
+    assert rows == {"h-open": "open", "h-gone": "canceled", "h-filled": "closed", "h-ioc": "expired"}
+
+
+def test_a_loss_past_the_margin_liquidates_the_position(venue):
+    async def scenario(ex):
+        await ex.set_leverage(100, BTC)
+        await ex.create_order(BTC, "market", "buy", 1, None)  # 65 000 long on a 10 000 wallet
+        await ex.create_order(BTC, "limit", "buy", 0.01, 50000, {"clientOrderId": "below"})
+        await asyncio.to_thread(venue.price, BTC, "50000")
+        return (await ex.fetch_positions([BTC]), await ex.fetch_my_trades(BTC), await ex.fetch_orders(BTC),
+                await ex.fetch_balance())
+    pos, trades, orders, bal = run(venue, scenario)
+    assert pos == []
+    liq = [o for o in orders if o["clientOrderId"].startswith("autoclose-")]
+    assert len(liq) == 1 and liq[0]["side"] == "sell" and liq[0]["filled"] == 1
+    assert next(o for o in orders if o["clientOrderId"] == "below")["status"] == "canceled"
+    assert trades[-1]["order"] == liq[0]["id"] and trades[-1]["price"] < 65000
+    assert 0 < bal["USDT"]["total"] < 10000  # the loss stops at the maintenance margin

@@ -69,8 +69,11 @@ def _symbol_from_data(spec: str) -> Optional[str]:
 @click.option("--symbol", "symbols", multiple=True, help="Market the --data drives (repeatable).")
 @click.option("--speed", default="1", show_default=True, help="Replay speed (candles per candle interval).")
 @click.option("--balance", default="10000", show_default=True, help="Wallet of a new account.")
-@click.option("--api-key", help="Accept only this API key (default: any key, each its own account).")
-@click.option("--secret", help="Verify signatures with this secret (default: not verified).")
+@click.option("--api-key", envvar="GRIDCTL_VENUE_API_KEY",
+              help="Accept only this API key (default: any key, each its own account). Env: GRIDCTL_VENUE_API_KEY.")
+@click.option("--secret", envvar="GRIDCTL_VENUE_SECRET",
+              help="Verify signatures with this secret (default: not verified). Env: GRIDCTL_VENUE_SECRET "
+                   "(keeps it out of the process list).")
 @click.option("--state", type=click.Path(dir_okay=False), help="State file: continued on restart.")
 @click.option("--faults", "fault_spec", help="Faults to inject (see below).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of synthetic prices and random faults.")
@@ -122,7 +125,10 @@ def venue_cmd(protocol: str, host: str, port: int, data: Optional[str], funding:
         Path(port_file) if port_file else None)
     try:
         server = build(opts)
-    except (VenueReject, FaultError) as exc:
+    except VenueReject as exc:
+        click.echo(f"error: {exc.message or exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except FaultError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     except ImportError:

@@ -237,19 +237,28 @@ class BinanceStreams:
             return
         text = json.dumps(msg)
         for ws in list(socks):
-            if not ws.closed:
-                await ws.send_str(text)
+            await _send(ws, text)
 
     async def _market_event(self, ev: MarketEvent) -> None:
         m = self.venue.markets[ev.symbol]
         for ws, subs in list(self.market_subs.items()):
             if ws.closed:
                 continue
-            for stream in subs:
+            for stream in list(subs):
                 payload = self._market_payload(stream, m)
                 if payload is not None:
-                    await ws.send_str(json.dumps(payload))
+                    await _send(ws, json.dumps(payload))
 
     def _market_payload(self, stream: str, m) -> Optional[dict]:
         from gridctl.venue.binance_events import market_message
         return market_message(self.venue, self.protocol, stream, m)
+
+
+async def _send(ws: web.WebSocketResponse, text: str) -> None:
+    """Send unless the socket is gone (a peer that left must not stop the others' stream)."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(text)
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("send to a closing socket: %s", exc)

@@ -54,32 +54,28 @@ Timestamps of orders, fills and funding are the wall clock; the feeds drive pric
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Optional
 
-from gridctl.core.fills import Fill
 from gridctl.core.grid import Side
 from gridctl.markets import find_market, load_snapshot
-from gridctl.sim import LIQUIDATION, Account, Reject, SimExchange
-from gridctl.sim.account import Leg
+from gridctl.sim import Reject
 from gridctl.venue.account import VenueAccount
 from gridctl.venue.faults import Faults
 from gridctl.venue.market import FeedSpec, Market
-from gridctl.venue.records import (CANCELLED, EXEC_CANCELLED, EXEC_EXPIRED, EXEC_NEW, EXEC_TRADE, EXPIRED,
-                                   FILLED, NEW, PARTIALLY_FILLED, AccountEvent, ClientId, Counters,
+from gridctl.venue.booking import LIQUIDATION_PREFIX, VenueBooking, legs_of as _legs  # noqa: F401 (API)
+from gridctl.venue.state import STATE_VERSION, VenueState, VenueStateError  # noqa: F401 (API)
+from gridctl.venue.views import BalanceView, PositionView, VenueViews  # noqa: F401 (API)
+from gridctl.venue.records import (CANCELLED, EXEC_NEW, EXPIRED,
+                                   NEW, AccountEvent, ClientId, Counters,
                                    FundingIncome, MarketEvent, OrderEvent, VenueFill, VenueOrder, VenueReject,
                                    fingerprint)
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
-STATE_VERSION = 1
-LIQUIDATION_PREFIX = "autoclose-"  # client ids of the venue's liquidation orders (as Binance names them)
 
 SIM_REASONS = {  # gridctl.sim Reject reasons -> venue reasons
     "post_only_would_cross": "post_only_would_cross", "reduce_only_would_increase": "reduce_only_rejected",
@@ -91,50 +87,7 @@ SIM_REASONS = {  # gridctl.sim Reject reasons -> venue reasons
 }
 
 
-class VenueStateError(Exception):
-    """The state file exists but cannot be used: the venue refuses to start."""
-
-
-@dataclass(frozen=True)
-class PositionView:
-    """One position leg as a venue reports it. qty signed (short < 0)."""
-
-    symbol: str
-    position_side: str  # "both" | "long" | "short"
-    qty: Decimal
-    entry: Decimal
-    mark: Decimal
-    unrealized: Decimal
-    liquidation: Decimal  # 0 when none
-    notional: Decimal  # signed
-    maint_margin: Decimal
-    initial_margin: Decimal
-    leverage: int
-    margin_type: str
-    updated_ms: int
-
-
-@dataclass(frozen=True)
-class BalanceView:
-    """The account's wallet as a venue reports it (one asset, cross margin)."""
-
-    asset: str
-    wallet: Decimal
-    unrealized: Decimal
-    margin_balance: Decimal  # wallet + unrealized
-    initial_margin: Decimal  # positions and open orders
-    position_margin: Decimal
-    order_margin: Decimal
-    maint_margin: Decimal
-    available: Decimal  # margin balance - initial margin (>= 0)
-    updated_ms: int
-
-    @property
-    def margin_ratio(self) -> Decimal:
-        return self.maint_margin / self.margin_balance if self.margin_balance > 0 else Decimal(0)
-
-
-class Venue:
+class Venue(VenueBooking, VenueViews, VenueState):
     """Markets, accounts and the price clock of one local venue (see module docs)."""
 
     def __init__(self, like: str, symbols: list[str], specs: Optional[dict[str, FeedSpec]] = None,
@@ -360,39 +313,6 @@ class Venue:
                and (start_ms is None or i.ts >= start_ms) and (end_ms is None or i.ts <= end_ms)]
         return out[:limit] if limit else out
 
-    # -- views -------------------------------------------------------------------------------
-    def positions(self, acc: VenueAccount, symbol: Optional[str] = None) -> list[PositionView]:
-        """Every leg of every market (flat ones too): one "both" row, or "long" and "short"."""
-        out = []
-        for sym, sim in acc.sims.items():
-            if (symbol is not None and sym != self.market(symbol).symbol) or sim._price is None:
-                continue
-            rules = sim.rules
-            mark = sim.mark
-            with acc.cross(sym, maintenance=True):
-                lo, hi = sim.liquidation_price()
-            for key, leg in sim.account.legs.items():
-                unit = rules.step * rules.contract_size
-                qty = rules.qty(abs(leg.qty)) * (1 if leg.qty >= 0 else -1)
-                upnl = (rules.price(mark) - leg.entry) * leg.qty * unit if leg.qty else ZERO
-                liq = lo if leg.qty > 0 else hi if leg.qty < 0 else None
-                notional = rules.notional(mark, leg.qty)
-                out.append(PositionView(
-                    sym, key, qty, leg.entry if leg.qty else ZERO, rules.price(mark), upnl,
-                    rules.price(liq) if liq is not None and 0 < liq < 2**61 else ZERO, notional,
-                    abs(notional) * rules.maintenance_margin_rate, abs(notional) / sim.leverage,
-                    sim.leverage, acc.margin_type.get(sym, "cross"), acc.updated_ms))
-        return out
-
-    def balance(self, acc: VenueAccount) -> BalanceView:
-        wallet = acc.wallet
-        upnl = acc.unrealized()
-        im = acc.initial_margin()
-        pm = acc.position_margin()
-        mb = wallet + upnl
-        return BalanceView(acc.asset, wallet, upnl, mb, im, pm, max(im - pm, ZERO), acc.maintenance(),
-                           max(mb - im, ZERO), acc.updated_ms)
-
     # -- prices --------------------------------------------------------------------------------
     def move_price(self, symbol: str, ticks: int) -> None:
         """Walk the market's last price to `ticks` now, every account filling what it crosses."""
@@ -448,84 +368,6 @@ class Venue:
         self.dirty()
         return out
 
-    # -- booking -------------------------------------------------------------------------------
-    def _book(self, acc: VenueAccount, symbol: str, sim: SimExchange, legs: dict, fills: list[Fill],
-              now: int) -> None:
-        """Record the simulator's fills as venue trades (split when the partial fault fires)."""
-        rules = sim.rules
-        scratch = Account(rules, ZERO, sim.hedge)
-        scratch.legs = {k: Leg(v.qty, v.entry) for k, v in legs.items()}
-        for f in fills:
-            if f.client_id == LIQUIDATION:
-                key = ("long" if f.side is Side.SELL else "short") if sim.hedge else "both"
-                oid = self.ids.next_order()
-                order = VenueOrder(oid, f"{LIQUIDATION_PREFIX}{oid}", symbol, f.side.value, "market",
-                                   rules.qty(f.qty), None, "IOC", True, key if sim.hedge else None, NEW,
-                                   created_ms=now, updated_ms=now)
-                acc.add_order(order)
-                self._publish(OrderEvent(acc.fingerprint, now, EXEC_NEW, order.copy()))
-            else:
-                order = acc.open_order(symbol, f.client_id)
-                if order is None:  # placed in this very call: not open-indexed yet is impossible
-                    log.error("fill for an unknown order %r", f.client_id)
-                    continue
-                key = order.position_side if sim.hedge else "both"
-            realized = scratch.apply_fill(key, f.side, f.price, f.qty, f.fee)
-            pieces = 1
-            if f.maker and f.qty > 1:
-                fault = self.faults.take("partial", "any")
-                if fault:
-                    pieces = max(1, min(int(fault.get("pieces", 3)), f.qty))
-            self._trades(acc, order, f, realized, pieces, now)
-        acc.updated_ms = now
-        self._publish(AccountEvent(acc.fingerprint, now, "order", (symbol,)))
-
-    def _trades(self, acc: VenueAccount, order: VenueOrder, f: Fill, realized: Decimal, pieces: int,
-                now: int) -> None:
-        rules = acc.sims[order.symbol].rules
-        price = rules.price(f.price)
-        base, extra = divmod(f.qty, pieces)
-        sizes = [base + (1 if i < extra else 0) for i in range(pieces)]
-        fee_left, pnl_left = f.fee, realized
-        for i, steps in enumerate(sizes):
-            last = i == pieces - 1
-            fee = fee_left if last else (f.fee * steps / f.qty)
-            pnl = pnl_left if last else (realized * steps / f.qty)
-            fee_left -= fee
-            pnl_left -= pnl
-            qty = rules.qty(steps)
-            fill = VenueFill(self.ids.next_trade(), order.order_id, order.client_id, order.symbol, order.side,
-                             price, qty, fee, f.fee_asset or acc.asset, pnl, f.maker, order.position_side,
-                             order.reduce_only, now)
-            acc.fills.append(fill)
-            order.filled += qty
-            order.cum_quote += price * qty
-            order.updated_ms = now
-            order.status = FILLED if order.filled >= order.qty else PARTIALLY_FILLED
-            if order.status == FILLED:
-                acc.closed(order)
-            self._publish(OrderEvent(acc.fingerprint, now, EXEC_TRADE, order.copy(), fill))
-
-    def _expired(self, acc: VenueAccount, symbol: str, now: int) -> None:
-        """Orders the simulator removed on its own: expired reduce-only, cancelled by a liquidation."""
-        for so in acc.sims[symbol].take_expired():
-            order = acc.open_order(symbol, so.client_id)
-            if order is None:
-                continue
-            if so.status == "cancelled":
-                self._end(acc, order, CANCELLED, now, "liquidation")
-            else:
-                self._end(acc, order, EXPIRED, now, "reduce_only_nothing_to_reduce")
-
-    def _end(self, acc: VenueAccount, order: VenueOrder, status: str, now: int,
-             reason: Optional[str] = None) -> None:
-        order.status = status
-        order.updated_ms = now
-        order.expiry_reason = reason
-        acc.closed(order)
-        execution = EXEC_CANCELLED if status == CANCELLED else EXEC_EXPIRED
-        self._publish(OrderEvent(acc.fingerprint, now, execution, order.copy()))
-
     # -- events ----------------------------------------------------------------------------------
     def subscribe(self, maxsize: int = 0) -> asyncio.Queue:
         """A queue that receives every event from now on (unsubscribe() when done)."""
@@ -543,78 +385,6 @@ class Venue:
                 q.put_nowait(event)
             except asyncio.QueueFull:  # a stuck consumer must not stop the venue
                 pass
-
-    # -- state ------------------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
-            "version": STATE_VERSION, "like": self.like,
-            "ids": {"order": self.ids.order, "trade": self.ids.trade, "tran": self.ids.tran},
-            "markets": {s: m.state() for s, m in self.markets.items()},
-            "accounts": {fp: a.to_dict() for fp, a in self.accounts.items()},
-            "extra": self.extra_state, "saved_ms": self.now_ms(),
-        }
-
-    def load(self) -> None:
-        """Restore the state file if it exists; VenueStateError if it cannot be used. Builds the feeds."""
-        saved = None
-        if self.state_path is not None and self.state_path.exists():
-            try:
-                saved = json.loads(self.state_path.read_text())
-                if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
-                    raise ValueError("not a gridctl venue state (version %r)" % (
-                        saved.get("version") if isinstance(saved, dict) else None))
-                if saved.get("like") != self.like:
-                    raise ValueError(f"it is the state of a {saved.get('like')} venue, not {self.like}")
-                self._restore(saved)
-            except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
-                raise VenueStateError(
-                    f"cannot read the venue state {self.state_path}: {exc}; refusing to start with a fresh "
-                    "balance (move the file away to start afresh)") from None
-        for sym, m in self.markets.items():
-            fstate = saved["markets"].get(sym, {}).get("feed") if saved else None
-            m.make_feed(fstate)
-            if m.last is None and hasattr(m.feed, "first_price"):
-                m.last = m.feed.first_price()
-                m.observe(self.now_ms(), m.last)
-        for acc in self.accounts.values():
-            for m in self.markets.values():
-                if m.symbol not in acc.sims:
-                    acc.add_market(m.rules, m.last)
-        self._loaded = True
-
-    def _restore(self, d: dict) -> None:
-        self.ids.order, self.ids.trade, self.ids.tran = (int(d["ids"][k]) for k in ("order", "trade", "tran"))
-        for sym, md in d["markets"].items():
-            if sym in self.markets:
-                self.markets[sym].restore(md)
-        rules = {s: m.rules for s, m in self.markets.items()}
-        self.accounts = {fp: VenueAccount.from_dict(ad, rules) for fp, ad in d["accounts"].items()}
-        self.extra_state = dict(d.get("extra") or {})
-
-    def save(self) -> None:
-        """Atomic write of the whole state (no-op without a state path)."""
-        self._save_scheduled = False
-        if self.state_path is None or not self._loaded:
-            return
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.state(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)
-
-    def dirty(self) -> None:
-        """Something changed: save at the end of this loop iteration (one write for a burst)."""
-        if self._save_scheduled or self.state_path is None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.save()
-            return
-        self._save_scheduled = True
-        loop.call_soon(self.save)
 
     # -- the price clock -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -639,30 +409,3 @@ class Venue:
             if close is not None:
                 await close()
         self.save()
-
-    # -- admin -----------------------------------------------------------------------------------------
-    def admin_state(self) -> dict:
-        """Markets with prices, accounts (by fingerprint) with balance, positions, open orders."""
-        markets = {s: {"id": m.rules.venue_id, "last": str(m.price()), "mark": str(m.price()),
-                       "pinned": m.pinned, "funding_rate": str(m.funding_rate)} for s, m in self.markets.items()}
-        accounts = {}
-        for fp, acc in self.accounts.items():
-            b = self.balance(acc)
-            accounts[fp] = {
-                "hedge": acc.hedge, "asset": acc.asset, "balance": str(b.wallet), "equity": str(b.margin_balance),
-                "available": str(b.available), "unrealized": str(b.unrealized),
-                "positions": {s: {"net": str(sum((p.qty for p in self.positions(acc, s)), ZERO)),
-                                  "legs": {p.position_side: {"qty": str(p.qty), "entry": str(p.entry)}
-                                           for p in self.positions(acc, s)},
-                                  "leverage": acc.leverage.get(s)} for s in acc.sims},
-                "open_orders": [{"order_id": o.order_id, "client_id": o.client_id, "symbol": o.symbol,
-                                 "side": o.side, "price": None if o.price is None else str(o.price),
-                                 "qty": str(o.qty), "filled": str(o.filled), "reduce_only": o.reduce_only,
-                                 "position_side": o.position_side} for o in self.open_orders(acc)],
-                "fills": len(acc.fills), "orders": len(acc.orders), "funding": len(acc.income),
-            }
-        return {"like": self.like, "markets": markets, "accounts": accounts, "faults": self.faults.describe()}
-
-
-def _legs(sim: SimExchange) -> dict:
-    return {k: Leg(v.qty, v.entry) for k, v in sim.account.legs.items()}

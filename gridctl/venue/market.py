@@ -61,6 +61,7 @@ class Market:
         self.pinned = False
         self.funding_rate = DEFAULT_RATE
         self.next_funding_ms = 0
+        self.funding_interval_ms = FUNDING_INTERVAL_MS  # a protocol may set its venue's interval
         self.feed = None  # set by the venue (needs the state)
         self._minutes: "OrderedDict[int, list[int]]" = OrderedDict()  # minute -> [open, high, low, close]
 
@@ -107,8 +108,8 @@ class Market:
                 self.rules.price(min(b[2] for b in buckets)))
 
     def next_funding_after(self, now_ms: int) -> int:
-        """The next funding instant on the 8 h wall-clock schedule."""
-        return (now_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+        """The next funding instant on the market's wall-clock schedule (8 h unless set)."""
+        return (now_ms // self.funding_interval_ms + 1) * self.funding_interval_ms
 
     def state(self) -> dict:
         return {"last": self.last, "pinned": self.pinned, "funding_rate": str(self.funding_rate),

@@ -1,0 +1,130 @@
+"""The local venue's state file and admin snapshot (Venue mixin): atomic JSON, restored on
+start, refused (never reset) when it cannot be read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from decimal import Decimal
+
+from gridctl.venue.account import VenueAccount
+
+STATE_VERSION = 1
+ZERO = Decimal(0)
+
+
+class VenueStateError(Exception):
+    """The state file exists but cannot be used: the venue refuses to start."""
+
+
+class VenueState:
+    """Venue.state() / load() / save() / dirty() / admin_state() (mixed into gridctl.venue.core.Venue)."""
+
+    def state(self) -> dict:
+        return {
+            "version": STATE_VERSION, "like": self.like,
+            "ids": {"order": self.ids.order, "trade": self.ids.trade, "tran": self.ids.tran},
+            "markets": {s: m.state() for s, m in self.markets.items()},
+            "accounts": {fp: a.to_dict() for fp, a in self.accounts.items()},
+            "extra": self.extra_state, "saved_ms": self.now_ms(),
+        }
+
+    def load(self) -> None:
+        """Restore the state file if it exists; VenueStateError if it cannot be used. Builds the feeds."""
+        saved = None
+        if self.state_path is not None and self.state_path.exists():
+            try:
+                saved = json.loads(self.state_path.read_text(encoding="utf-8"))
+                if not isinstance(saved, dict) or saved.get("version") != STATE_VERSION:
+                    raise ValueError("not a gridctl venue state file")
+                if saved.get("like") != self.like:
+                    raise ValueError(f"it is the state of a {saved.get('like')} venue, not {self.like}")
+                self._restore(saved)
+            except json.JSONDecodeError as exc:
+                raise self._refuse(f"not valid JSON (line {exc.lineno} column {exc.colno})") from None
+            except UnicodeDecodeError:
+                raise self._refuse("not valid JSON (not UTF-8 text)") from None
+            except OSError as exc:
+                raise self._refuse(exc.strerror or str(exc)) from None
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                why = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise self._refuse(why) from None
+        for sym, m in self.markets.items():
+            fstate = saved["markets"].get(sym, {}).get("feed") if saved else None
+            try:
+                m.make_feed(fstate)
+            except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+                if fstate is None:
+                    raise
+                raise self._refuse(f"the {sym} feed position: {exc}") from None
+            if m.last is None and hasattr(m.feed, "first_price"):
+                m.last = m.feed.first_price()
+                m.observe(self.now_ms(), m.last)
+        for acc in self.accounts.values():
+            for m in self.markets.values():
+                if m.symbol not in acc.sims:
+                    acc.add_market(m.rules, m.last)
+        self._loaded = True
+
+    def _refuse(self, why: str) -> VenueStateError:
+        return VenueStateError(f"cannot read the venue state {self.state_path}: {why}; refusing to start "
+                               "with a fresh balance (move the file away to start afresh)")
+
+    def _restore(self, d: dict) -> None:
+        self.ids.order, self.ids.trade, self.ids.tran = (int(d["ids"][k]) for k in ("order", "trade", "tran"))
+        for sym, md in d["markets"].items():
+            if sym in self.markets:
+                self.markets[sym].restore(md)
+        rules = {s: m.rules for s, m in self.markets.items()}
+        self.accounts = {fp: VenueAccount.from_dict(ad, rules) for fp, ad in d["accounts"].items()}
+        self.extra_state = dict(d.get("extra") or {})
+
+    def save(self) -> None:
+        """Atomic write of the whole state (no-op without a state path)."""
+        self._save_scheduled = False
+        if self.state_path is None or not self._loaded:
+            return
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.state(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.state_path)
+
+    def dirty(self) -> None:
+        """Something changed: save at the end of this loop iteration (one write for a burst)."""
+        if self._save_scheduled or self.state_path is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.save()
+            return
+        self._save_scheduled = True
+        loop.call_soon(self.save)
+
+    def admin_state(self) -> dict:
+        """Markets with prices, accounts (by fingerprint) with balance, positions, open orders."""
+        markets = {s: {"id": m.rules.venue_id, "last": str(m.price()), "mark": str(m.price()),
+                       "pinned": m.pinned, "funding_rate": str(m.funding_rate)} for s, m in self.markets.items()}
+        accounts = {}
+        for fp, acc in self.accounts.items():
+            b = self.balance(acc)
+            accounts[fp] = {
+                "hedge": acc.hedge, "asset": acc.asset, "balance": str(b.wallet), "equity": str(b.margin_balance),
+                "available": str(b.available), "unrealized": str(b.unrealized),
+                "positions": {s: {"net": str(sum((p.qty for p in self.positions(acc, s)), ZERO)),
+                                  "legs": {p.position_side: {"qty": str(p.qty), "entry": str(p.entry)}
+                                           for p in self.positions(acc, s)},
+                                  "leverage": acc.leverage.get(s)} for s in acc.sims},
+                "open_orders": [{"order_id": o.order_id, "client_id": o.client_id, "symbol": o.symbol,
+                                 "side": o.side, "price": None if o.price is None else str(o.price),
+                                 "qty": str(o.qty), "filled": str(o.filled), "reduce_only": o.reduce_only,
+                                 "position_side": o.position_side} for o in self.open_orders(acc)],
+                "fills": len(acc.fills), "orders": len(acc.orders), "funding": len(acc.income),
+            }
+        return {"like": self.like, "markets": markets, "accounts": accounts, "faults": self.faults.describe()}
+
+

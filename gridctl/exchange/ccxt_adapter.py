@@ -38,7 +38,7 @@ from gridctl.exchange.base import (
     UnknownOutcome,
 )
 from gridctl.exchange.ccxt_errors import classify
-from gridctl.exchange.ccxt_streams import StreamKeeper, StreamTiming, close_ws, tee_class
+from gridctl.exchange.ccxt_streams import StreamKeeper, StreamTiming, close_ws, isolated, tee_class
 from gridctl.exchange.venues import quirk
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class Timing:
     rest_timeout_ms: int = 10_000
     ws_keepalive_ms: Optional[int] = None  # ccxt's ping interval (None: its default)
     read_retries: int = 3  # temporary errors on reads: retried with back-off 0.5, 1, 2 s
+    stale_s: float = 30.0  # no stream message for this long: a zombie socket, re-dialled
 
     @classmethod
     def from_env(cls, environ: Optional[dict] = None) -> "Timing":
@@ -163,6 +164,7 @@ class CcxtExchange:
         self.keeper: Optional[StreamKeeper] = None
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()
+        self._last_raw = 0.0
 
     # -- life cycle ----------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -193,7 +195,9 @@ class CcxtExchange:
         except Exception as exc:
             raise _read_error(exc, self.venue, c) from None
         self._push(StreamState(now, "connected"))
-        self._tasks = [asyncio.create_task(t) for t in (self.keeper.run(), self._margin_loop(), self._funding_loop())]
+        self._last_raw = self.clock()
+        self._tasks = [asyncio.create_task(t) for t in (self.keeper.run(), self._margin_loop(), self._funding_loop(),
+                                                        self._watchdog())]
         if quirk(self.venue, "listen_key"):
             self._tasks.append(asyncio.create_task(self._listen_key_loop()))
 
@@ -237,6 +241,7 @@ class CcxtExchange:
 
     def _on_raw(self, url: str, message: Any) -> None:
         """Every raw WebSocket message, before ccxt parses it."""
+        self._last_raw = self.clock()
         if not isinstance(message, dict):
             return
         data = message.get("data") if isinstance(message.get("data"), dict) and "stream" in message else message
@@ -332,10 +337,23 @@ class CcxtExchange:
         while True:
             await asyncio.sleep(self.timing.listen_key_every_s)
             try:
-                await self.client.fapiPrivatePutListenKey()
+                await isolated(self.client.fapiPrivatePutListenKey)
             except Exception as exc:  # a refused keep-alive is not an authentication failure
                 log.warning("listen key keep-alive refused (%s): renewing the key", str(exc)[:200])
                 self.renew_listen_key("listen key keep-alive refused")
+
+    async def _watchdog(self) -> None:
+        """A socket that stays open but carries nothing (it may still answer pings) is re-dialled:
+        the market streams tick every second, so silence means a dead stream."""
+        while True:
+            await asyncio.sleep(min(1.0, self.timing.stale_s / 3))
+            keeper = self.keeper
+            if keeper is None or keeper.reconnecting:
+                self._last_raw = self.clock()
+                continue
+            if self.clock() - self._last_raw > self.timing.stale_s:
+                self._last_raw = self.clock()
+                keeper.reconnect_now(f"no stream data for {self.timing.stale_s:g} s")
 
     async def _margin_loop(self) -> None:
         while True:
@@ -408,8 +426,8 @@ class CcxtExchange:
         if call.bounded:
             self._bounded.add(r.client_id)
         try:
-            o = await self.client.create_order(call.symbol, call.type, call.side, call.amount, call.price,
-                                               call.params)
+            o = await isolated(self.client.create_order, call.symbol, call.type, call.side, call.amount,
+                               call.price, call.params)
         except Exception as exc:
             raise await self._write_error(exc) from None
         if not o or not o.get("id"):
@@ -509,7 +527,7 @@ class CcxtExchange:
 
     async def _resync_clock(self) -> None:
         try:
-            await self.client.load_time_difference()
+            await isolated(self.client.load_time_difference)
         except Exception as exc:
             log.info("clock difference not read: %s", exc)
 
@@ -518,7 +536,7 @@ class CcxtExchange:
         delay = 0.5
         for attempt in range(self.timing.read_retries + 1):
             try:
-                return await fn(*args)
+                return await isolated(fn, *args)
             except Exception as exc:
                 err = self._noted(_read_error(exc, self.venue, self.client))
                 if type(err) is not Temporary or attempt == self.timing.read_retries:

@@ -21,6 +21,16 @@ from gridctl.exchange.ccxt_adapter import CcxtExchange, make_client, point
 from gridctl.exchange.ccxt_streams import tee_class
 from gridctl.exchange.venues import quirk
 
+@pytest.fixture(autouse=True)
+def own_decimal_context():
+    """ccxt's precision helpers change the current decimal context (ROUND_HALF_UP): keep that
+    out of the rest of the test session."""
+    import decimal
+
+    with decimal.localcontext():
+        yield
+
+
 IDS = {"binanceusdm": "SOLUSDT", "bybit": "SOLUSDT", "okx": "SOL-USDT-SWAP", "backpack": "SOL_USDC_PERP"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -274,5 +275,25 @@ def test_unknown_placements_and_a_dropped_stream_leave_no_duplicate_and_lose_no_
         wait_until(lambda: "exchange stream restored" in p.ok("logs", "sol", "--grep", "stream"), 20, "restored")
         exits = wait_until(lambda: [o for o in own_orders(venue).values() if o["intent"] == "exit"], 20, "exit placed")
         assert len(exits) == 1
+    finally:
+        p.cleanup()
+
+
+def test_a_killed_worker_restarts_and_adopts_its_orders_on_the_venue(tmp_path, venue):
+    p = started(tmp_path, venue, hedge=False)
+    try:
+        p.start()
+        before = wait_until(lambda: len(b := own_orders(venue)) == 8 and b, 30, "8 grid orders on the venue")
+        old = p.workers()["sol"]["pid"]
+        os.kill(old, signal.SIGKILL)
+        venue.price("168.50")  # a fill while no worker runs: found in the trade history at restart
+        wait_until(lambda: (w := p.workers()["sol"])["state"] == "running" and w["pid"] != old, 30, "sol restarted")
+        logs = wait_until(lambda: p.ok("logs", "sol", "--grep", "recovered"), 20, "recovered")
+        assert "recovered: 7 open orders adopted, 1 missed fills applied" in logs.splitlines()[-1], logs
+        wait_until(lambda: any(o["intent"] == "exit" for o in own_orders(venue).values()), 20, "the exit placed")
+        after = own_orders(venue)
+        assert {c for c in before if before[c]["level"] != 3} <= set(after)  # the resting ones were kept
+        assert len({(o["level"], o["intent"]) for o in after.values()}) == len(after)
+        assert p.count("fills", "sol") == venue.account()["fills"] == 1
     finally:
         p.cleanup()

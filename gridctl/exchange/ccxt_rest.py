@@ -252,7 +252,8 @@ async def _trade(ex, t: dict) -> Fill:
         except ExchangeError as exc:
             log.info("order %s of a trade not found: %s", oid, exc)
         ex._oid_cid[oid] = cid
-    return co.trade_fill(ex.venue, ex.rules, t, cid, co.fill_kind(cid))
+    kind = "liquidation" if "liquidat" in str(info.get("systemOrderType") or "").lower() else co.fill_kind(cid)
+    return co.trade_fill(ex.venue, ex.rules, t, cid, kind)
 
 
 async def missed_fills(ex) -> list[Fill]:

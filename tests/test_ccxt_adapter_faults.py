@@ -294,3 +294,14 @@ def test_ccxt_does_not_change_the_workers_decimal_rounding(venue):
         return ctx.rounding, ctx.traps[decimal.Underflow], Decimal("0.05025").quantize(Decimal("0.0001"))
     rounding, underflow, q = run(venue, scenario)
     assert rounding == decimal.ROUND_HALF_EVEN and not underflow and q == Decimal("0.0502")
+
+
+def test_the_streams_report_of_a_cancel_the_worker_asked_for_is_not_repeated(venue):
+    async def scenario(ex):
+        await ex.place(buy(1, 16900))
+        await ex.place(buy(2, 16800))
+        await ex.cancel("gx-abcdef-001e1")
+        await admin(venue, venue.admin, "/_admin/price", {"symbol": SOL, "price": "170.50"})
+        return await until(ex, lambda s: len(s) > 6, 5)  # a few batches after the cancel
+    evs = run(venue, scenario)
+    assert not [e for e in evs if isinstance(e, OrderUpdate) and e.client_id == "gx-abcdef-001e1"]

@@ -149,6 +149,7 @@ class CcxtExchange:
         self._waiters: dict[object, asyncio.Event] = {}
         self._oid_cid: dict[str, object] = {}
         self._bounded: set[object] = set()  # opening orders sent as IOC limits at the slippage bound
+        self._cancelled: set[object] = set()  # cancelled on our request: the worker knows, the stream need not say
         self._last: Optional[int] = None
         self._mark: Optional[int] = None
         self._margin_ratio: Optional[Decimal] = None
@@ -403,6 +404,9 @@ class CcxtExchange:
                 if ev.trade_id:
                     self._fills_seen.add(ev.trade_id)
                 self._net += ev.qty if ev.side.value == "buy" else -ev.qty
+            elif isinstance(ev, OrderUpdate) and ev.status == CANCELLED and ev.client_id in self._cancelled:
+                self._cancelled.discard(ev.client_id)  # the worker booked this cancel when it asked for it
+                continue
             elif isinstance(ev, OrderUpdate) and ev.client_id in self._bounded and ev.status != "filled":
                 self._bounded.discard(ev.client_id)
                 ev = replace(ev, reason=f"the rest was not filled within the {self.max_slippage_pct}% slippage "
@@ -463,6 +467,9 @@ class CcxtExchange:
                 self.mirror.remove(client_id)
             raise
         self.mirror.remove(client_id)
+        if len(self._cancelled) > 10_000:
+            self._cancelled.clear()
+        self._cancelled.add(client_id)
 
     async def fetch_order(self, client_id: object) -> Optional[ExchangeOrder]:
         """The order with this client id in any status, or None when stream, REST lookup and

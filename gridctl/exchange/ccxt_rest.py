@@ -66,7 +66,7 @@ def live_rules(client: Any, market: dict, bundled: Optional[MarketRules]) -> Mar
 async def setup_account(ex) -> None:
     """Position mode, margin mode and leverage: set where they differ, or a PreflightError
     naming what the venue refused."""
-    from gridctl.exchange.ccxt_adapter import PreflightError
+    from gridctl.exchange.ccxt_client import PreflightError
 
     c, venue, sym = ex.client, ex.venue, ex.symbol
     mode = quirk(venue, "position_mode")
@@ -94,7 +94,7 @@ async def setup_account(ex) -> None:
 
 
 async def _configure(ex, what: str, fn, *args) -> None:
-    from gridctl.exchange.ccxt_adapter import PreflightError
+    from gridctl.exchange.ccxt_client import PreflightError
 
     try:
         await isolated(fn, *args)

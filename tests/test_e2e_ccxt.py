@@ -288,7 +288,8 @@ def test_a_killed_worker_restarts_and_adopts_its_orders_on_the_venue(tmp_path, v
         os.kill(old, signal.SIGKILL)
         venue.price("168.50")  # a fill while no worker runs: found in the trade history at restart
         wait_until(lambda: (w := p.workers()["sol"])["state"] == "running" and w["pid"] != old, 30, "sol restarted")
-        logs = wait_until(lambda: p.ok("logs", "sol", "--grep", "recovered"), 20, "recovered")
+        logs = wait_until(lambda: (out := p.ok("logs", "sol", "--grep", "recovered")).count("recovered:") >= 2 and out,
+                          20, "the restarted worker recovered")
         assert "recovered: 7 open orders adopted, 1 missed fills applied" in logs.splitlines()[-1], logs
         wait_until(lambda: any(o["intent"] == "exit" for o in own_orders(venue).values()), 20, "the exit placed")
         after = own_orders(venue)

@@ -349,9 +349,25 @@ def test_a_liquidation_is_reported_apart_from_the_users_fills():
         async def body():
             ex = await loaded(backpack_client(v.url))
             try:
+                raw: list[dict] = []
+                original = ex.handle_order
+
+                def tee(client, message):
+                    raw.append(message["data"])
+                    return original(client, message)
+                ex.handle_order = tee
+                watch = asyncio.ensure_future(ex.watch_orders(SOL))
+                await asyncio.sleep(0.3)
                 await ex.create_order(SOL, "market", "buy", 10, None, {"clientOrderId": 81})
                 await asyncio.get_running_loop().run_in_executor(None, v.price, SOL_ID, "150")
                 assert await ex.fetch_positions() == []
+                for _ in range(30):
+                    if any(d["O"] == "LIQUIDATION_AUTOCLOSE" and d["e"] == "orderFill" for d in raw):
+                        break
+                    await asyncio.sleep(0.1)
+                origins = {(d["e"], d["O"], d.get("c")) for d in raw}
+                assert ("orderFill", "USER", 81) in origins and ("orderFill", "LIQUIDATION_AUTOCLOSE", None) in origins
+                watch.cancel()
                 own = await ex.fetch_my_trades(SOL)  # ccxt asks fillType=User
                 assert [t["info"]["clientId"] for t in own] == ["81"]
                 [liq] = await ex.fetch_my_trades(SOL, None, None, {"fillType": "Liquidation"})

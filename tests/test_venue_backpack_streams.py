@@ -135,3 +135,57 @@ def test_expired_subscribe_is_refused(venue):
         finally:
             await ex.close()
     run(body())
+
+
+def test_watch_orders_without_a_symbol_sees_every_market(venue):
+    async def body():
+        ex = await loaded(backpack_client(venue.url))
+        try:
+            first = asyncio.ensure_future(ex.watch_orders())
+            await asyncio.sleep(0.3)
+            await ex.create_order("BTC/USDC:USDC", "limit", "buy", 0.001, 60000, {"clientOrderId": 91})
+            [o] = await asyncio.wait_for(first, 5)
+            second = asyncio.ensure_future(ex.watch_orders())
+            await asyncio.sleep(0.1)
+            await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 92})
+            [p] = await asyncio.wait_for(second, 5)
+            assert (o["symbol"], o["clientOrderId"], p["symbol"], p["clientOrderId"]) == (
+                "BTC/USDC:USDC", "91", SOL, "92")
+            await ex.cancel_all_orders(SOL)
+            await ex.cancel_all_orders("BTC/USDC:USDC")
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_pings_are_answered_so_a_quiet_watch_stays_open(venue):
+    async def body():
+        ex = await loaded(backpack_client(venue.url, streaming={"keepAlive": 300, "maxPingPongMisses": 2}))
+        try:
+            watch = asyncio.ensure_future(ex.watch_orders(SOL))
+            await asyncio.sleep(2.0)  # about 6 pings with no event at all
+            assert not watch.done()
+            await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 93})
+            [o] = await asyncio.wait_for(watch, 5)
+            assert o["clientOrderId"] == "93"
+            await ex.cancel_all_orders(SOL)
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_one_accounts_events_never_reach_another(venue):
+    async def body():
+        mine, other = await loaded(backpack_client(venue.url)), await loaded(backpack_client(venue.url))
+        try:
+            theirs = asyncio.ensure_future(other.watch_orders(SOL))
+            await asyncio.sleep(0.3)
+            await mine.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 94})
+            await asyncio.sleep(0.5)
+            assert not theirs.done()
+            theirs.cancel()
+            await mine.cancel_all_orders(SOL)
+        finally:
+            await mine.close()
+            await other.close()
+    run(body())

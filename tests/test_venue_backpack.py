@@ -379,3 +379,32 @@ def test_a_liquidation_is_reported_apart_from_the_users_fills():
             finally:
                 await ex.close()
         run(body())
+
+
+def test_batch_of_orders_signed_as_ccxt_signs_it(sol):
+    async def body():
+        ex = await loaded(backpack_client(sol.url))
+        try:
+            placed = await ex.create_orders([
+                {"symbol": SOL, "type": "limit", "side": "buy", "amount": 1, "price": 165,
+                 "params": {"postOnly": True, "clientOrderId": 101}},
+                {"symbol": SOL, "type": "limit", "side": "sell", "amount": 1, "price": 175,
+                 "params": {"postOnly": True, "clientOrderId": 102}},
+                {"symbol": SOL, "type": "limit", "side": "buy", "amount": 9000, "price": 160,
+                 "params": {"clientOrderId": 103}}])  # refused alone: insufficient margin
+            # ccxt sorts the results by time; the refused slot has none
+            assert sorted(o["clientOrderId"] for o in placed if o["id"]) == ["101", "102"]
+            assert [o["info"] for o in placed if not o["id"]] == [
+                {"code": "INSUFFICIENT_MARGIN", "message": "Insufficient margin"}]
+            assert sorted(o["clientOrderId"] for o in await ex.fetch_open_orders(SOL)) == ["101", "102"]
+            with pytest.raises(ccxt.BadRequest, match="clientId"):  # validated all or nothing
+                await ex.create_orders([
+                    {"symbol": SOL, "type": "limit", "side": "buy", "amount": 1, "price": 161,
+                     "params": {"clientOrderId": 104}},
+                    {"symbol": SOL, "type": "limit", "side": "buy", "amount": 1, "price": 162,
+                     "params": {"clientOrderId": 2**32}}])
+            assert len(await ex.fetch_open_orders(SOL)) == 2
+            await ex.cancel_all_orders(SOL)
+        finally:
+            await ex.close()
+    run(body())

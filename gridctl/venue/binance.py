@@ -132,6 +132,8 @@ class BinanceProtocol(BinanceRest, Protocol):
                 if f:
                     return W.error(str(f.get("reason", "insufficient_margin")))
             response = await self._dispatch(handler, Call(request, params, account))
+            if kind != "read":
+                self.venue.flush()  # on disk before the answer: a killed venue keeps what it confirmed
             return await self._after(kind, response)
         return run
 
@@ -146,7 +148,9 @@ class BinanceProtocol(BinanceRest, Protocol):
                 return W.error("bad_api_key")
             body = (await request.read()).decode()
             params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
-            return await self._dispatch(handler, Call(request, params, account))
+            response = await self._dispatch(handler, Call(request, params, account))
+            self.venue.flush()
+            return response
         return run
 
     async def _dispatch(self, handler: Handler, call: Call) -> web.StreamResponse:

@@ -80,18 +80,29 @@ class VenueState:
         self.accounts = {fp: VenueAccount.from_dict(ad, rules) for fp, ad in d["accounts"].items()}
         self.extra_state = dict(d.get("extra") or {})
 
-    def save(self) -> None:
-        """Atomic write of the whole state (no-op without a state path)."""
+    def save(self, durable: bool = False) -> None:
+        """Atomic write of the whole state (no-op without a state path).
+
+        write + rename survives a killed process; `durable` (on stop) also fsyncs, for a
+        machine that loses power. Every acknowledged change is written before its answer
+        goes out (flush()), so a SIGKILL loses nothing the venue confirmed.
+        """
         self._save_scheduled = False
         if self.state_path is None or not self._loaded:
             return
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.state(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            json.dump(self.state(), fh, separators=(",", ":"))
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, self.state_path)
+
+    def flush(self) -> None:
+        """Write a pending change now (protocols call it before answering a mutation)."""
+        if self._save_scheduled:
+            self.save()
 
     def dirty(self) -> None:
         """Something changed: save at the end of this loop iteration (one write for a burst)."""

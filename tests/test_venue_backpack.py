@@ -7,6 +7,7 @@ Prices are pinned through the admin API so every expectation is exact.
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.request
 from decimal import Decimal
 
@@ -408,3 +409,24 @@ def test_batch_of_orders_signed_as_ccxt_signs_it(sol):
         finally:
             await ex.close()
     run(body())
+
+
+def test_a_confirmed_order_is_in_the_state_file_before_the_answer(tmp_path):
+    state = tmp_path / "venue-state.json"
+    with LocalVenue("backpack", state=state) as v:
+        v.price(SOL_ID, "170")
+
+        def later():  # the deferred save never comes: only a flush before the answer writes it
+            v.venue._save_scheduled = True
+        v.venue.dirty = later
+
+        async def body():
+            ex = await loaded(backpack_client(v.url))
+            try:
+                o = await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 111})
+                saved = json.loads(state.read_text())
+                orders = [od for a in saved["accounts"].values() for od in a["orders"]]
+                assert [(str(od["order_id"]), od["client_id"]) for od in orders] == [(o["id"], 111)]
+            finally:
+                await ex.close()
+        run(body())

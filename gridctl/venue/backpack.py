@@ -149,9 +149,10 @@ class BackpackProtocol(Protocol):
                         raise VenueReject(str(f.get("reason", "insufficient_margin")), "injected")
                 body = await handler(account, params)
             except BackpackError as e:
-                return e.response()
+                body = e.response()
             except VenueReject as e:
-                return _reject(e)
+                body = _reject(e)
+            self.venue.flush()  # what the answer confirms is on disk before it goes out
             response = body if isinstance(body, web.StreamResponse) else ok(body)
             return await self._after(kind, response)
         return run

@@ -203,7 +203,8 @@ def test_order_history_and_fills_with_paging(sol):
                 await ex.create_order(SOL, "market", side, 1, None, {"clientOrderId": 31 + i})
             rested = await ex.create_order(SOL, "limit", "buy", 1, 150, {"clientOrderId": 34})
             await ex.cancel_order(rested["id"], SOL)
-            history = await ex.fetch_orders(SOL)
+            # Asc: ccxt re-sorts by time, and orders of the same millisecond keep the venue's order
+            history = await ex.fetch_orders(SOL, None, None, {"sortDirection": "Asc"})
             assert [o["clientOrderId"] for o in history] == ["31", "32", "33", "34"]
             assert [o["status"] for o in history] == ["closed", "closed", "closed", "canceled"]
             found = await ex.fetch_order(rested["id"], SOL)  # history first, as ccxt does
@@ -375,7 +376,7 @@ def test_a_liquidation_is_reported_apart_from_the_users_fills():
                 assert (liq["side"], liq["amount"], liq["info"]["systemOrderType"]) == (
                     "sell", 10.0, "LiquidatePositionOnBook")
                 assert liq["info"]["clientId"] is None
-                orders = await ex.fetch_orders(SOL)
+                orders = await ex.fetch_orders(SOL, None, None, {"sortDirection": "Asc"})
                 assert [o["info"]["systemOrderType"] for o in orders] == [None, "LiquidatePositionOnBook"]
             finally:
                 await ex.close()

@@ -14,7 +14,7 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from backpack_helpers import BTC, BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run
+from backpack_helpers import BTC, BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run, watching
 from venue_harness import LocalVenue
 
 
@@ -329,8 +329,7 @@ def test_a_restart_continues_the_accounts_orders_and_leverage(tmp_path):
             assert (o["clientOrderId"], p["info"]["netQuantity"]) == ("72", "2")
             assert (await ex.privateGetApiV1Account())["leverageLimit"] == "7"
             assert [t["info"]["clientId"] for t in await ex.fetch_my_trades(SOL)] == ["71"]
-            closing = asyncio.ensure_future(ex.watch_positions([SOL]))
-            await asyncio.sleep(0.3)
+            closing = await watching(v, ex.watch_positions([SOL]), "account.positionUpdate.SOL_USDC_PERP")
             await ex.create_order(SOL, "market", "sell", 1, None, {"reduceOnly": True})
             [p] = await asyncio.wait_for(closing, 5)
             assert (p["info"]["e"], p["info"]["q"]) == ("positionAdjusted", "1")  # not "opened" again
@@ -358,8 +357,7 @@ def test_a_liquidation_is_reported_apart_from_the_users_fills():
                     raw.append(message["data"])
                     return original(client, message)
                 ex.handle_order = tee
-                watch = asyncio.ensure_future(ex.watch_orders(SOL))
-                await asyncio.sleep(0.3)
+                watch = await watching(v, ex.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")
                 await ex.create_order(SOL, "market", "buy", 10, None, {"clientOrderId": 81})
                 await asyncio.get_running_loop().run_in_executor(None, v.price, SOL_ID, "150")
                 assert await ex.fetch_positions() == []

@@ -44,13 +44,13 @@ FAST = json.dumps({"reconnect_delays": [0.3, 0.3, 0.3], "safe_retry_s": 1.0, "he
 class Venue:
     """`gridctl venue binanceusdm` in its own process (SOL pinned at `start` by the admin API)."""
 
-    def __init__(self, tmp: Path, start: str = "170.00", protocol: str = "binanceusdm"):
+    def __init__(self, tmp: Path, start: str = "170.00", protocol: str = "binanceusdm", balance: str = "10000"):
         port_file = tmp / "venue.url"
         self.protocol, self.symbol = protocol, SYMBOL[protocol]
         self.key, self.secret = KEYS[protocol]
         self.log = open(tmp / "venue.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "gridctl", "venue", protocol, "--port", "0",
-                                      "--port-file", str(port_file), "--api-key", self.key, "--secret", self.secret],
+                                      "--port-file", str(port_file), "--api-key", self.key, "--secret", self.secret, "--balance", balance],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.url = wait_until(lambda: port_file.exists() and port_file.read_text().strip(), 20, "the venue listening")
         self.price(start)
@@ -298,3 +298,37 @@ def test_a_killed_worker_restarts_and_adopts_its_orders_on_the_venue(tmp_path, v
         assert p.count("fills", "sol") == venue.account()["fills"] == 1
     finally:
         p.cleanup()
+
+
+def test_a_rejected_order_waits_its_levels_cooldown_and_is_placed_again(tmp_path, venue):
+    venue.admin("/_admin/faults", {"reject": {"count": 1, "reason": "post_only_would_cross"}})
+    p = started(tmp_path, venue, hedge=False)
+    try:
+        p.start()
+        wait_until(lambda: len(own_orders(venue)) == 7, 30, "7 of the 8 grid orders placed")
+        logs = p.ok("logs", "sol", "--grep", "rejected")
+        assert "rejected: post_only; retried when the market or the book changes, not within 5s" in logs, logs
+        venue.price("170.50")  # the market changes: the level may be tried again once its 5 s are over
+        wait_until(lambda: len(own_orders(venue)) == 8, 20, "the rejected level placed again")
+        time.sleep(1.2)  # the writer flushes every second
+        (level, rejected_ts), = p.sql("SELECT level, created_ts FROM orders WHERE strategy = 'sol' AND "
+                                      "status = 'rejected'")
+        (again_ts,), = p.sql("SELECT created_ts FROM orders WHERE strategy = 'sol' AND level = ? AND "
+                             "status = 'open'", level)
+        assert again_ts - rejected_ts >= 5000  # the level waited its cooldown
+    finally:
+        p.cleanup()
+
+
+def test_a_balance_that_does_not_cover_the_grid_is_a_configuration_error(tmp_path):
+    poor = Venue(tmp_path, balance="50")
+    p = started(tmp_path, poor, hedge=False)
+    try:
+        r = p.gridctl("start", "-c", str(p.config))
+        assert r.returncode == 1
+        assert "configuration error (exit 78): sol: configuration error: sol: the binanceusdm account has 50" \
+            in r.stderr and "USDT of margin (lower the investment or leverage, or add funds)" in r.stderr, r.stderr
+        assert poor.account().get("orders", 0) == 0  # nothing was sent
+    finally:
+        p.cleanup()
+        poor.stop()

@@ -145,6 +145,8 @@ class Venue(VenueBooking, VenueViews, VenueState):
         self.ids = Counters()
         self.faults = Faults(seed)
         self.extra_state: dict = {}
+        self._journal_tail: list = []
+        self._counts: dict = {}
         self._queues: list[asyncio.Queue] = []
         self._tasks: list[asyncio.Task] = []
         self._save_scheduled = False
@@ -322,7 +324,8 @@ class Venue(VenueBooking, VenueViews, VenueState):
 
     def all_orders(self, acc: VenueAccount, symbol: Optional[str] = None) -> list[VenueOrder]:
         sym = None if symbol is None else self.market(symbol).symbol
-        return [o.copy() for o in acc.orders.values() if sym is None or o.symbol == sym]
+        return sorted((o.copy() for o in acc.orders.values() if sym is None or o.symbol == sym),
+                      key=lambda o: o.order_id)
 
     def fills(self, acc: VenueAccount, symbol: Optional[str] = None, from_id: Optional[int] = None,
               start_ms: Optional[int] = None, end_ms: Optional[int] = None,
@@ -390,6 +393,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
                                 m.rules.price(pay.mark), m.rules.qty(abs(pay.position)) * (1 if pay.position > 0 else -1),
                                 now)
             acc.income.append(inc)
+            self.journal("income", acc.fingerprint, inc.to_dict())
             acc.updated_ms = now
             out.append(inc)
             self._publish(AccountEvent(acc.fingerprint, now, "funding", (m.symbol,), inc))

@@ -7,7 +7,6 @@ Prices are pinned through the admin API so every expectation is exact.
 from __future__ import annotations
 
 import asyncio
-import json
 import urllib.request
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ import ccxt
 import pytest
 
 from backpack_helpers import BTC, BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run, watching
+from gridctl.venue.core import Venue
 from venue_harness import LocalVenue
 
 
@@ -423,9 +423,10 @@ def test_a_confirmed_order_is_in_the_state_file_before_the_answer(tmp_path):
             ex = await loaded(backpack_client(v.url))
             try:
                 o = await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 111})
-                saved = json.loads(state.read_text())
-                orders = [od for a in saved["accounts"].values() for od in a["orders"]]
-                assert [(str(od["order_id"]), od["client_id"]) for od in orders] == [(o["id"], 111)]
+                probe = Venue("backpack", [BTC, SOL], state_path=state)  # what a restart would read now
+                probe.load()
+                orders = [x for a in probe.accounts.values() for x in a.open_orders()]
+                assert [(str(x.order_id), x.client_id) for x in orders] == [(o["id"], 111)]
             finally:
                 await ex.close()
         run(body())

@@ -144,7 +144,7 @@ class VenueAccount:
             "hedge": self.hedge, "pnl": {k: str(v) for k, v in self.pnl.items()},
             "sims": {k: s.state() for k, s in self.sims.items()},
             "leverage": self.leverage, "margin_type": self.margin_type,
-            "open_orders": [self.orders[i].to_dict() for i in self.open_ids.values()],
+            "orders": [self.orders[i].to_dict() for i in self.open_ids.values()],  # the open ones
             "counts": {"fills": len(self.fills), "income": len(self.income)},
             "updated_ms": self.updated_ms,
         }
@@ -158,7 +158,7 @@ class VenueAccount:
         for sym, sd in d["sims"].items():
             if sym in rules:
                 acc.sims[sym] = SimExchange.from_state(rules[sym], sd)
-        for od in d["open_orders"]:
+        for od in d["orders"]:
             acc.add_order(VenueOrder.from_dict(od))
         acc.updated_ms = int(d.get("updated_ms", 0))
         return acc

@@ -74,8 +74,8 @@ their own price, and liquidates at the mark (= last). Ids are deterministic sequ
 orders, fills and funding are the wall clock; the feeds drive prices only.
 
 Modules: market.py (Market, FeedSpec), account.py (VenueAccount), booking.py (fills ->
-trades and events), views.py (PositionView, BalanceView), state.py (state file, admin
-snapshot), clock.py (the price clock), faults.py, server.py (aiohttp app, admin API,
+trades and events), views.py (PositionView, BalanceView), state.py (state file + history journal,
+admin snapshot), clock.py (the price clock), faults.py, server.py (aiohttp app, admin API,
 the Protocol base class a wire protocol subclasses), run.py (VenueOptions, build, serve).
 """
 

@@ -230,10 +230,12 @@ def test_funding_history(venue):
             venue.price(BTC_ID, "65000")
             await ex.create_order(BTC, "market", "buy", 0.01)
             venue.admin("/_admin/funding", {"symbol": BTC_ID, "rate": "0.0001"})
-            [f] = await ex.fetch_funding_history(BTC)
+            # (an hourly settlement at 0.0000125 may also strike if the test runs across the hour)
+            [f] = [x for x in await ex.fetch_funding_history(BTC) if x["rate"] == 0.0001]
             assert (f["symbol"], f["amount"], f["rate"]) == (BTC, -0.065, 0.0001)  # a long pays
             [p] = await ex.fetch_positions()
-            assert p["info"]["cumulativeFundingPayment"] == "-0.065"
+            paid = sum(Decimal(str(x["amount"])) for x in await ex.fetch_funding_history(BTC))
+            assert Decimal(p["info"]["cumulativeFundingPayment"]) == paid <= Decimal("-0.065")
             await ex.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
         finally:
             await ex.close()

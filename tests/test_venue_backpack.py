@@ -7,7 +7,6 @@ Prices are pinned through the admin API so every expectation is exact.
 from __future__ import annotations
 
 import asyncio
-import json
 import urllib.request
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ import ccxt
 import pytest
 
 from backpack_helpers import BTC, BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run, watching
+from gridctl.venue.core import Venue
 from venue_harness import LocalVenue
 
 
@@ -230,10 +230,12 @@ def test_funding_history(venue):
             venue.price(BTC_ID, "65000")
             await ex.create_order(BTC, "market", "buy", 0.01)
             venue.admin("/_admin/funding", {"symbol": BTC_ID, "rate": "0.0001"})
-            [f] = await ex.fetch_funding_history(BTC)
+            # (an hourly settlement at 0.0000125 may also strike if the test runs across the hour)
+            [f] = [x for x in await ex.fetch_funding_history(BTC) if x["rate"] == 0.0001]
             assert (f["symbol"], f["amount"], f["rate"]) == (BTC, -0.065, 0.0001)  # a long pays
             [p] = await ex.fetch_positions()
-            assert p["info"]["cumulativeFundingPayment"] == "-0.065"
+            paid = sum(Decimal(str(x["amount"])) for x in await ex.fetch_funding_history(BTC))
+            assert Decimal(p["info"]["cumulativeFundingPayment"]) == paid <= Decimal("-0.065")
             await ex.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
         finally:
             await ex.close()
@@ -423,9 +425,10 @@ def test_a_confirmed_order_is_in_the_state_file_before_the_answer(tmp_path):
             ex = await loaded(backpack_client(v.url))
             try:
                 o = await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 111})
-                saved = json.loads(state.read_text())
-                orders = [od for a in saved["accounts"].values() for od in a["orders"]]
-                assert [(str(od["order_id"]), od["client_id"]) for od in orders] == [(o["id"], 111)]
+                probe = Venue("backpack", [BTC, SOL], state_path=state)  # what a restart would read now
+                probe.load()
+                orders = [x for a in probe.accounts.values() for x in a.open_orders()]
+                assert [(str(x.order_id), x.client_id) for x in orders] == [(o["id"], 111)]
             finally:
                 await ex.close()
         run(body())

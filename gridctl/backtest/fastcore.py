@@ -29,7 +29,7 @@ import numpy as np
 
 from gridctl.core.engine import RUNNING
 from gridctl.core.grid import Side
-from gridctl.core.ledger import UNASSIGNED
+from gridctl.core.ledger import UNASSIGNED, ZERO
 from gridctl.core.orders import Intent
 from gridctl.core.risk import NEVER_HI, NEVER_LO, price_band
 from gridctl.sim.replay import point_at
@@ -149,18 +149,21 @@ class FastCore:
         led = e.ledger
         # per-level lot, as integers (values in tick·steps, fees in money quanta)
         self.lsign, self.lcost, self.lts = [0] * L, [0] * L, [0] * L
-        self.lefee, self.lxfee, self.lxval, self.lxqty, self.lcqty, self.lccost = ([0] * L for _ in range(6))
+        self.lxval, self.lxqty, self.lcqty, self.lccost = ([0] * L for _ in range(4))
+        self.lefee, self.lxfee = [ZERO] * L, [ZERO] * L
+        self.fee_dec: dict = {}  # (price, qty) -> the maker fee as the venue computes it
         for key, lot in led.lots.items():
             if key == UNASSIGNED:
                 continue
             i = st.pos_of.get(key)
             if i is None or lot.qty != self.held[i]:
                 return False
-            vals = [lot.cost / U, lot.entry_fees / Qd, lot.exit_fees / Qd, lot.exit_value / U, lot.cycle_cost / U]
+            vals = [lot.cost / U, lot.exit_value / U, lot.cycle_cost / U]
             if any(v != v.to_integral_value() for v in vals):
                 return False
             self.lsign[i], self.lts[i], self.lxqty[i], self.lcqty[i] = lot.sign, lot.entry_ts, lot.exit_qty, lot.cycle_qty
-            self.lcost[i], self.lefee[i], self.lxfee[i], self.lxval[i], self.lccost[i] = (int(v) for v in vals)
+            self.lcost[i], self.lxval[i], self.lccost[i] = (int(v) for v in vals)
+            self.lefee[i], self.lxfee[i] = lot.entry_fees, lot.exit_fees  # Decimal: trades show them as summed
         for i in range(L):
             if self.held[i] and not self.lsign[i]:
                 return False
@@ -199,7 +202,7 @@ class FastCore:
         self.fee_q = 0
         self.fund_q = 0
         self.gp = 0  # grid profit since load, tick·steps
-        self.nfills = 0
+        self.nfills = self.nexits = 0
         self.seq, self.tseq = sim._seq, sim._trade_seq
         leg = sim.account.legs["both"]
         self.kacct = float(sim.account.balance - leg.entry * leg.qty * e.rules.step * e.rules.contract_size)
@@ -523,6 +526,9 @@ class FastCore:
         if o.ro and not (self.net * side < 0 and abs(self.net) >= q):
             raise Fallback  # clipped by the position
         fee = p * q * st.maker_int
+        fee_d = self.fee_dec.get((p, q))
+        if fee_d is None:
+            fee_d = self.fee_dec[(p, q)] = self.bt.engine.rules.notional(p, q) * self.bt.engine.rules.maker_fee
         self.net += side * q
         self.lnet += side * q
         self.cash += side * p * q
@@ -539,18 +545,19 @@ class FastCore:
                 else:
                     self.nshort += 1
                 self.lsign[i], self.lts[i] = side, ts
-                self.lefee[i] = self.lxfee[i] = self.lxval[i] = self.lccost[i] = 0
-                self.lxqty[i] = self.lcqty[i] = 0
+                self.lefee[i] = self.lxfee[i] = ZERO
+                self.lxval[i] = self.lccost[i] = self.lxqty[i] = self.lcqty[i] = 0
             self.held[i] += q
             self.lcost[i] += p * q
             self.lcqty[i] += q
             self.lccost[i] += p * q
-            self.lefee[i] += fee
+            self.lefee[i] += fee_d
             self.exiting[i] = self.held[i] >= st.size[i]
         else:
             if q != self.held[i]:
                 raise Fallback  # a partial take: the ledger divides
             s = self.lsign[i]
+            self.nexits += 1
             if s > 0:
                 self.nlong -= 1
             else:
@@ -558,7 +565,7 @@ class FastCore:
             self.gp += s * (p * q - self.lcost[i])
             self.lcost[i] = 0
             self.held[i] = 0
-            self.lxfee[i] += fee
+            self.lxfee[i] += fee_d
             self.lxval[i] += p * q
             self.lxqty[i] += q
             self.exiting[i] = False
@@ -566,7 +573,7 @@ class FastCore:
                      self.lefee[i] + self.lxfee[i])
         self._set_ok(i)
         self.lot_touched.add(i)
-        self.log.append(("X", ts, o, fee, self.tseq, trade))
+        self.log.append(("X", ts, o, fee_d, self.tseq, trade))
         if (self.ro_buys and self.net >= 0) or (self.ro_sells and self.net <= 0):
             raise Fallback  # a reduce-only order would expire
         self.touched.add(i)

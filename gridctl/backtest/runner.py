@@ -88,6 +88,10 @@ class Backtest:
         self._now = int(data.ts[0]) if len(data) else 0
         self._event_idx = np.append(data.event_candles(), NO_EVENT)
         self.stop_at: Optional[tuple[int, int]] = None  # (candle ts, price in ticks) when the stop began
+        # candles walked by the reference engine; spans the integer core played; spans it
+        # ended by handing a candle to the reference
+        self.stats = {"reference": 0, "spans": 0, "fallbacks": 0}
+        self._core: Optional[fastcore.FastCore] = None
 
     @property
     def fills(self) -> list[FillRecord]:
@@ -123,6 +127,7 @@ class Backtest:
     def handle_candle(self, k: int) -> None:
         """Walk candle k through the simulator, the driver reacting at every stop."""
         self._now = int(self.data.ts[k])
+        self.stats["reference"] += 1
         for batch in self.replay.candle(k, self._band):
             for ev in batch:
                 self._apply(ev)
@@ -250,10 +255,12 @@ class Backtest:
         except fastcore.Fallback:
             return k
         j = core.run(k, progress)
+        self.stats["spans"] += 1
         fastsync.account_span(self, core, j)
         if j >= len(self.data):
             fastsync.finish(self, core)
         else:
+            self.stats["fallbacks"] += 1
             fastsync.replay(self, core)
         return j
 
@@ -272,7 +279,6 @@ class Backtest:
     def _run(self, fast: bool, progress: Optional[Callable[[int, int], None]]) -> None:
         n = len(self.data)
         k = 0
-        self._core = None
         while k < n:
             if fast and k > 0:
                 k = self._core_span(k, progress)
@@ -285,12 +291,15 @@ class Backtest:
                 self._account(k, n)
                 k = n
                 break
-            if fast:
+            if fast and not fastcore.eligible(self):
                 j = self._next_interesting(k)
                 self._account(k, j)
                 k = j
             if progress is not None:
                 progress(k, n)
+        else:
+            if fast and n:  # the skipped candles stayed inside the band: the walk ends at the last close
+                self.sim._price = int(self.data.close[-1])
         if progress is not None:
             progress(n, n)
 

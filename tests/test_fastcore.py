@@ -216,3 +216,34 @@ RISKS = [{}, {"stop_loss_pct": "1"}, {"max_loss": "3"}, {"take_profit": "2"}, {"
 def test_generated_paths_fast_equals_reference(d, mode, spacing, risk, leverage, balance):
     s = strategy(mode, "99.00", "103.00", 8, spacing=spacing, amount="0.1", leverage=leverage, **risk)
     assert_same(R, s, d, balance)
+
+
+# -- the compiled kernel (numba, optional) ------------------------------------------------------
+@pytest.fixture
+def compiled():
+    pytest.importorskip("numba")
+    from gridctl.backtest import fastcore
+    search = fastcore.use_kernel(True)
+    assert search is not None
+    yield search
+    fastcore._KERNEL.clear()
+
+
+def test_the_compiled_search_finds_the_candles_the_numpy_search_finds(compiled):
+    rng = np.random.default_rng(7)
+    low = rng.integers(0, 1000, 5000).astype(np.int64)
+    high = low + rng.integers(0, 50, 5000).astype(np.int64)
+    for start, lo, hi in [(0, 5, 1040), (100, 0, 2000), (4990, 500, 600), (0, -1, 10**9)]:
+        hit = np.flatnonzero((low[start:] <= lo) | (high[start:] >= hi))
+        want = start + int(hit[0]) if len(hit) else len(low)
+        assert compiled(low, high, start, len(low), lo, hi) == want
+
+
+@pytest.mark.parametrize("key, mode, spacing", [("shared-btc-1m", "neutral", "arithmetic"),
+                                                ("shared-xrp-5m-funding-mark", "long", "geometric"),
+                                                ("bundled-sol-1m", "short", "arithmetic")])
+def test_fast_equals_reference_with_the_compiled_kernel(compiled, key, mode, spacing):
+    rules, data = data_set(key)
+    s = grid_for(rules, data, mode, spacing, investment="2000", leverage=3, max_loss="200")
+    bt, _ = assert_same(rules, s, data)
+    assert bt.stats["spans"] >= 1

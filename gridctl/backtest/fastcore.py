@@ -21,9 +21,11 @@ objects (exactly, through their own methods, at a fallback) or into the final fi
 from __future__ import annotations
 
 import math
+import os
+import sys
 from bisect import bisect_left, bisect_right
 from decimal import Decimal
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -37,6 +39,51 @@ from gridctl.sim.replay import point_at
 ENTRY, EXIT = 0, 1
 REL = 1e-9  # relative margin of the float estimates of thresholds
 SEARCH_CHUNK = 64  # candles looked at first by the skip-ahead search (then 4x more each time)
+
+
+_KERNEL: list = []  # [the compiled search, or None] once decided
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"gridctl: {message}\n")
+
+
+def kernel(notify: Optional[Callable[[str], None]] = _say) -> Optional[Callable]:
+    """The numba-compiled skip-ahead search, or None for the pure-Python core (numpy slices),
+    which finds the same candles.
+
+    GRIDCTL_KERNEL=numba uses it (numba installed: ``pip install 'gridctl[fast]'``),
+    =python never; by default (auto) only in a process that has imported numba already:
+    importing numba costs about a second, more than the kernel saves on a year of candles,
+    so it pays in a process that runs many backtests (a sweep), not in one `gridctl backtest`.
+    """
+    if _KERNEL:
+        return _KERNEL[0]
+    mode = os.environ.get("GRIDCTL_KERNEL", "auto")
+    if mode == "python" or (mode == "auto" and "numba" not in sys.modules):
+        return None
+    try:
+        from gridctl.backtest import fastkernel_numba
+    except ImportError:
+        _KERNEL.append(None)
+        return None
+    _KERNEL.append(fastkernel_numba.load(notify))
+    return _KERNEL[0]
+
+
+def use_kernel(enabled: bool) -> Optional[Callable]:
+    """Use the compiled search from now on in this process (when numba is installed), or not."""
+    _KERNEL.clear()
+    if not enabled:
+        _KERNEL.append(None)
+        return None
+    try:
+        from gridctl.backtest import fastkernel_numba
+    except ImportError:
+        _KERNEL.append(None)
+        return None
+    _KERNEL.append(fastkernel_numba.load(_say))
+    return _KERNEL[0]
 
 
 class Fallback(Exception):
@@ -103,7 +150,12 @@ class Static:
         self.max_level_loss = None if lim.max_level_loss is None else float(lim.max_level_loss)
         self.margin_ratio = None if cfg.margin_ratio is None else tuple(float(r) for r in cfg.margin_ratio)
         self.n = len(d)
-        self.ts, self.open, self.high, self.low, self.close = d.ts, d.open, d.high, d.low, d.close
+        self.low, self.high = (np.ascontiguousarray(a, dtype=np.int64) for a in (d.low, d.high))  # searched
+        self.kernel = kernel()
+        self.close = d.close
+        # read one candle at a time: memoryviews give Python ints without numpy scalars
+        self.ts_v, self.open_v, self.high_v, self.low_v, self.close_v = (
+            memoryview(np.ascontiguousarray(a, dtype=np.int64)) for a in (d.ts, d.open, d.high, d.low, d.close))
         self.marks = None
         if d.mark_ts is not None and len(d.mark_ts):
             self.marks = d.marks_at(d.ts).tolist()
@@ -145,7 +197,7 @@ class FastCore:
         for lv in e.levels.values():
             i = st.pos_of[lv.spec.index]
             self.held[i], self.exiting[i], self.gen[i] = lv.held, lv.exiting, lv.gen
-        U, Qd = st.U, st.Qd
+        U = st.U
         led = e.ledger
         # per-level lot, as integers (values in tick·steps, fees in money quanta)
         self.lsign, self.lcost, self.lts = [0] * L, [0] * L, [0] * L
@@ -358,7 +410,9 @@ class FastCore:
         st = self.st
         n = st.n
         low, high = st.low, st.high
+        lowv, highv = st.low_v, st.high_v
         events = st.events
+        search = st.kernel
         if not self.segments:
             self.first = k
             self.segments.append((k, self.lnet, 0, 0, 0))
@@ -371,8 +425,10 @@ class FastCore:
             stop = events[bisect_left(events, k)]
             if stop > n:
                 stop = n
-            if k < stop and (low[k] <= lo or high[k] >= hi):
+            if k < stop and (lowv[k] <= lo or highv[k] >= hi):
                 j = k
+            elif search is not None:
+                j = search(low, high, k, stop, lo, hi)
             else:
                 start, size, j = k, SEARCH_CHUNK, stop
                 while start < stop:
@@ -407,14 +463,14 @@ class FastCore:
     def candle(self, k: int) -> None:
         """Walk candle k as Replay.candle does, reacting at every stop the reference reacts at."""
         st = self.st
-        ts = int(st.ts[k])
+        ts = st.ts_v[k]
         if st.marks is not None:
             m = st.marks[k]
             if m >= 0 and m != self.fmark:
                 self.fmark = m
                 self.log.append(("M", m))
                 self.limits()
-        o, h, lo, c = int(st.open[k]), int(st.high[k]), int(st.low[k]), int(st.close[k])
+        o, h, lo, c = st.open_v[k], st.high_v[k], st.low_v[k], st.close_v[k]
         path = (o, lo, h, c) if c >= o else (o, h, lo, c)
         if self.price != o:
             self.gap(ts, o)
@@ -583,70 +639,85 @@ class FastCore:
     def react(self, ts: int) -> None:
         """What the driver's reconcile does at this market: only for the levels that can change."""
         st = self.st
-        m, m0 = self.price, self.m0
+        m = self.price
         cand = self.touched
-        px = st.all_px_p
-        if m != m0:
-            lo, hi = (m0, m) if m0 < m else (m, m0)
-            a, b = bisect_left(px, lo), bisect_right(px, hi)
-            if a < b:
-                for j in range(a, b):
-                    cand.add(st.all_px[j][1])
-            self.m0 = m
-            # the next reaction is needed once the market reaches an entry line
-            j = bisect_left(px, m)
-            if j < len(px) and px[j] == m:
-                self.rlo = self.rhi = m
-            else:
-                self.rhi = px[j] if j < len(px) else NEVER_HI
-                self.rlo = px[j - 1] if j > 0 else NEVER_LO
+        if m != self.m0:
+            self._passed(m)
         if not cand and st.max_position is None:
             return
-        held, size, ex = self.held, st.size, self.exiting
+        held, size, ok = self.held, st.size, self.ok
         mixed = self.nlong and self.nshort
-        if st.max_position is not None or mixed:
+        capped = st.max_position is not None
+        if capped or mixed:
             cand.update(range(len(held)))
         entries_on = self.margin_level < 2
-        want_e: dict[int, int] = {}
-        for i in cand:
-            if entries_on and not ex[i] and held[i] < size[i]:
-                side, e = st.side[i], st.entry[i]
-                if self.ent_ord[i] is not None or (e < m if side > 0 else e > m):
-                    want_e[i] = size[i] - held[i]
-        if st.max_position is not None:
+        want_e = None
+        if capped:
+            want_e = {}
+            for i in cand:
+                if entries_on and ok[i]:
+                    e = st.entry[i]
+                    if self.ent_ord[i] is not None or (e < m if st.side[i] > 0 else e > m):
+                        want_e[i] = size[i] - held[i]
             want_e = self._cap(want_e, m)
         ro_of = self._exit_ro() if mixed else None
-        cancels, places = [], []
+        places = []
         po = st.post_only
-        for i in sorted(cand):
-            o = self.ent_ord[i]
-            q = want_e.get(i)
-            if o is not None and (q is None or o.qty != q or o.ro):
-                cancels.append(o)
+        ent_ord, ext_ord, sides = self.ent_ord, self.ext_ord, st.side
+        for i in (sorted(cand) if len(cand) > 1 else cand):
+            side = sides[i]
+            o = ent_ord[i]
+            if want_e is not None:
+                q = want_e.get(i)
+            elif entries_on and ok[i]:
+                e = st.entry[i]
+                q = size[i] - held[i] if o is not None or (e < m if side > 0 else e > m) else None
+            else:
+                q = None
+            if o is not None and (q is None or o.qty != q):
+                self._cancel(o)
                 o = None
             if q is not None and o is None:
-                places.append((i, ENTRY, st.side[i], st.entry[i], q, False, po))
-            o = self.ext_ord[i]
+                places.append((i, ENTRY, side, st.entry[i], q, False, po))
+            o = ext_ord[i]
             h = held[i]
             if h:
                 ro = True if ro_of is None else ro_of[i]
-                xs = -st.side[i]
                 if o is not None and (o.qty != h or o.ro != ro):
-                    cancels.append(o)
+                    self._cancel(o)
                     o = None
                 if o is None:
                     x = st.exit[i]
-                    places.append((i, EXIT, xs, x, h, ro, po and (x < m if xs > 0 else x > m)))
+                    places.append((i, EXIT, -side, x, h, ro, po and (x > m if side > 0 else x < m)))
             elif o is not None:
-                cancels.append(o)
+                self._cancel(o)
         cand.clear()
-        for o in cancels:
-            if o.intent == ENTRY and held[o.pos] and not ex[o.pos]:
-                raise Fallback  # a partly filled entry would go to its exit
-            self._remove(o)
-            self.log.append(("C", o))
         for args in places:
             self.place(ts, *args)
+
+    def _passed(self, m: int) -> None:
+        """The market moved from the last reaction's to m: the levels whose entry line lies
+        between may start (or stop) wanting their entry; and where the next reaction is due."""
+        st, m0 = self.st, self.m0
+        px = st.all_px_p
+        lo, hi = (m0, m) if m0 < m else (m, m0)
+        a, b = bisect_left(px, lo), bisect_right(px, hi)
+        if a < b:
+            for j in range(a, b):
+                self.touched.add(st.all_px[j][1])
+        self.m0 = m
+        j = bisect_left(px, m)
+        if j < len(px) and px[j] == m:
+            self.rlo = self.rhi = m
+        else:
+            self.rhi = px[j] if j < len(px) else NEVER_HI
+            self.rlo = px[j - 1] if j > 0 else NEVER_LO
+
+    def _cancel(self, o: Order) -> None:
+        if o.intent == ENTRY and self.held[o.pos] and not self.exiting[o.pos]:
+            raise Fallback  # a partly filled entry would go to its exit
+        self._remove(o)
+        self.log.append(("C", o))
 
     def _exit_ro(self) -> dict[int, bool]:
         """reduceOnly per held level, as orders._exits gives it in one-way mode."""

@@ -175,7 +175,6 @@ def finish(bt, core) -> None:
             if t is not None:
                 trades.append(t)
             pending.append((ts, o, fee, tseq, t))
-            drv._mark_seen(f"t{tseq}")
         elif tag == "F":
             _, t, i, mark, net = entry
             sim._price, sim._mark = mark, None  # the venue's own method, at that instant's mark

@@ -119,6 +119,13 @@ class Backtest:
     def events(self, value: list) -> None:
         self._events = value
 
+    def events_of_kind(self, kind: str) -> list:
+        """The events of one kind; warnings, errors, risk and status events never come from
+        the integer core (it hands such candles to the reference), so reading them does
+        not build the core's fill and funding events."""
+        source = self._events if kind in ("warn", "error", "risk", "status") else self.events
+        return [ev for ev in source if getattr(ev, "kind", None) == kind]
+
     def add_lazy_events(self, chunk) -> None:
         """Events the integer core logged, appended (built on first read of .events)."""
         self._lazy.append(chunk)

@@ -247,3 +247,21 @@ def test_fast_equals_reference_with_the_compiled_kernel(compiled, key, mode, spa
     s = grid_for(rules, data, mode, spacing, investment="2000", leverage=3, max_loss="200")
     bt, _ = assert_same(rules, s, data)
     assert bt.stats["spans"] >= 1
+
+
+def test_the_first_compile_is_said_once_and_then_cached(tmp_path):
+    """GRIDCTL_KERNEL=numba: the first backtest says it compiles the kernel, the next one loads it."""
+    pytest.importorskip("numba")
+    import os
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parent.parent / "strategies.yaml.example"
+    env = {**os.environ, "GRIDCTL_KERNEL": "numba", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "gridctl", "backtest", "-c", str(example), "sol-neutral", "--json"]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    msg = "compiling the fast backtest kernel with numba (once; it is cached for later runs)"
+    assert msg in first.stderr and msg not in again.stderr
+    assert first.stdout == again.stdout

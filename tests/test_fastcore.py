@@ -222,11 +222,11 @@ def test_generated_paths_fast_equals_reference(d, mode, spacing, risk, leverage,
 @pytest.fixture
 def compiled():
     pytest.importorskip("numba")
-    from gridctl.backtest import fastcore
+    from gridctl.backtest import fastcore, fastsearch
     search = fastcore.use_kernel(True)
     assert search is not None
     yield search
-    fastcore._KERNEL.clear()
+    fastsearch._KERNEL.clear()
 
 
 def test_the_compiled_search_finds_the_candles_the_numpy_search_finds(compiled):

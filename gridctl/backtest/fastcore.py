@@ -20,163 +20,17 @@ objects (exactly, through their own methods, at a fallback) or into the final fi
 
 from __future__ import annotations
 
-import math
-import os
-import sys
 from bisect import bisect_left, bisect_right
-from decimal import Decimal
-from typing import Callable, Optional
 
-import numpy as np
-
-from gridctl.core.engine import RUNNING
-from gridctl.core.grid import Side
-from gridctl.core.ledger import UNASSIGNED, ZERO
-from gridctl.core.orders import Intent
-from gridctl.core.risk import NEVER_HI, NEVER_LO, price_band
+from gridctl.backtest.fastbase import ENTRY, EXIT, REL, Fallback, Order
+from gridctl.backtest.fastlimits import update
+from gridctl.backtest.fastload import Static, eligible, load_state
+from gridctl.backtest.fastsearch import first_reaching, kernel, use_kernel
+from gridctl.core.ledger import ZERO
+from gridctl.core.risk import NEVER_HI, NEVER_LO
 from gridctl.sim.replay import point_at
 
-ENTRY, EXIT = 0, 1
-REL = 1e-9  # relative margin of the float estimates of thresholds
-SEARCH_CHUNK = 64  # candles looked at first by the skip-ahead search (then 4x more each time)
-
-
-_KERNEL: list = []  # [the compiled search, or None] once decided
-
-
-def _say(message: str) -> None:
-    sys.stderr.write(f"gridctl: {message}\n")
-
-
-def kernel(notify: Optional[Callable[[str], None]] = _say) -> Optional[Callable]:
-    """The numba-compiled skip-ahead search, or None for the pure-Python core (numpy slices),
-    which finds the same candles.
-
-    GRIDCTL_KERNEL=numba uses it (numba installed: ``pip install 'gridctl[fast]'``),
-    =python never; by default (auto) only in a process that has imported numba already:
-    importing numba costs about a second, more than the kernel saves on a year of candles,
-    so it pays in a process that runs many backtests (a sweep), not in one `gridctl backtest`.
-    """
-    if _KERNEL:
-        return _KERNEL[0]
-    mode = os.environ.get("GRIDCTL_KERNEL", "auto")
-    if mode == "python" or (mode == "auto" and "numba" not in sys.modules):
-        return None
-    try:
-        from gridctl.backtest import fastkernel_numba
-    except ImportError:
-        _KERNEL.append(None)
-        return None
-    _KERNEL.append(fastkernel_numba.load(notify))
-    return _KERNEL[0]
-
-
-def use_kernel(enabled: bool) -> Optional[Callable]:
-    """Use the compiled search from now on in this process (when numba is installed), or not."""
-    _KERNEL.clear()
-    if not enabled:
-        _KERNEL.append(None)
-        return None
-    try:
-        from gridctl.backtest import fastkernel_numba
-    except ImportError:
-        _KERNEL.append(None)
-        return None
-    _KERNEL.append(fastkernel_numba.load(_say))
-    return _KERNEL[0]
-
-
-class Fallback(Exception):
-    """The core cannot do this candle exactly: the reference engine does it."""
-
-
-class Order:
-    """A resting own order: level position, intent, side (+1/-1), price, qty, flags, ids."""
-
-    __slots__ = ("pos", "intent", "side", "price", "qty", "ro", "po", "seq", "gen", "ts", "sim")
-
-    def __init__(self, pos, intent, side, price, qty, ro, po, seq, gen, ts):
-        self.pos, self.intent, self.side, self.price, self.qty = pos, intent, side, price, qty
-        self.ro, self.po, self.seq, self.gen, self.ts = ro, po, seq, gen, ts
-
-
-def scale_exponent(values) -> int:
-    """Decimal places needed so every rate times 10**e is an integer."""
-    e = 0
-    for v in values:
-        exp = Decimal(v).normalize().as_tuple().exponent
-        if isinstance(exp, int) and -exp > e:
-            e = -exp
-    return e
-
-
-class Static:
-    """What does not change during a run: the grid, the rules as integers, the data."""
-
-    def __init__(self, bt):
-        e, d = bt.engine, bt.data
-        rules = e.rules
-        specs = sorted((lv.spec for lv in e.levels.values()), key=lambda s: s.index)
-        self.index = [s.index for s in specs]
-        self.pos_of = {s.index: i for i, s in enumerate(specs)}
-        self.side = [s.side.sign for s in specs]
-        self.entry = [s.entry for s in specs]
-        self.exit = [s.exit for s in specs]
-        self.size = [s.size for s in specs]
-        buys = sorted((s.entry, i) for i, s in enumerate(specs) if s.side is Side.BUY)
-        sells = sorted((s.entry, i) for i, s in enumerate(specs) if s.side is Side.SELL)
-        self.buy_px, self.buy_pos = [p for p, _ in buys], [i for _, i in buys]
-        self.sell_px, self.sell_pos = [p for p, _ in sells], [i for _, i in sells]
-        self.all_px = sorted((s.entry, i) for i, s in enumerate(specs))
-        self.all_px_p = [p for p, _ in self.all_px]
-        rates = [rules.maker_fee, rules.taker_fee] + [Decimal(r) for r in d.funding_rates]
-        self.e = scale_exponent(rates)
-        self.ten_e = 10 ** self.e
-        self.U = rules.tick * rules.step * rules.contract_size  # quote per tick·step
-        self.Qd = self.U / self.ten_e  # the money quantum
-        self.Uf, self.Qf = float(self.U), float(self.Qd)
-        self.maker_int = int(rules.maker_fee * self.ten_e)
-        self.min_steps = rules.min_steps
-        self.min_notional = rules.min_notional / self.U  # in tick·steps
-        self.mmr = float(rules.maintenance_margin_rate)
-        self.leverage = bt.sim.leverage
-        cfg = e.cfg
-        self.max_position = cfg.max_position
-        self.post_only = cfg.post_only
-        self.plo, self.phi = price_band(cfg.limits)
-        lim = cfg.limits
-        self.max_loss = None if lim.max_loss is None else float(lim.max_loss)
-        self.take_profit = None if lim.take_profit is None else float(lim.take_profit)
-        self.max_level_loss = None if lim.max_level_loss is None else float(lim.max_level_loss)
-        self.margin_ratio = None if cfg.margin_ratio is None else tuple(float(r) for r in cfg.margin_ratio)
-        self.n = len(d)
-        self.low, self.high = (np.ascontiguousarray(a, dtype=np.int64) for a in (d.low, d.high))  # searched
-        self.kernel = kernel()
-        self.close = d.close
-        # read one candle at a time: memoryviews give Python ints without numpy scalars
-        self.ts_v, self.open_v, self.high_v, self.low_v, self.close_v = (
-            memoryview(np.ascontiguousarray(a, dtype=np.int64)) for a in (d.ts, d.open, d.high, d.low, d.close))
-        self.marks = None
-        if d.mark_ts is not None and len(d.mark_ts):
-            self.marks = d.marks_at(d.ts).tolist()
-        self.events = bt._event_idx.tolist()
-        self.funding_by_candle = bt.replay._funding_by_candle
-        self.interval = bt.replay.interval
-        self.rates = [Decimal(r) for r in d.funding_rates]
-        self.rate_int = [int(r * self.ten_e) for r in self.rates]
-
-
-def eligible(bt) -> bool:
-    """Whether the core can take over from the reference objects' present state."""
-    e, d, sim = bt.engine, bt.driver, bt.sim
-    if e.status != RUNNING or not e.opened or e.cfg.hedge or sim.hedge:
-        return False
-    if d._cooldown or d.unmet or d.wake_at is not None or d._fresh_rejects or sim._price is None:
-        return False
-    un = e.ledger.lots.get(UNASSIGNED)
-    if un is not None and un.qty:
-        return False
-    return e.ledger.position == sim.position
+__all__ = ["ENTRY", "EXIT", "FastCore", "Fallback", "Order", "Static", "eligible", "kernel", "use_kernel"]
 
 
 class FastCore:
@@ -185,93 +39,13 @@ class FastCore:
     def __init__(self, bt, st: Static):
         self.bt, self.st = bt, st
 
-    # -- loading ---------------------------------------------------------------------------
     def load(self) -> bool:
         """Take the reference objects' state; False when it is not one the core represents."""
-        bt, st = self.bt, self.st
-        e, sim = bt.engine, bt.sim
-        L = len(st.index)
-        self.held = [0] * L
-        self.exiting = [False] * L
-        self.gen = [0] * L
-        for lv in e.levels.values():
-            i = st.pos_of[lv.spec.index]
-            self.held[i], self.exiting[i], self.gen[i] = lv.held, lv.exiting, lv.gen
-        U = st.U
-        led = e.ledger
-        # per-level lot, as integers (values in tick·steps, fees in money quanta)
-        self.lsign, self.lcost, self.lts = [0] * L, [0] * L, [0] * L
-        self.lxval, self.lxqty, self.lcqty, self.lccost = ([0] * L for _ in range(4))
-        self.lefee, self.lxfee = [ZERO] * L, [ZERO] * L
-        self.fee_dec: dict = {}  # (price, qty) -> the maker fee as the venue computes it
-        for key, lot in led.lots.items():
-            if key == UNASSIGNED:
-                continue
-            i = st.pos_of.get(key)
-            if i is None or lot.qty != self.held[i]:
-                return False
-            vals = [lot.cost / U, lot.exit_value / U, lot.cycle_cost / U]
-            if any(v != v.to_integral_value() for v in vals):
-                return False
-            self.lsign[i], self.lts[i], self.lxqty[i], self.lcqty[i] = lot.sign, lot.entry_ts, lot.exit_qty, lot.cycle_qty
-            self.lcost[i], self.lxval[i], self.lccost[i] = (int(v) for v in vals)
-            self.lefee[i], self.lxfee[i] = lot.entry_fees, lot.exit_fees  # Decimal: trades show them as summed
-        for i in range(L):
-            if self.held[i] and not self.lsign[i]:
-                return False
-        self.nlong = sum(1 for i in range(L) if self.held[i] and self.lsign[i] > 0)
-        self.nshort = sum(1 for i in range(L) if self.held[i] and self.lsign[i] < 0)
-        # the book
-        self.bids: dict[int, Order] = {}
-        self.asks: dict[int, Order] = {}
-        self.ent_ord: list[Optional[Order]] = [None] * L
-        self.ext_ord: list[Optional[Order]] = [None] * L
-        self.B = self.S = 0  # tick·steps of resting orders that can add exposure
-        self.ro_buys = self.ro_sells = 0
-        for o in sim.book:
-            dd = e.decode(o.client_id)
-            if dd is None or dd.intent is Intent.CLOSE or o.filled or o.price is None or dd.level not in st.pos_of:
-                return False
-            i = st.pos_of[dd.level]
-            intent = ENTRY if dd.intent is Intent.ENTRY else EXIT
-            side = o.side.sign
-            seq = int(o.order_id[4:]) if o.order_id.startswith("sim-") else -1
-            book = self.bids if side > 0 else self.asks
-            slot = self.ent_ord if intent == ENTRY else self.ext_ord
-            if o.price in book or slot[i] is not None or o.position_side is not None:
-                return False
-            od = Order(i, intent, side, o.price, o.qty, o.reduce_only, o.post_only, seq, dd.gen, o.ts)
-            od.sim = o  # type: ignore[attr-defined]
-            self._add(od)
-        self.bid_px = sorted(self.bids)
-        self.ask_px = sorted(self.asks)
-        # the account (one-way) and the ledger, as changes since now
-        self.price = sim.price
-        self.fmark = sim._mark
-        self.net = sim.position
-        self.lnet = led.position
-        self.cash = 0  # sum of side·price·qty of fills since load
-        self.fee_q = 0
-        self.fund_q = 0
-        self.gp = 0  # grid profit since load, tick·steps
-        self.nfills = self.nexits = 0
-        self.seq, self.tseq = sim._seq, sim._trade_seq
-        leg = sim.account.legs["both"]
-        self.kacct = float(sim.account.balance - leg.entry * leg.qty * e.rules.step * e.rules.contract_size)
-        self.base0 = (led.realized - led.fees + led.funding
-                      - sum((lot.sign * lot.cost for lot in led.lots.values() if lot.qty), Decimal(0)))
-        self.kled = float(self.base0)
-        self.margin_level = e.margin_level
-        self.m0 = self.price  # the market at the last reaction
-        self.rlo = self.rhi = self.price  # react at once
-        self.touched: set[int] = set()
-        self.log: list = []
-        self.segments: list = []  # (first candle, lnet, cash, fee_q, fund_q)
-        self.max_abs = abs(self.lnet)
-        self.lot_touched: set[int] = set()
-        self._eligible_lists()
-        self.limits()
-        return True
+        return load_state(self)
+
+    def limits(self) -> None:
+        """Recompute the band the thresholds allow (after a change of position, funds or mark)."""
+        update(self)
 
     # -- the book --------------------------------------------------------------------------
     def _add(self, o: Order) -> None:
@@ -307,60 +81,6 @@ class FastCore:
         (self.ent_ord if o.intent == ENTRY else self.ext_ord)[o.pos] = None
 
     # -- thresholds ------------------------------------------------------------------------
-    def limits(self) -> None:
-        """The prices (dlo, dhi) the walk must stay strictly between, from every threshold
-        that depends on the price; thresholds on a fixed mark are checked here."""
-        st = self.st
-        dlo, dhi = st.plo, st.phi
-        Uf, net = st.Uf, self.net
-        mark = self.fmark
-        cash_f = Uf * self.cash
-        money = self.fund_q * st.Qf - self.fee_q * st.Qf
-        checks = []  # (a, b): a + b·mark must stay > 0
-        if net:
-            kc = self.kacct - cash_f + money  # equity = kc + Uf·net·mark
-            mm = st.mmr * Uf * abs(net)  # maintenance = mm·mark
-            checks.append((kc, Uf * net - mm))  # liquidation: equity - maintenance
-            if st.margin_ratio is not None:
-                warn, reduce, close = st.margin_ratio
-                lvl = self.margin_level
-                checks.append((kc, Uf * net))  # equity > 0
-                upper = (warn, reduce, close)[lvl]
-                checks.append((upper * kc, upper * Uf * net - mm))  # ratio < upper
-                if lvl:
-                    lower = (warn, reduce)[lvl - 1]
-                    checks.append((-lower * kc, mm - lower * Uf * net))  # ratio >= lower
-        elif st.margin_ratio is not None and self.margin_level:
-            raise Fallback
-        if st.max_loss is not None or st.take_profit is not None or st.max_level_loss is not None:
-            kl = self.kled - cash_f + money  # total PnL = kl + Uf·lnet·mark
-            b = Uf * self.lnet
-            if st.max_loss is not None:
-                checks.append((kl + st.max_loss, b))
-            if st.take_profit is not None:
-                checks.append((st.take_profit - kl, -b))
-            if st.max_level_loss is not None:
-                for i, q in enumerate(self.held):
-                    if q:
-                        s = self.lsign[i]
-                        checks.append((st.max_level_loss - s * Uf * self.lcost[i], s * Uf * q))
-        for a, b in checks:
-            if mark is not None or b == 0:
-                m = mark if mark is not None else self.price
-                v = a + b * m
-                if v <= REL * (abs(a) + abs(b * m)) + 1e-12:
-                    raise Fallback
-                continue
-            r = -a / b
-            pad = 2 + abs(r) * REL
-            if b > 0:
-                dlo = max(dlo, math.floor(r + pad))
-            else:
-                dhi = min(dhi, math.ceil(r - pad))
-        self.dlo, self.dhi = dlo, dhi
-        if not dlo < self.price < dhi:
-            raise Fallback
-
     # -- activation points -----------------------------------------------------------------
     def _eligible_lists(self) -> None:
         """Entry prices of the levels that want (more of) their entry, per side, ascending:
@@ -412,7 +132,7 @@ class FastCore:
         low, high = st.low, st.high
         lowv, highv = st.low_v, st.high_v
         events = st.events
-        search = st.kernel
+        search = st.kernel or first_reaching
         if not self.segments:
             self.first = k
             self.segments.append((k, self.lnet, 0, 0, 0))
@@ -427,19 +147,8 @@ class FastCore:
                 stop = n
             if k < stop and (lowv[k] <= lo or highv[k] >= hi):
                 j = k
-            elif search is not None:
-                j = search(low, high, k, stop, lo, hi)
             else:
-                start, size, j = k, SEARCH_CHUNK, stop
-                while start < stop:
-                    end = min(stop, start + size)
-                    hit = (low[start:end] <= lo) | (high[start:end] >= hi)
-                    i = int(hit.argmax())
-                    if hit[i]:
-                        j = start + i
-                        break
-                    start = end
-                    size *= 4
+                j = search(low, high, k, stop, lo, hi)
             k = j
             if k >= n:
                 break
@@ -449,6 +158,7 @@ class FastCore:
                 self.candle(k)
             except Fallback:
                 del log[mark:]
+                self.bt.stats["core"] += done
                 return k
             state = (self.lnet, self.cash, self.fee_q, self.fund_q)
             if state != last:
@@ -458,6 +168,7 @@ class FastCore:
             done += 1
             if progress is not None and done % 2048 == 0:
                 progress(k, n)
+        self.bt.stats["core"] += done
         return n
 
     def candle(self, k: int) -> None:
@@ -786,7 +497,3 @@ class FastCore:
         self.log.append(("P", o))
 
 
-def all_candles_marks(data) -> np.ndarray:
-    """The mark at each candle's close (the known mark, else the close), for the figures."""
-    m = data.marks_at(data.ts)
-    return np.where(m >= 0, m, data.close)

@@ -88,9 +88,9 @@ class Backtest:
         self._now = int(data.ts[0]) if len(data) else 0
         self._event_idx = np.append(data.event_candles(), NO_EVENT)
         self.stop_at: Optional[tuple[int, int]] = None  # (candle ts, price in ticks) when the stop began
-        # candles walked by the reference engine; spans the integer core played; spans it
-        # ended by handing a candle to the reference
-        self.stats = {"reference": 0, "spans": 0, "fallbacks": 0}
+        # candles walked by the reference engine and by the integer core; spans the core
+        # played; spans it ended by handing a candle to the reference
+        self.stats = {"reference": 0, "core": 0, "spans": 0, "fallbacks": 0}
         self._core: Optional[fastcore.FastCore] = None
 
     @property

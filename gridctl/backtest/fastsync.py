@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from gridctl.backtest.records import FillRecord
 from gridctl.core.engine import Event
 from gridctl.core.grid import Side
 from gridctl.core.ledger import Lot, Trade
@@ -138,8 +139,6 @@ def finish(bt, core) -> None:
     """The end of a run the core played to the last candle: the reference objects' final
     state from the core's integers (Decimal only here), the simulated account by replaying
     its fills (its average entry price is path-dependent), events and fills from the log."""
-    from gridctl.backtest.runner import FillRecord
-
     e, sim, st, drv = bt.engine, bt.sim, core.st, bt.driver
     led = e.ledger
     U, Qd = st.U, st.Qd

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from gridctl.backtest import fastcore, fastsync
+from gridctl.backtest.records import FillRecord
 from gridctl.core.bands import bucket_band, engine_band
 from gridctl.core.driver import Booked, Driver
 from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, Event, GridEngine
@@ -31,20 +32,6 @@ from gridctl.sim.replay import MarketData, Replay
 __all__ = ["Backtest", "FillRecord", "MarketData", "Series"]
 NO_EVENT = np.iinfo(np.int64).max
 MAX_ROUNDS = 8  # reconcile rounds at one price (an exit that fills on placement changes the book again)
-
-
-@dataclass
-class FillRecord:
-    """One fill as written to --fills-csv."""
-
-    ts: int
-    level: Optional[int]
-    side: str
-    intent: str
-    price: Decimal
-    qty: Decimal
-    fee: Decimal
-    reduce_only: bool
 
 
 @dataclass

@@ -235,3 +235,15 @@ def test_a_progress_bar_on_a_terminal_but_not_with_json():
 def test_no_progress_bar_when_stderr_is_not_a_terminal():
     r = sweep("--set", "grids=4:12:4")
     assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_a_range_counts_in_exact_decimal_steps_with_to_included():
+    from decimal import Decimal as D
+
+    from gridctl.sweep.spec import parse_set
+
+    assert parse_set("risk.stop_loss_pct=0.1:0.5:0.1").values == (D("0.1"), D("0.2"), D("0.3"), D("0.4"), D("0.5"))
+    assert parse_set("grids=10:45:10").values == (10, 20, 30, 40)
+    assert parse_set("spacing=arithmetic,geometric").values == ("arithmetic", "geometric")
+    rows = sweep_json("--set", "risk.stop_loss_pct=0.5:1.5:0.5")
+    assert sorted(x["risk.stop_loss_pct"] for x in rows) == ["0.5", "1", "1.5"]  # decimals as text, as money is

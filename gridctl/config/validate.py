@@ -118,24 +118,6 @@ def _endpoint(r: Reader, m: dict, path: Path) -> Optional[str]:
     return value.strip().rstrip("/")
 
 
-def _one_way_sharing(r: Reader, accounts: dict[str, AccountConfig], strategies: dict[str, StrategyConfig]) -> None:
-    """Two strategies on one symbol of one exchange account in one-way mode: the venue nets
-    their positions into one, so each one's reduce-only exits and position checks would be
-    wrong about the other's. Refused (a paper account gives every strategy its own wallet)."""
-    seen: dict[tuple[str, str], str] = {}
-    for name, s in strategies.items():
-        acc = accounts.get(s.account)
-        if acc is None or acc.is_paper or acc.position_mode != "one-way":
-            continue
-        key = (s.account, s.symbol)
-        if key in seen:
-            r.error(("strategies", name, "symbol"), f"{s.symbol} on account '{s.account}' is already traded by "
-                    f"'{seen[key]}': in one-way mode the venue nets both into one position; use position_mode: "
-                    f"hedge, another account, or one strategy")
-        else:
-            seen[key] = name
-
-
 def _data_file(r: Reader, m: dict, path: Path, key: str, base: Path) -> Optional[Path]:
     spec = r.text(m, path, key)
     if spec is None:
@@ -342,7 +324,6 @@ def from_source(src: Source, path: Path, environ: Optional[dict[str, str]] = Non
     reports = {n: _report(r, str(n), m, strategies)
                for n, m in r.mapping(top.get("reports"), ("reports",)).items()}
     events = _events(r, top.get("events"))
-    _one_way_sharing(r, accounts, strategies)
     if check_markets:
         market_check.check_strategies(r, accounts, strategies, live_markets)
     if r.problems:

@@ -70,9 +70,12 @@ class Static:
         self.low, self.high = (np.ascontiguousarray(a, dtype=np.int64) for a in (d.low, d.high))  # searched
         self.kernel = fastsearch.kernel()
         self.close = d.close
-        # read one candle at a time: memoryviews give Python ints without numpy scalars
+        # read one candle at a time: memoryviews give Python ints without numpy scalars; cast from
+        # bytes because an array rebuilt by pickle (a Dask worker's data) exports the format '=q',
+        # which memoryview cannot index
         self.ts_v, self.open_v, self.high_v, self.low_v, self.close_v = (
-            memoryview(np.ascontiguousarray(a, dtype=np.int64)) for a in (d.ts, d.open, d.high, d.low, d.close))
+            memoryview(np.ascontiguousarray(a, dtype=np.int64).tobytes()).cast("q")
+            for a in (d.ts, d.open, d.high, d.low, d.close))
         self.marks = None
         if d.mark_ts is not None and len(d.mark_ts):
             self.marks = d.marks_at(d.ts).tolist()

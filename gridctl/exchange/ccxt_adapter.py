@@ -35,7 +35,7 @@ from gridctl.exchange.base import (
 from gridctl.exchange.ccxt_client import PreflightError, Timing, make_client, point  # noqa: F401 (the adapter's API)
 from gridctl.exchange.ccxt_errors import classify
 from gridctl.exchange.ccxt_events import StreamEvents
-from gridctl.exchange.ccxt_streams import StreamKeeper, close_ws, isolated
+from gridctl.exchange.ccxt_streams import StreamKeeper, cancel_tasks, close_ws, isolated
 from gridctl.exchange.venues import quirk
 
 log = logging.getLogger(__name__)
@@ -131,13 +131,7 @@ class CcxtExchange(StreamEvents):
     async def close(self) -> None:
         if self.keeper is not None:
             await self.keeper.close()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except BaseException:
-                pass
+        await cancel_tasks(self._tasks)
         await close_ws(self.client)
         try:
             await self.client.close()

@@ -82,6 +82,17 @@ def ws_clients(client: Any) -> list[Any]:
     return [c for url, c in list(getattr(client, "clients", {}).items()) if str(url).startswith("ws")]
 
 
+async def cancel_tasks(tasks: Sequence[asyncio.Task]) -> None:
+    """Cancel background tasks and wait until each has ended (whatever it raised)."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        try:
+            await t
+        except BaseException:
+            pass
+
+
 async def close_ws(client: Any, match: Callable[[str], bool] = lambda url: True) -> None:
     """Close (and forget) the instance's WebSocket connections whose url matches."""
     clients = getattr(client, "clients", {})
@@ -154,13 +165,7 @@ class StreamKeeper:
         self._kick.set()
 
     async def _teardown(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except BaseException:
-                pass
+        await cancel_tasks(self._tasks)
         self._tasks = []
         await close_ws(self.client)
 

@@ -16,7 +16,6 @@ reject -> the code of `reason`; partial fills and the stream faults come from th
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Awaitable, Callable, Optional
 
@@ -105,17 +104,8 @@ class BackpackProtocol(Protocol):
             return BackpackError("SERVER_ERROR", "Internal server error", status).response()
         return None
 
-    async def _after(self, kind: str, response: web.StreamResponse) -> web.StreamResponse:
-        """Faults that hit once the venue executed the request (its outcome unknown to the client)."""
-        if kind not in ("place", "cancel") or response.status != 200:
-            return response
-        f = self.venue.faults.take("timeout", kind)
-        if f:
-            await asyncio.sleep(float(f.get("delay", 15)))
-        f = self.venue.faults.take("empty", kind)
-        if f:
-            return web.Response(status=int(f.get("status", 202)))  # "accepted, not yet executed"
-        return response
+    def empty_reply(self, fault: dict) -> web.StreamResponse:
+        return web.Response(status=int(fault.get("status", 202)))  # Backpack's "accepted, not yet executed"
 
     def _public(self, handler: Callable[[web.Request], Awaitable[object]]):
         async def run(request: web.Request) -> web.StreamResponse:
@@ -154,7 +144,7 @@ class BackpackProtocol(Protocol):
                 body = _reject(e)
             self.venue.flush()  # what the answer confirms is on disk before it goes out
             response = body if isinstance(body, web.StreamResponse) else ok(body)
-            return await self._after(kind, response)
+            return await self.after_faults(kind, response)
         return run
 
     def _symbol(self, params: dict, required: bool = True) -> Optional[str]:

@@ -49,3 +49,24 @@ async def loaded(ex):
     """The client with the perpetual markets loaded, as the adapter loads them."""
     await ex.load_markets(False, {"marketType": "PERP"})
     return ex
+
+
+def listeners(venue, stream: str) -> int:
+    """How many sockets the venue has subscribed to `stream` (read on its loop)."""
+    streams = venue.server.protocol.streams
+    return venue.sync(lambda: sum(1 for subs in streams.subs.values() if stream in subs))
+
+
+async def watching(venue, coro, *streams: str, timeout: float = 5.0):
+    """Start a ccxt watch_* and return its task once the venue has subscribed its streams
+    (an event sent before that would be lost, as on the real venue)."""
+    loop = asyncio.get_running_loop()
+    before = {s: await loop.run_in_executor(None, listeners, venue, s) for s in streams}
+    task = asyncio.ensure_future(coro)
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        counts = {s: await loop.run_in_executor(None, listeners, venue, s) for s in streams}
+        if all(counts[s] > before[s] for s in streams):
+            break
+        await asyncio.sleep(0.02)
+    return task

@@ -218,3 +218,90 @@ def test_a_balance_below_the_plans_margin_is_a_configuration_error(venue):
         with pytest.raises(PreflightError, match="needs 20000 USDT of margin"):
             await ex.preflight(Decimal(20000))
     run(venue, scenario)
+
+
+def test_a_cancel_whose_answer_never_came_is_confirmed_and_the_order_is_gone(venue):
+    async def scenario(ex):
+        await ex.place(buy(1, 16900))
+        await admin(venue, venue.faults, {"timeout": {"count": 1, "on": "cancel", "delay": 4}})
+        await ex.cancel("gx-abcdef-001e1")  # no exception: confirmed cancelled
+        return ex.mirror.orders()
+    assert run(venue, scenario) == []
+    assert own_open(venue) == []
+
+
+def test_a_refused_listen_key_keep_alive_renews_the_key_and_is_not_an_auth_failure(venue):
+    timing = Timing(streams=FAST.streams, heartbeat_s=0.2, listen_key_every_s=0.5, rest_timeout_ms=3000)
+
+    async def scenario(ex):
+        import ccxt
+
+        real = ex.client.fapiPrivatePutListenKey
+        calls = []
+
+        async def refused(*a, **k):
+            calls.append(1)
+            if len(calls) == 1:
+                raise ccxt.AuthenticationError('binanceusdm {"code":-1125,"msg":"This listenKey does not exist."}')
+            return await real(*a, **k)
+        ex.client.fapiPrivatePutListenKey = refused
+        evs = await until(ex, lambda s: any(isinstance(e, StreamState) and e.state == "restored" for e in s), 15)
+        await ex.place(buy(1, 16900))
+        await admin(venue, venue.price, SOL, "168.90")
+        evs += await until(ex, lambda s: any(isinstance(e, Fill) for e in s), 10)
+        return evs
+    evs = run(venue, scenario, timing)
+    lost = [e for e in evs if isinstance(e, StreamState) and e.state == "lost"]
+    assert lost and lost[0].detail == "listen key keep-alive refused"
+    assert [e.client_id for e in evs if isinstance(e, Fill)] == ["gx-abcdef-001e1"]
+
+
+def test_what_an_opening_order_did_not_fill_within_its_bound_is_reported_not_chased(venue):
+    async def scenario(ex):
+        ex._bounded.add("gx-abcdef-001e1")
+        ex._push(OrderUpdate(1, "gx-abcdef-001e1", "9", "expired", 4, "venue"))
+        return await ex.events()
+    evs = run(venue, scenario)
+    up = next(e for e in evs if isinstance(e, OrderUpdate))
+    assert up.status == "expired" and up.reason == "the rest was not filled within the 0.5% slippage bound; not chased"
+
+
+def test_a_silent_stream_is_re_dialled_and_fills_come_again(venue):
+    timing = Timing(streams=FAST.streams, heartbeat_s=0.2, stale_s=1.5, rest_timeout_ms=3000)
+
+    async def scenario(ex):
+        await admin(venue, venue.faults, {"silent_streams": {"on": True}})
+        evs = await until(ex, lambda s: any(isinstance(e, StreamState) and e.state == "lost" for e in s), 10)
+        await admin(venue, venue.faults, {"silent_streams": None})
+        evs += await until(ex, lambda s: any(isinstance(e, StreamState) and e.state == "restored" for e in s), 15)
+        await ex.place(buy(1, 16900))
+        await admin(venue, venue.price, SOL, "168.90")
+        evs += await until(ex, lambda s: any(isinstance(e, Fill) for e in s), 10)
+        return evs
+    evs = run(venue, scenario, timing)
+    lost = next(e for e in evs if isinstance(e, StreamState) and e.state == "lost")
+    assert lost.detail == "no stream data for 1.5 s"
+    assert [e.client_id for e in evs if isinstance(e, Fill)] == ["gx-abcdef-001e1"]
+
+
+def test_ccxt_does_not_change_the_workers_decimal_rounding(venue):
+    import decimal
+
+    async def scenario(ex):
+        await ex.place(buy(1, 16900))  # ccxt's amount_to_precision sets ROUND_HALF_UP on the current context
+        await ex.cancel("gx-abcdef-001e1")
+        ctx = decimal.getcontext()
+        return ctx.rounding, ctx.traps[decimal.Underflow], Decimal("0.05025").quantize(Decimal("0.0001"))
+    rounding, underflow, q = run(venue, scenario)
+    assert rounding == decimal.ROUND_HALF_EVEN and not underflow and q == Decimal("0.0502")
+
+
+def test_the_streams_report_of_a_cancel_the_worker_asked_for_is_not_repeated(venue):
+    async def scenario(ex):
+        await ex.place(buy(1, 16900))
+        await ex.place(buy(2, 16800))
+        await ex.cancel("gx-abcdef-001e1")
+        await admin(venue, venue.admin, "/_admin/price", {"symbol": SOL, "price": "170.50"})
+        return await until(ex, lambda s: len(s) > 6, 5)  # a few batches after the cancel
+    evs = run(venue, scenario)
+    assert not [e for e in evs if isinstance(e, OrderUpdate) and e.client_id == "gx-abcdef-001e1"]

@@ -45,3 +45,23 @@ def test_max_slippage_pct_is_read_and_bounded(tmp_path):
     bad = LIVE.replace("    grids: 10\n", "    grids: 10\n    max_slippage_pct: 150\n")
     got = problems(tmp_path, bad, LIVE_ENV)
     assert any(p.startswith("strategies.sol.max_slippage_pct") and "must be below 100, got 150" in p for p in got), got
+
+
+def test_two_strategies_on_one_symbol_of_an_exchange_account_need_hedge_mode(tmp_path):
+    two = LIVE + """  sol2:
+    account: main
+    symbol: SOL/USDT:USDT
+    mode: long
+    lower: 160
+    upper: 180
+    grids: 10
+    investment: 400
+"""
+    got = problems(tmp_path, two, LIVE_ENV)
+    assert [p for p in got if p.startswith("strategies.sol2")] == [
+        "strategies.sol2 (line 16): it and strategy 'sol' both trade SOL/USDT:USDT on account 'main' in one-way "
+        "mode: the venue nets their positions into one, and a reduceOnly exit of one can be rejected because of the "
+        "other's position; use separate accounts, or position_mode: hedge with one long and one short strategy"], got
+    hedged = two.replace("    secret: ${GX_TEST_SECRET}\n", "    secret: ${GX_TEST_SECRET}\n    position_mode: hedge\n")
+    hedged = hedged.replace("    mode: neutral\n", "    mode: short\n", 1)  # one strategy per leg
+    assert set(load(write(tmp_path, hedged), LIVE_ENV).strategies) == {"sol", "sol2"}

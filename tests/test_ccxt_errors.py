@@ -70,3 +70,20 @@ def test_retry_after_comes_from_the_clients_last_response():
         last_response_headers = {"Retry-After": "7"}
 
     assert classify(ccxt.RateLimitExceeded("x"), client=Client()).retry_after == 7.0
+
+
+def test_bybit_and_okx_codes_are_read_where_those_venues_put_them():
+    by = ccxt.InvalidOrder('bybit {"retCode":110007,"retMsg":"ab not enough for new order","result":{}}')
+    assert venue_code(by) == 110007 and type(classify(by, venue="bybit")) is InsufficientMargin
+    okx = ccxt.ExchangeError('okx {"code":"1","data":[{"clOrdId":"gx1","sCode":"51008","sMsg":"Insufficient"}],'
+                             '"msg":"All operations failed"}')
+    assert venue_code(okx) == "51008" and type(classify(okx, venue="okx", writes=True)) is InsufficientMargin
+    dup = ccxt.InvalidOrder('bybit {"retCode":110072,"retMsg":"OrderLinkedID is duplicate"}')
+    assert type(classify(dup, venue="bybit", writes=True)) is UnknownOutcome
+
+
+def test_a_failed_requests_signature_and_listen_key_stay_out_of_the_message():
+    exc = ccxt.ExchangeNotAvailable("binanceusdm GET http://127.0.0.1:1/fapi/v1/order?timestamp=1&signature=deadbeef01"
+                                    "&recvWindow=10000 listenKey=abcDEF123")
+    text = str(classify(exc, venue="binanceusdm"))
+    assert "deadbeef01" not in text and "abcDEF123" not in text and "signature=***" in text

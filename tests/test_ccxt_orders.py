@@ -21,6 +21,16 @@ from gridctl.exchange.ccxt_adapter import CcxtExchange, make_client, point
 from gridctl.exchange.ccxt_streams import tee_class
 from gridctl.exchange.venues import quirk
 
+@pytest.fixture(autouse=True)
+def own_decimal_context():
+    """ccxt's precision helpers change the current decimal context (ROUND_HALF_UP): keep that
+    out of the rest of the test session."""
+    import decimal
+
+    with decimal.localcontext():
+        yield
+
+
 IDS = {"binanceusdm": "SOLUSDT", "bybit": "SOLUSDT", "okx": "SOL-USDT-SWAP", "backpack": "SOL_USDC_PERP"}
 
 
@@ -286,3 +296,22 @@ def test_a_venue_expiry_and_a_liquidation_are_told_apart():
     liq["o"]["c"] = "autoclose-123"
     fill, _, _ = co.binance_order_event(rules("binanceusdm"), liq)
     assert fill.kind == "liquidation"
+
+
+def test_other_venues_book_fills_from_ccxts_parsed_trade_stream():
+    c = cid("bybit", 5, Intent.EXIT)
+
+    async def main():
+        ex = adapter("bybit")
+        ex._on_trades([{"id": "e-1", "order": "o-9", "side": "sell", "price": 170.5, "amount": 0.4,
+                        "timestamp": 1_700_000_000_123, "takerOrMaker": "maker",
+                        "fee": {"cost": 0.0136, "currency": "USDT"}, "info": {"orderLinkId": c}}])
+        ex._on_orders([{"id": "o-8", "clientOrderId": cid("bybit", 6, Intent.ENTRY), "side": "buy", "price": 169.0,
+                        "amount": 0.4, "filled": 0.0, "status": "canceled", "timestamp": 1_700_000_000_200,
+                        "info": {}}])
+        return await ex.events()
+    evs = asyncio.run(main())
+    fill, update = evs
+    assert (fill.client_id, fill.trade_id, fill.qty, fill.price, fill.fee, fill.maker) == (
+        c, "e-1", 40, 17050, Decimal("0.0136"), True)
+    assert (update.client_id, update.status) == (cid("bybit", 6, Intent.ENTRY), "cancelled")

@@ -243,3 +243,12 @@ strategies:
         load(p, environ={"GX_KEY": BP_KEY, "GRIDCTL_PASSPHRASE": "pw"}, state_dir=state)
     store(state, bp=BP_SECRET)
     assert run("validate", "-c", str(p), env={"GX_KEY": BP_KEY, "GRIDCTL_PASSPHRASE": "pw"}).exit_code == 0
+
+
+def test_read_commands_never_open_the_vault_nor_ask_for_its_passphrase(tmp_path, state, monkeypatch):
+    store(state, k="1", s="2")
+    monkeypatch.setattr("gridctl.cli.group.interactive", lambda: True)
+    p = write(tmp_path, api_key="vault:k", secret="vault:s")
+    for args in (["status"], ["logs", "sol"], ["export", "sol", "fills"], ["report"]):
+        r = run(*args, "-c", str(p))
+        assert (r.exit_code, r.output) == (1, f"error: no gridctl database in {state}; start a strategy first\n")

@@ -19,6 +19,16 @@ EXAMPLE = str(Path(__file__).resolve().parent.parent / "strategies.yaml.example"
 BASE = ["sweep", "-c", EXAMPLE, "sol-neutral", "--data", "builtin:SOLUSDT_1m"]
 
 
+def _line_of(strategy: str, key: str) -> int:
+    """The example's line of `key` under strategies.<strategy> (what the validator names)."""
+    lines = Path(EXAMPLE).read_text().splitlines()
+    start = lines.index(f"  {strategy}:")
+    return next(i + 1 for i in range(start, len(lines)) if lines[i].startswith(f"    {key}:"))
+
+
+GRIDS_LINE, MAX_POSITION_LINE = _line_of("sol-neutral", "grids"), _line_of("sol-neutral", "max_position")
+
+
 def sweep(*args: str):
     return CliRunner().invoke(cli, [*BASE, *args])
 
@@ -136,18 +146,18 @@ def test_an_invalid_candidate_is_listed_with_its_reason_and_not_run():
     r = sweep("--set", "grids=1,8")
     assert r.exit_code == 0
     assert r.stdout.endswith("\nnot run (1):\n"
-                             "  grids=1: strategies.sol-neutral.grids (line 51): must be at least 2, got 1\n")
+                             f"  grids=1: strategies.sol-neutral.grids (line {GRIDS_LINE}): must be at least 2, got 1\n")
     rows = sweep_json("--set", "grids=1,8")
     assert [(x["rank"], x["grids"]) for x in rows] == [(1, 8), (None, 1)]
     assert rows[1] == {"rank": None, "grids": 1,
-                       "error": "strategies.sol-neutral.grids (line 51): must be at least 2, got 1"}
+                       "error": f"strategies.sol-neutral.grids (line {GRIDS_LINE}): must be at least 2, got 1"}
 
 
 def test_a_plan_refused_like_validate_refuses_it_is_not_run():
     rows = sweep_json("--set", "leverage=1,40", "--set", "grids=4")
     refused = [x for x in rows if x["rank"] is None]
     assert [x["leverage"] for x in refused] == [40]
-    assert refused[0]["error"] == ("strategies.sol-neutral.max_position (line 54): 20 is below one level's size "
+    assert refused[0]["error"] == (f"strategies.sol-neutral.max_position (line {MAX_POSITION_LINE}): 20 is below one level's size "
                                    "(30.53 SOL): no entry could ever be placed")
 
 
@@ -168,8 +178,8 @@ def test_when_no_candidate_is_valid_it_exits_2():
     r = sweep("--set", "grids=0,1")
     assert r.exit_code == 2 and r.stderr == "error: none of the 2 candidates is valid\n"
     assert r.stdout == ("not run (2):\n"
-                        "  grids=0: strategies.sol-neutral.grids (line 51): must be at least 2, got 0\n"
-                        "  grids=1: strategies.sol-neutral.grids (line 51): must be at least 2, got 1\n")
+                        f"  grids=0: strategies.sol-neutral.grids (line {GRIDS_LINE}): must be at least 2, got 0\n"
+                        f"  grids=1: strategies.sol-neutral.grids (line {GRIDS_LINE}): must be at least 2, got 1\n")
 
 
 def test_a_swept_key_named_like_a_figure_is_written_set_key():
@@ -235,3 +245,15 @@ def test_a_progress_bar_on_a_terminal_but_not_with_json():
 def test_no_progress_bar_when_stderr_is_not_a_terminal():
     r = sweep("--set", "grids=4:12:4")
     assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_a_range_counts_in_exact_decimal_steps_with_to_included():
+    from decimal import Decimal as D
+
+    from gridctl.sweep.spec import parse_set
+
+    assert parse_set("risk.stop_loss_pct=0.1:0.5:0.1").values == (D("0.1"), D("0.2"), D("0.3"), D("0.4"), D("0.5"))
+    assert parse_set("grids=10:45:10").values == (10, 20, 30, 40)
+    assert parse_set("spacing=arithmetic,geometric").values == ("arithmetic", "geometric")
+    rows = sweep_json("--set", "risk.stop_loss_pct=0.5:1.5:0.5")
+    assert sorted(x["risk.stop_loss_pct"] for x in rows) == ["0.5", "1", "1.5"]  # decimals as text, as money is

@@ -13,7 +13,8 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from backpack_helpers import BTC, BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run
+from backpack_helpers import BTC, BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run, watching
+from gridctl.venue.core import Venue
 from venue_harness import LocalVenue
 
 
@@ -202,7 +203,8 @@ def test_order_history_and_fills_with_paging(sol):
                 await ex.create_order(SOL, "market", side, 1, None, {"clientOrderId": 31 + i})
             rested = await ex.create_order(SOL, "limit", "buy", 1, 150, {"clientOrderId": 34})
             await ex.cancel_order(rested["id"], SOL)
-            history = await ex.fetch_orders(SOL)
+            # Asc: ccxt re-sorts by time, and orders of the same millisecond keep the venue's order
+            history = await ex.fetch_orders(SOL, None, None, {"sortDirection": "Asc"})
             assert [o["clientOrderId"] for o in history] == ["31", "32", "33", "34"]
             assert [o["status"] for o in history] == ["closed", "closed", "closed", "canceled"]
             found = await ex.fetch_order(rested["id"], SOL)  # history first, as ccxt does
@@ -228,10 +230,12 @@ def test_funding_history(venue):
             venue.price(BTC_ID, "65000")
             await ex.create_order(BTC, "market", "buy", 0.01)
             venue.admin("/_admin/funding", {"symbol": BTC_ID, "rate": "0.0001"})
-            [f] = await ex.fetch_funding_history(BTC)
+            # (an hourly settlement at 0.0000125 may also strike if the test runs across the hour)
+            [f] = [x for x in await ex.fetch_funding_history(BTC) if x["rate"] == 0.0001]
             assert (f["symbol"], f["amount"], f["rate"]) == (BTC, -0.065, 0.0001)  # a long pays
             [p] = await ex.fetch_positions()
-            assert p["info"]["cumulativeFundingPayment"] == "-0.065"
+            paid = sum(Decimal(str(x["amount"])) for x in await ex.fetch_funding_history(BTC))
+            assert Decimal(p["info"]["cumulativeFundingPayment"]) == paid <= Decimal("-0.065")
             await ex.create_order(BTC, "market", "sell", 0.01, None, {"reduceOnly": True})
         finally:
             await ex.close()
@@ -327,8 +331,7 @@ def test_a_restart_continues_the_accounts_orders_and_leverage(tmp_path):
             assert (o["clientOrderId"], p["info"]["netQuantity"]) == ("72", "2")
             assert (await ex.privateGetApiV1Account())["leverageLimit"] == "7"
             assert [t["info"]["clientId"] for t in await ex.fetch_my_trades(SOL)] == ["71"]
-            closing = asyncio.ensure_future(ex.watch_positions([SOL]))
-            await asyncio.sleep(0.3)
+            closing = await watching(v, ex.watch_positions([SOL]), "account.positionUpdate.SOL_USDC_PERP")
             await ex.create_order(SOL, "market", "sell", 1, None, {"reduceOnly": True})
             [p] = await asyncio.wait_for(closing, 5)
             assert (p["info"]["e"], p["info"]["q"]) == ("positionAdjusted", "1")  # not "opened" again
@@ -349,17 +352,83 @@ def test_a_liquidation_is_reported_apart_from_the_users_fills():
         async def body():
             ex = await loaded(backpack_client(v.url))
             try:
+                raw: list[dict] = []
+                original = ex.handle_order
+
+                def tee(client, message):
+                    raw.append(message["data"])
+                    return original(client, message)
+                ex.handle_order = tee
+                watch = await watching(v, ex.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")
                 await ex.create_order(SOL, "market", "buy", 10, None, {"clientOrderId": 81})
                 await asyncio.get_running_loop().run_in_executor(None, v.price, SOL_ID, "150")
                 assert await ex.fetch_positions() == []
+                for _ in range(30):
+                    if any(d["O"] == "LIQUIDATION_AUTOCLOSE" and d["e"] == "orderFill" for d in raw):
+                        break
+                    await asyncio.sleep(0.1)
+                origins = {(d["e"], d["O"], d.get("c")) for d in raw}
+                assert ("orderFill", "USER", 81) in origins and ("orderFill", "LIQUIDATION_AUTOCLOSE", None) in origins
+                watch.cancel()
                 own = await ex.fetch_my_trades(SOL)  # ccxt asks fillType=User
                 assert [t["info"]["clientId"] for t in own] == ["81"]
                 [liq] = await ex.fetch_my_trades(SOL, None, None, {"fillType": "Liquidation"})
                 assert (liq["side"], liq["amount"], liq["info"]["systemOrderType"]) == (
                     "sell", 10.0, "LiquidatePositionOnBook")
                 assert liq["info"]["clientId"] is None
-                orders = await ex.fetch_orders(SOL)
+                orders = await ex.fetch_orders(SOL, None, None, {"sortDirection": "Asc"})
                 assert [o["info"]["systemOrderType"] for o in orders] == [None, "LiquidatePositionOnBook"]
+            finally:
+                await ex.close()
+        run(body())
+
+
+def test_batch_of_orders_signed_as_ccxt_signs_it(sol):
+    async def body():
+        ex = await loaded(backpack_client(sol.url))
+        try:
+            placed = await ex.create_orders([
+                {"symbol": SOL, "type": "limit", "side": "buy", "amount": 1, "price": 165,
+                 "params": {"postOnly": True, "clientOrderId": 101}},
+                {"symbol": SOL, "type": "limit", "side": "sell", "amount": 1, "price": 175,
+                 "params": {"postOnly": True, "clientOrderId": 102}},
+                {"symbol": SOL, "type": "limit", "side": "buy", "amount": 9000, "price": 160,
+                 "params": {"clientOrderId": 103}}])  # refused alone: insufficient margin
+            # ccxt sorts the results by time; the refused slot has none
+            assert sorted(o["clientOrderId"] for o in placed if o["id"]) == ["101", "102"]
+            assert [o["info"] for o in placed if not o["id"]] == [
+                {"code": "INSUFFICIENT_MARGIN", "message": "Insufficient margin"}]
+            assert sorted(o["clientOrderId"] for o in await ex.fetch_open_orders(SOL)) == ["101", "102"]
+            with pytest.raises(ccxt.BadRequest, match="clientId"):  # validated all or nothing
+                await ex.create_orders([
+                    {"symbol": SOL, "type": "limit", "side": "buy", "amount": 1, "price": 161,
+                     "params": {"clientOrderId": 104}},
+                    {"symbol": SOL, "type": "limit", "side": "buy", "amount": 1, "price": 162,
+                     "params": {"clientOrderId": 2**32}}])
+            assert len(await ex.fetch_open_orders(SOL)) == 2
+            await ex.cancel_all_orders(SOL)
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_a_confirmed_order_is_in_the_state_file_before_the_answer(tmp_path):
+    state = tmp_path / "venue-state.json"
+    with LocalVenue("backpack", state=state) as v:
+        v.price(SOL_ID, "170")
+
+        def later():  # the deferred save never comes: only a flush before the answer writes it
+            v.venue._save_scheduled = True
+        v.venue.dirty = later
+
+        async def body():
+            ex = await loaded(backpack_client(v.url))
+            try:
+                o = await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 111})
+                probe = Venue("backpack", [BTC, SOL], state_path=state)  # what a restart would read now
+                probe.load()
+                orders = [x for a in probe.accounts.values() for x in a.open_orders()]
+                assert [(str(x.order_id), x.client_id) for x in orders] == [(o["id"], 111)]
             finally:
                 await ex.close()
         run(body())

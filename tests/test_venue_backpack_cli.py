@@ -28,6 +28,34 @@ def test_a_bad_key_pair_is_a_configuration_error(args, message):
     assert (r.exit_code, r.output) == (2, message)
 
 
+def start(tmp_path, *args):
+    port_file = tmp_path / "url"
+    proc = subprocess.Popen([sys.executable, "-m", "gridctl", "venue", "backpack", "--port", "0",
+                             "--port-file", str(port_file), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    return proc, line, (port_file.read_text().strip() if port_file.exists() else "")
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_binance_named_data_drives_the_backpack_market_of_its_base(tmp_path):
+    proc, line, url = start(tmp_path, "--data", "builtin:SOLUSDT_1m")
+    try:
+        assert line == f"gridctl venue backpack listening on {url}\n"
+        with urllib.request.urlopen(url + "/api/v1/markPrices?symbol=SOL_USDC_PERP", timeout=5) as r:
+            [row] = json.loads(r.read())
+        assert row["markPrice"] == "171.7"  # the replay's first open, not the synthetic 170
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+
+
 def test_the_command_serves_the_default_markets(tmp_path):
     key, secret = key_pair()
     port_file = tmp_path / "url"

@@ -320,3 +320,19 @@ def test_cancel_needs_exactly_one_reference():
         with pytest.raises(wire.BackpackError) as e:
             wire.one_order_ref(bad)
         assert e.value.status == 400
+
+
+def test_ccxt_batch_signature_verifies_and_a_reordered_batch_does_not():
+    key, secret = keypair()
+    ex = ccxt_client(key, secret)
+    orders = [{"symbol": "SOL_USDC_PERP", "side": "Bid", "orderType": "Limit", "quantity": "1",
+               "price": "165", "clientId": 1},
+              {"symbol": "SOL_USDC_PERP", "side": "Ask", "orderType": "Limit", "quantity": "1",
+               "price": "175", "postOnly": True}]
+    req = ex.sign("api/v1/orders", ["private"], "POST", orders)
+    h = req["headers"]
+    creds = Credentials(h["X-API-Key"], h["X-Signature"], h["X-Timestamp"], h["X-Window"])
+    body = json.loads(req["body"])
+    assert auth.verify("orderExecute", body, creds, NOW) == key
+    with pytest.raises(AuthFailure):
+        auth.verify("orderExecute", list(reversed(body)), creds, NOW)

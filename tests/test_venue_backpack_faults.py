@@ -11,7 +11,7 @@ import time
 import ccxt
 import pytest
 
-from backpack_helpers import SOL, SOL_ID, backpack_client, loaded, run
+from backpack_helpers import SOL, SOL_ID, backpack_client, loaded, run, watching
 from venue_harness import LocalVenue
 
 
@@ -119,8 +119,7 @@ def test_partial_fills_arrive_as_separate_fills_with_cumulative_quantity(sol):
                 raw.append(message["data"])
                 return original(client, message)
             ex.handle_order = tee
-            watch = asyncio.ensure_future(ex.watch_orders(SOL))
-            await asyncio.sleep(0.3)
+            watch = await watching(sol, ex.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")
             o = await ex.create_order(SOL, "limit", "buy", 3, 169, {"postOnly": True, "clientOrderId": 5})
             await asyncio.wait_for(watch, 5)
             sol.faults({"partial": {"count": 1, "pieces": 3}})
@@ -146,8 +145,7 @@ def test_dropped_streams_close_the_socket_and_a_new_watch_resubscribes(sol):
     async def body():
         ex = await loaded(backpack_client(sol.url))
         try:
-            watch = asyncio.ensure_future(ex.watch_orders(SOL))
-            await asyncio.sleep(0.3)
+            watch = await watching(sol, ex.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")
             sol.admin("/_admin/drop-streams", {})
             with pytest.raises(ccxt.NetworkError):
                 await asyncio.wait_for(watch, 5)
@@ -165,8 +163,7 @@ def test_silent_streams_answer_no_ping_so_the_watch_times_out(sol):
     async def body():
         ex = await loaded(backpack_client(sol.url, streaming={"keepAlive": 500, "maxPingPongMisses": 2}))
         try:
-            watch = asyncio.ensure_future(ex.watch_orders(SOL))
-            await asyncio.sleep(0.3)
+            watch = await watching(sol, ex.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")
             sol.faults({"silent_streams": {"on": True}})
             await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 7})  # REST still works
             with pytest.raises(ccxt.RequestTimeout):

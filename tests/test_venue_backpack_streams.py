@@ -9,7 +9,7 @@ import json
 import ccxt
 import pytest
 
-from backpack_helpers import BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run
+from backpack_helpers import BTC_ID, SOL, SOL_ID, backpack_client, key_pair, loaded, run, watching
 from venue_harness import LocalVenue
 
 
@@ -31,8 +31,7 @@ def test_watch_orders_receives_the_fill_when_the_price_moves_through(sol):
     async def body():
         ex = await loaded(backpack_client(sol.url))
         try:
-            first = asyncio.ensure_future(ex.watch_orders(SOL))
-            await asyncio.sleep(0.3)  # subscribed before the order exists
+            first = await watching(sol, ex.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")  # before the order exists
             o = await ex.create_order(SOL, "limit", "buy", 1, 168, {"postOnly": True, "clientOrderId": 41})
             [accepted] = await asyncio.wait_for(first, 5)
             assert (accepted["id"], accepted["status"], accepted["info"]["e"]) == (o["id"], "open", "orderAccepted")
@@ -56,9 +55,8 @@ def test_watch_positions_and_ticker(sol):
     async def body():
         ex = await loaded(backpack_client(sol.url))
         try:
-            pos = asyncio.ensure_future(ex.watch_positions([SOL]))
-            tick = asyncio.ensure_future(ex.watch_ticker(SOL))
-            await asyncio.sleep(0.3)
+            pos = await watching(sol, ex.watch_positions([SOL]), "account.positionUpdate.SOL_USDC_PERP")
+            tick = await watching(sol, ex.watch_ticker(SOL), "ticker.SOL_USDC_PERP")
             await ex.create_order(SOL, "market", "sell", 3)
             [p] = await asyncio.wait_for(pos, 5)
             assert (p["side"], p["info"]["e"], p["info"]["q"]) == ("short", "positionOpened", "-3")
@@ -134,4 +132,56 @@ def test_expired_subscribe_is_refused(venue):
                 await asyncio.wait_for(ex.watch_positions([SOL]), 5)
         finally:
             await ex.close()
+    run(body())
+
+
+def test_watch_orders_without_a_symbol_sees_every_market(venue):
+    async def body():
+        ex = await loaded(backpack_client(venue.url))
+        try:
+            first = await watching(venue, ex.watch_orders(), "account.orderUpdate")
+            await ex.create_order("BTC/USDC:USDC", "limit", "buy", 0.001, 60000, {"clientOrderId": 91})
+            [o] = await asyncio.wait_for(first, 5)
+            second = asyncio.ensure_future(ex.watch_orders())
+            await asyncio.sleep(0.1)
+            await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 92})
+            [p] = await asyncio.wait_for(second, 5)
+            assert (o["symbol"], o["clientOrderId"], p["symbol"], p["clientOrderId"]) == (
+                "BTC/USDC:USDC", "91", SOL, "92")
+            await ex.cancel_all_orders(SOL)
+            await ex.cancel_all_orders("BTC/USDC:USDC")
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_pings_are_answered_so_a_quiet_watch_stays_open(venue):
+    async def body():
+        ex = await loaded(backpack_client(venue.url, streaming={"keepAlive": 300, "maxPingPongMisses": 2}))
+        try:
+            watch = asyncio.ensure_future(ex.watch_orders(SOL))
+            await asyncio.sleep(2.0)  # about 6 pings with no event at all
+            assert not watch.done()
+            await ex.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 93})
+            [o] = await asyncio.wait_for(watch, 5)
+            assert o["clientOrderId"] == "93"
+            await ex.cancel_all_orders(SOL)
+        finally:
+            await ex.close()
+    run(body())
+
+
+def test_one_accounts_events_never_reach_another(venue):
+    async def body():
+        mine, other = await loaded(backpack_client(venue.url)), await loaded(backpack_client(venue.url))
+        try:
+            theirs = await watching(venue, other.watch_orders(SOL), "account.orderUpdate.SOL_USDC_PERP")
+            await mine.create_order(SOL, "limit", "buy", 1, 160, {"clientOrderId": 94})
+            await asyncio.sleep(0.5)
+            assert not theirs.done()
+            theirs.cancel()
+            await mine.cancel_all_orders(SOL)
+        finally:
+            await mine.close()
+            await other.close()
     run(body())

@@ -309,3 +309,13 @@ def test_a_loss_past_the_margin_liquidates_the_position(venue):
     assert next(o for o in orders if o["clientOrderId"] == "below")["status"] == "canceled"
     assert trades[-1]["order"] == liq[0]["id"] and trades[-1]["price"] < 65000
     assert 0 < bal["USDT"]["total"] < 10000  # the loss stops at the maintenance margin
+
+
+def test_client_order_id_outside_binance_rule_is_refused(venue):
+    async def scenario(ex):
+        bad = await raises_code(ex.create_order(BTC, "limit", "buy", 0.01, 60000, {"clientOrderId": "has space"}))
+        long = await raises_code(ex.create_order(BTC, "limit", "buy", 0.01, 60000, {"clientOrderId": "x" * 37}))
+        ok = await ex.create_order(BTC, "limit", "buy", 0.01, 60000, {"clientOrderId": "gx-a.b:c/d_e-" + "1" * 23})
+        return bad, long, ok
+    bad, long, ok = run(venue, scenario)
+    assert bad == long == -1100 and ok["status"] == "open"

@@ -130,3 +130,29 @@ def test_replayed_funding_is_paid_as_the_replay_reaches_it():
     asyncio.run(main())
     paid = v.income(acc)
     assert paid and paid[0].position == D("100.0") and paid[0].amount == -D("100") * paid[0].mark * paid[0].rate
+
+
+def test_funding_on_the_wall_clock_schedule_also_for_a_pinned_market():
+    now = [1_800_000_000.0]  # seconds; the next 8 h boundary is 1 800 028 800
+    v = Venue("binanceusdm", [BTC], clock=lambda: now[0])
+    v.load()
+    v.pin(BTC, D("65000"))
+    acc = v.account_for("k")
+    v.place_order(acc, BTC, "buy", "market", D("0.1"))
+
+    async def main():
+        await v.start()
+        await asyncio.sleep(0.3)
+        before = list(v.income(acc))
+        now[0] = 1_800_028_800.5
+        for _ in range(40):
+            if v.income(acc):
+                break
+            await asyncio.sleep(0.05)
+        await v.stop()
+        return before
+    before = asyncio.run(main())
+    assert before == []
+    paid = v.income(acc)
+    assert len(paid) == 1 and paid[0].amount == -D("0.65") and paid[0].ts == 1_800_028_800_500
+    assert v.market(BTC).next_funding_ms == 1_800_057_600_000

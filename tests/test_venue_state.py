@@ -118,7 +118,9 @@ def test_cli_prints_the_listening_line_and_writes_the_port_file(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     saved = json.loads((tmp_path / "st.json").read_text())
-    assert len(next(iter(saved["accounts"].values()))["fills"]) == 1
+    assert next(iter(saved["accounts"].values()))["counts"]["fills"] == 1
+    history = [json.loads(line) for line in (tmp_path / "st.history.jsonl").read_text().splitlines()]
+    assert [r["k"] for r in history] == ["fill", "order"] and history[0]["client_id"] == "p-1"
 
     # a new process continues from the state file
     proc, line = _start(tmp_path, "--state", str(tmp_path / "st.json"))
@@ -187,3 +189,47 @@ def test_a_killed_venue_keeps_what_it_acknowledged(tmp_path):
         proc.wait(10)
     assert [o["clientOrderId"] for o in opened] == ["k-1"] and len(trades) == 1
     assert after["info"]["totalWalletBalance"] == bal["info"]["totalWalletBalance"]
+
+
+def test_history_journal_survives_a_crash_between_the_two_writes(tmp_path):
+    """The snapshot carries the records the journal has not got yet: none is lost or doubled."""
+    state = tmp_path / "venue.json"
+    with LocalVenue(state=state) as v:
+        v.price(BTC, "65000")
+
+        async def trade(ex):
+            for i in range(3):
+                await ex.create_order(BTC, "market", "buy", 0.01, None, {"clientOrderId": f"c-{i}"})
+        run(v.url, trade)
+    history = tmp_path / "venue.history.jsonl"
+    lines = history.read_text().splitlines()
+    assert len(lines) == 6  # 3 trades, 3 filled orders
+    snap = json.loads(state.read_text())
+    snap["tail"] = [json.loads(x) for x in lines[-2:]]  # as if the journal append had not happened
+    state.write_text(json.dumps(snap))
+    history.write_text("\n".join(lines[:-2]) + "\n" + lines[-2][:10])  # and a line cut mid-write
+    with LocalVenue(state=state) as v:
+        async def look(ex):
+            return await ex.fetch_my_trades(BTC), await ex.fetch_orders(BTC)
+        trades, orders = run(v.url, look)
+    assert sorted(t["info"]["id"] for t in trades) == [500000001, 500000002, 500000003]
+    assert [o["clientOrderId"] for o in orders] == ["c-0", "c-1", "c-2"]
+    with LocalVenue(state=state) as v:  # and the repaired journal reads again
+        assert run(v.url, lambda ex: ex.fetch_my_trades(BTC))[-1]["info"]["id"] == 500000003
+
+
+def test_a_history_short_of_the_counted_trades_is_refused(tmp_path):
+    state = tmp_path / "venue.json"
+    with LocalVenue(state=state) as v:
+        v.price(BTC, "65000")
+
+        async def trade(ex):
+            await ex.create_order(BTC, "market", "buy", 0.01, None)
+        run(v.url, trade)
+    (tmp_path / "venue.history.jsonl").write_text("")
+    result = CliRunner().invoke(cli, ["venue", "binanceusdm", "--state", str(state)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: cannot read the venue state {state}: the history {tmp_path / 'venue.history.jsonl'} lacks "
+        "trades or funding the state counts (0 of 1 trades); refusing to start with a fresh balance "
+        "(move the file away to start afresh)\n")

@@ -20,111 +20,17 @@ objects (exactly, through their own methods, at a fallback) or into the final fi
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, bisect_right
-from decimal import Decimal
-from typing import Optional
 
-import numpy as np
-
-from gridctl.core.engine import RUNNING
-from gridctl.core.grid import Side
-from gridctl.core.ledger import UNASSIGNED
-from gridctl.core.orders import Intent
-from gridctl.core.risk import NEVER_HI, NEVER_LO, price_band
+from gridctl.backtest.fastbase import ENTRY, EXIT, REL, Fallback, Order
+from gridctl.backtest.fastlimits import update
+from gridctl.backtest.fastload import Static, eligible, load_state
+from gridctl.backtest.fastsearch import first_reaching, kernel, use_kernel
+from gridctl.core.ledger import ZERO
+from gridctl.core.risk import NEVER_HI, NEVER_LO
 from gridctl.sim.replay import point_at
 
-ENTRY, EXIT = 0, 1
-REL = 1e-9  # relative margin of the float estimates of thresholds
-SEARCH_CHUNK = 64  # candles looked at first by the skip-ahead search (then 4x more each time)
-
-
-class Fallback(Exception):
-    """The core cannot do this candle exactly: the reference engine does it."""
-
-
-class Order:
-    """A resting own order: level position, intent, side (+1/-1), price, qty, flags, ids."""
-
-    __slots__ = ("pos", "intent", "side", "price", "qty", "ro", "po", "seq", "gen", "ts", "sim")
-
-    def __init__(self, pos, intent, side, price, qty, ro, po, seq, gen, ts):
-        self.pos, self.intent, self.side, self.price, self.qty = pos, intent, side, price, qty
-        self.ro, self.po, self.seq, self.gen, self.ts = ro, po, seq, gen, ts
-
-
-def scale_exponent(values) -> int:
-    """Decimal places needed so every rate times 10**e is an integer."""
-    e = 0
-    for v in values:
-        exp = Decimal(v).normalize().as_tuple().exponent
-        if isinstance(exp, int) and -exp > e:
-            e = -exp
-    return e
-
-
-class Static:
-    """What does not change during a run: the grid, the rules as integers, the data."""
-
-    def __init__(self, bt):
-        e, d = bt.engine, bt.data
-        rules = e.rules
-        specs = sorted((lv.spec for lv in e.levels.values()), key=lambda s: s.index)
-        self.index = [s.index for s in specs]
-        self.pos_of = {s.index: i for i, s in enumerate(specs)}
-        self.side = [s.side.sign for s in specs]
-        self.entry = [s.entry for s in specs]
-        self.exit = [s.exit for s in specs]
-        self.size = [s.size for s in specs]
-        buys = sorted((s.entry, i) for i, s in enumerate(specs) if s.side is Side.BUY)
-        sells = sorted((s.entry, i) for i, s in enumerate(specs) if s.side is Side.SELL)
-        self.buy_px, self.buy_pos = [p for p, _ in buys], [i for _, i in buys]
-        self.sell_px, self.sell_pos = [p for p, _ in sells], [i for _, i in sells]
-        self.all_px = sorted((s.entry, i) for i, s in enumerate(specs))
-        self.all_px_p = [p for p, _ in self.all_px]
-        rates = [rules.maker_fee, rules.taker_fee] + [Decimal(r) for r in d.funding_rates]
-        self.e = scale_exponent(rates)
-        self.ten_e = 10 ** self.e
-        self.U = rules.tick * rules.step * rules.contract_size  # quote per tick·step
-        self.Qd = self.U / self.ten_e  # the money quantum
-        self.Uf, self.Qf = float(self.U), float(self.Qd)
-        self.maker_int = int(rules.maker_fee * self.ten_e)
-        self.min_steps = rules.min_steps
-        self.min_notional = rules.min_notional / self.U  # in tick·steps
-        self.mmr = float(rules.maintenance_margin_rate)
-        self.leverage = bt.sim.leverage
-        cfg = e.cfg
-        self.max_position = cfg.max_position
-        self.post_only = cfg.post_only
-        self.plo, self.phi = price_band(cfg.limits)
-        lim = cfg.limits
-        self.max_loss = None if lim.max_loss is None else float(lim.max_loss)
-        self.take_profit = None if lim.take_profit is None else float(lim.take_profit)
-        self.max_level_loss = None if lim.max_level_loss is None else float(lim.max_level_loss)
-        self.margin_ratio = None if cfg.margin_ratio is None else tuple(float(r) for r in cfg.margin_ratio)
-        self.n = len(d)
-        self.ts, self.open, self.high, self.low, self.close = d.ts, d.open, d.high, d.low, d.close
-        self.marks = None
-        if d.mark_ts is not None and len(d.mark_ts):
-            self.marks = d.marks_at(d.ts).tolist()
-        self.events = bt._event_idx.tolist()
-        self.funding_by_candle = bt.replay._funding_by_candle
-        self.interval = bt.replay.interval
-        self.rates = [Decimal(r) for r in d.funding_rates]
-        self.rate_int = [int(r * self.ten_e) for r in self.rates]
-
-
-def eligible(bt) -> bool:
-    """Whether the core can take over from the reference objects' present state."""
-    e, d, sim = bt.engine, bt.driver, bt.sim
-    if e.status != RUNNING or not e.opened or e.cfg.hedge or sim.hedge:
-        return False
-    if d._cooldown or d.unmet or d.wake_at is not None or d._fresh_rejects or sim._price is None:
-        return False
-    un = e.ledger.lots.get(UNASSIGNED)
-    if un is not None and un.qty:
-        return False
-    return e.ledger.position == sim.position
+__all__ = ["ENTRY", "EXIT", "FastCore", "Fallback", "Order", "Static", "eligible", "kernel", "use_kernel"]
 
 
 class FastCore:
@@ -133,90 +39,13 @@ class FastCore:
     def __init__(self, bt, st: Static):
         self.bt, self.st = bt, st
 
-    # -- loading ---------------------------------------------------------------------------
     def load(self) -> bool:
         """Take the reference objects' state; False when it is not one the core represents."""
-        bt, st = self.bt, self.st
-        e, sim = bt.engine, bt.sim
-        L = len(st.index)
-        self.held = [0] * L
-        self.exiting = [False] * L
-        self.gen = [0] * L
-        for lv in e.levels.values():
-            i = st.pos_of[lv.spec.index]
-            self.held[i], self.exiting[i], self.gen[i] = lv.held, lv.exiting, lv.gen
-        U, Qd = st.U, st.Qd
-        led = e.ledger
-        # per-level lot, as integers (values in tick·steps, fees in money quanta)
-        self.lsign, self.lcost, self.lts = [0] * L, [0] * L, [0] * L
-        self.lefee, self.lxfee, self.lxval, self.lxqty, self.lcqty, self.lccost = ([0] * L for _ in range(6))
-        for key, lot in led.lots.items():
-            if key == UNASSIGNED:
-                continue
-            i = st.pos_of.get(key)
-            if i is None or lot.qty != self.held[i]:
-                return False
-            vals = [lot.cost / U, lot.entry_fees / Qd, lot.exit_fees / Qd, lot.exit_value / U, lot.cycle_cost / U]
-            if any(v != v.to_integral_value() for v in vals):
-                return False
-            self.lsign[i], self.lts[i], self.lxqty[i], self.lcqty[i] = lot.sign, lot.entry_ts, lot.exit_qty, lot.cycle_qty
-            self.lcost[i], self.lefee[i], self.lxfee[i], self.lxval[i], self.lccost[i] = (int(v) for v in vals)
-        for i in range(L):
-            if self.held[i] and not self.lsign[i]:
-                return False
-        self.nlong = sum(1 for i in range(L) if self.held[i] and self.lsign[i] > 0)
-        self.nshort = sum(1 for i in range(L) if self.held[i] and self.lsign[i] < 0)
-        # the book
-        self.bids: dict[int, Order] = {}
-        self.asks: dict[int, Order] = {}
-        self.ent_ord: list[Optional[Order]] = [None] * L
-        self.ext_ord: list[Optional[Order]] = [None] * L
-        self.B = self.S = 0  # tick·steps of resting orders that can add exposure
-        self.ro_buys = self.ro_sells = 0
-        for o in sim.book:
-            dd = e.decode(o.client_id)
-            if dd is None or dd.intent is Intent.CLOSE or o.filled or o.price is None or dd.level not in st.pos_of:
-                return False
-            i = st.pos_of[dd.level]
-            intent = ENTRY if dd.intent is Intent.ENTRY else EXIT
-            side = o.side.sign
-            seq = int(o.order_id[4:]) if o.order_id.startswith("sim-") else -1
-            book = self.bids if side > 0 else self.asks
-            slot = self.ent_ord if intent == ENTRY else self.ext_ord
-            if o.price in book or slot[i] is not None or o.position_side is not None:
-                return False
-            od = Order(i, intent, side, o.price, o.qty, o.reduce_only, o.post_only, seq, dd.gen, o.ts)
-            od.sim = o  # type: ignore[attr-defined]
-            self._add(od)
-        self.bid_px = sorted(self.bids)
-        self.ask_px = sorted(self.asks)
-        # the account (one-way) and the ledger, as changes since now
-        self.price = sim.price
-        self.fmark = sim._mark
-        self.net = sim.position
-        self.lnet = led.position
-        self.cash = 0  # sum of side·price·qty of fills since load
-        self.fee_q = 0
-        self.fund_q = 0
-        self.gp = 0  # grid profit since load, tick·steps
-        self.nfills = 0
-        self.seq, self.tseq = sim._seq, sim._trade_seq
-        leg = sim.account.legs["both"]
-        self.kacct = float(sim.account.balance - leg.entry * leg.qty * e.rules.step * e.rules.contract_size)
-        self.base0 = (led.realized - led.fees + led.funding
-                      - sum((lot.sign * lot.cost for lot in led.lots.values() if lot.qty), Decimal(0)))
-        self.kled = float(self.base0)
-        self.margin_level = e.margin_level
-        self.m0 = self.price  # the market at the last reaction
-        self.rlo = self.rhi = self.price  # react at once
-        self.touched: set[int] = set()
-        self.log: list = []
-        self.segments: list = []  # (first candle, lnet, cash, fee_q, fund_q)
-        self.max_abs = abs(self.lnet)
-        self.lot_touched: set[int] = set()
-        self._eligible_lists()
-        self.limits()
-        return True
+        return load_state(self)
+
+    def limits(self) -> None:
+        """Recompute the band the thresholds allow (after a change of position, funds or mark)."""
+        update(self)
 
     # -- the book --------------------------------------------------------------------------
     def _add(self, o: Order) -> None:
@@ -252,60 +81,6 @@ class FastCore:
         (self.ent_ord if o.intent == ENTRY else self.ext_ord)[o.pos] = None
 
     # -- thresholds ------------------------------------------------------------------------
-    def limits(self) -> None:
-        """The prices (dlo, dhi) the walk must stay strictly between, from every threshold
-        that depends on the price; thresholds on a fixed mark are checked here."""
-        st = self.st
-        dlo, dhi = st.plo, st.phi
-        Uf, net = st.Uf, self.net
-        mark = self.fmark
-        cash_f = Uf * self.cash
-        money = self.fund_q * st.Qf - self.fee_q * st.Qf
-        checks = []  # (a, b): a + b·mark must stay > 0
-        if net:
-            kc = self.kacct - cash_f + money  # equity = kc + Uf·net·mark
-            mm = st.mmr * Uf * abs(net)  # maintenance = mm·mark
-            checks.append((kc, Uf * net - mm))  # liquidation: equity - maintenance
-            if st.margin_ratio is not None:
-                warn, reduce, close = st.margin_ratio
-                lvl = self.margin_level
-                checks.append((kc, Uf * net))  # equity > 0
-                upper = (warn, reduce, close)[lvl]
-                checks.append((upper * kc, upper * Uf * net - mm))  # ratio < upper
-                if lvl:
-                    lower = (warn, reduce)[lvl - 1]
-                    checks.append((-lower * kc, mm - lower * Uf * net))  # ratio >= lower
-        elif st.margin_ratio is not None and self.margin_level:
-            raise Fallback
-        if st.max_loss is not None or st.take_profit is not None or st.max_level_loss is not None:
-            kl = self.kled - cash_f + money  # total PnL = kl + Uf·lnet·mark
-            b = Uf * self.lnet
-            if st.max_loss is not None:
-                checks.append((kl + st.max_loss, b))
-            if st.take_profit is not None:
-                checks.append((st.take_profit - kl, -b))
-            if st.max_level_loss is not None:
-                for i, q in enumerate(self.held):
-                    if q:
-                        s = self.lsign[i]
-                        checks.append((st.max_level_loss - s * Uf * self.lcost[i], s * Uf * q))
-        for a, b in checks:
-            if mark is not None or b == 0:
-                m = mark if mark is not None else self.price
-                v = a + b * m
-                if v <= REL * (abs(a) + abs(b * m)) + 1e-12:
-                    raise Fallback
-                continue
-            r = -a / b
-            pad = 2 + abs(r) * REL
-            if b > 0:
-                dlo = max(dlo, math.floor(r + pad))
-            else:
-                dhi = min(dhi, math.ceil(r - pad))
-        self.dlo, self.dhi = dlo, dhi
-        if not dlo < self.price < dhi:
-            raise Fallback
-
     # -- activation points -----------------------------------------------------------------
     def _eligible_lists(self) -> None:
         """Entry prices of the levels that want (more of) their entry, per side, ascending:
@@ -355,7 +130,9 @@ class FastCore:
         st = self.st
         n = st.n
         low, high = st.low, st.high
+        lowv, highv = st.low_v, st.high_v
         events = st.events
+        search = st.kernel or first_reaching
         if not self.segments:
             self.first = k
             self.segments.append((k, self.lnet, 0, 0, 0))
@@ -368,19 +145,10 @@ class FastCore:
             stop = events[bisect_left(events, k)]
             if stop > n:
                 stop = n
-            if k < stop and (low[k] <= lo or high[k] >= hi):
+            if k < stop and (lowv[k] <= lo or highv[k] >= hi):
                 j = k
             else:
-                start, size, j = k, SEARCH_CHUNK, stop
-                while start < stop:
-                    end = min(stop, start + size)
-                    hit = (low[start:end] <= lo) | (high[start:end] >= hi)
-                    i = int(hit.argmax())
-                    if hit[i]:
-                        j = start + i
-                        break
-                    start = end
-                    size *= 4
+                j = search(low, high, k, stop, lo, hi)
             k = j
             if k >= n:
                 break
@@ -390,6 +158,7 @@ class FastCore:
                 self.candle(k)
             except Fallback:
                 del log[mark:]
+                self.bt.stats["core"] += done
                 return k
             state = (self.lnet, self.cash, self.fee_q, self.fund_q)
             if state != last:
@@ -399,19 +168,20 @@ class FastCore:
             done += 1
             if progress is not None and done % 2048 == 0:
                 progress(k, n)
+        self.bt.stats["core"] += done
         return n
 
     def candle(self, k: int) -> None:
         """Walk candle k as Replay.candle does, reacting at every stop the reference reacts at."""
         st = self.st
-        ts = int(st.ts[k])
+        ts = st.ts_v[k]
         if st.marks is not None:
             m = st.marks[k]
             if m >= 0 and m != self.fmark:
                 self.fmark = m
                 self.log.append(("M", m))
                 self.limits()
-        o, h, lo, c = int(st.open[k]), int(st.high[k]), int(st.low[k]), int(st.close[k])
+        o, h, lo, c = st.open_v[k], st.high_v[k], st.low_v[k], st.close_v[k]
         path = (o, lo, h, c) if c >= o else (o, h, lo, c)
         if self.price != o:
             self.gap(ts, o)
@@ -523,6 +293,9 @@ class FastCore:
         if o.ro and not (self.net * side < 0 and abs(self.net) >= q):
             raise Fallback  # clipped by the position
         fee = p * q * st.maker_int
+        fee_d = self.fee_dec.get((p, q))
+        if fee_d is None:
+            fee_d = self.fee_dec[(p, q)] = self.bt.engine.rules.notional(p, q) * self.bt.engine.rules.maker_fee
         self.net += side * q
         self.lnet += side * q
         self.cash += side * p * q
@@ -539,18 +312,19 @@ class FastCore:
                 else:
                     self.nshort += 1
                 self.lsign[i], self.lts[i] = side, ts
-                self.lefee[i] = self.lxfee[i] = self.lxval[i] = self.lccost[i] = 0
-                self.lxqty[i] = self.lcqty[i] = 0
+                self.lefee[i] = self.lxfee[i] = ZERO
+                self.lxval[i] = self.lccost[i] = self.lxqty[i] = self.lcqty[i] = 0
             self.held[i] += q
             self.lcost[i] += p * q
             self.lcqty[i] += q
             self.lccost[i] += p * q
-            self.lefee[i] += fee
+            self.lefee[i] += fee_d
             self.exiting[i] = self.held[i] >= st.size[i]
         else:
             if q != self.held[i]:
                 raise Fallback  # a partial take: the ledger divides
             s = self.lsign[i]
+            self.nexits += 1
             if s > 0:
                 self.nlong -= 1
             else:
@@ -558,7 +332,7 @@ class FastCore:
             self.gp += s * (p * q - self.lcost[i])
             self.lcost[i] = 0
             self.held[i] = 0
-            self.lxfee[i] += fee
+            self.lxfee[i] += fee_d
             self.lxval[i] += p * q
             self.lxqty[i] += q
             self.exiting[i] = False
@@ -566,7 +340,7 @@ class FastCore:
                      self.lefee[i] + self.lxfee[i])
         self._set_ok(i)
         self.lot_touched.add(i)
-        self.log.append(("X", ts, o, fee, self.tseq, trade))
+        self.log.append(("X", ts, o, fee_d, self.tseq, trade))
         if (self.ro_buys and self.net >= 0) or (self.ro_sells and self.net <= 0):
             raise Fallback  # a reduce-only order would expire
         self.touched.add(i)
@@ -576,70 +350,85 @@ class FastCore:
     def react(self, ts: int) -> None:
         """What the driver's reconcile does at this market: only for the levels that can change."""
         st = self.st
-        m, m0 = self.price, self.m0
+        m = self.price
         cand = self.touched
-        px = st.all_px_p
-        if m != m0:
-            lo, hi = (m0, m) if m0 < m else (m, m0)
-            a, b = bisect_left(px, lo), bisect_right(px, hi)
-            if a < b:
-                for j in range(a, b):
-                    cand.add(st.all_px[j][1])
-            self.m0 = m
-            # the next reaction is needed once the market reaches an entry line
-            j = bisect_left(px, m)
-            if j < len(px) and px[j] == m:
-                self.rlo = self.rhi = m
-            else:
-                self.rhi = px[j] if j < len(px) else NEVER_HI
-                self.rlo = px[j - 1] if j > 0 else NEVER_LO
+        if m != self.m0:
+            self._passed(m)
         if not cand and st.max_position is None:
             return
-        held, size, ex = self.held, st.size, self.exiting
+        held, size, ok = self.held, st.size, self.ok
         mixed = self.nlong and self.nshort
-        if st.max_position is not None or mixed:
+        capped = st.max_position is not None
+        if capped or mixed:
             cand.update(range(len(held)))
         entries_on = self.margin_level < 2
-        want_e: dict[int, int] = {}
-        for i in cand:
-            if entries_on and not ex[i] and held[i] < size[i]:
-                side, e = st.side[i], st.entry[i]
-                if self.ent_ord[i] is not None or (e < m if side > 0 else e > m):
-                    want_e[i] = size[i] - held[i]
-        if st.max_position is not None:
+        want_e = None
+        if capped:
+            want_e = {}
+            for i in cand:
+                if entries_on and ok[i]:
+                    e = st.entry[i]
+                    if self.ent_ord[i] is not None or (e < m if st.side[i] > 0 else e > m):
+                        want_e[i] = size[i] - held[i]
             want_e = self._cap(want_e, m)
         ro_of = self._exit_ro() if mixed else None
-        cancels, places = [], []
+        places = []
         po = st.post_only
-        for i in sorted(cand):
-            o = self.ent_ord[i]
-            q = want_e.get(i)
-            if o is not None and (q is None or o.qty != q or o.ro):
-                cancels.append(o)
+        ent_ord, ext_ord, sides = self.ent_ord, self.ext_ord, st.side
+        for i in (sorted(cand) if len(cand) > 1 else cand):
+            side = sides[i]
+            o = ent_ord[i]
+            if want_e is not None:
+                q = want_e.get(i)
+            elif entries_on and ok[i]:
+                e = st.entry[i]
+                q = size[i] - held[i] if o is not None or (e < m if side > 0 else e > m) else None
+            else:
+                q = None
+            if o is not None and (q is None or o.qty != q):
+                self._cancel(o)
                 o = None
             if q is not None and o is None:
-                places.append((i, ENTRY, st.side[i], st.entry[i], q, False, po))
-            o = self.ext_ord[i]
+                places.append((i, ENTRY, side, st.entry[i], q, False, po))
+            o = ext_ord[i]
             h = held[i]
             if h:
                 ro = True if ro_of is None else ro_of[i]
-                xs = -st.side[i]
                 if o is not None and (o.qty != h or o.ro != ro):
-                    cancels.append(o)
+                    self._cancel(o)
                     o = None
                 if o is None:
                     x = st.exit[i]
-                    places.append((i, EXIT, xs, x, h, ro, po and (x < m if xs > 0 else x > m)))
+                    places.append((i, EXIT, -side, x, h, ro, po and (x > m if side > 0 else x < m)))
             elif o is not None:
-                cancels.append(o)
+                self._cancel(o)
         cand.clear()
-        for o in cancels:
-            if o.intent == ENTRY and held[o.pos] and not ex[o.pos]:
-                raise Fallback  # a partly filled entry would go to its exit
-            self._remove(o)
-            self.log.append(("C", o))
         for args in places:
             self.place(ts, *args)
+
+    def _passed(self, m: int) -> None:
+        """The market moved from the last reaction's to m: the levels whose entry line lies
+        between may start (or stop) wanting their entry; and where the next reaction is due."""
+        st, m0 = self.st, self.m0
+        px = st.all_px_p
+        lo, hi = (m0, m) if m0 < m else (m, m0)
+        a, b = bisect_left(px, lo), bisect_right(px, hi)
+        if a < b:
+            for j in range(a, b):
+                self.touched.add(st.all_px[j][1])
+        self.m0 = m
+        j = bisect_left(px, m)
+        if j < len(px) and px[j] == m:
+            self.rlo = self.rhi = m
+        else:
+            self.rhi = px[j] if j < len(px) else NEVER_HI
+            self.rlo = px[j - 1] if j > 0 else NEVER_LO
+
+    def _cancel(self, o: Order) -> None:
+        if o.intent == ENTRY and self.held[o.pos] and not self.exiting[o.pos]:
+            raise Fallback  # a partly filled entry would go to its exit
+        self._remove(o)
+        self.log.append(("C", o))
 
     def _exit_ro(self) -> dict[int, bool]:
         """reduceOnly per held level, as orders._exits gives it in one-way mode."""
@@ -708,7 +497,3 @@ class FastCore:
         self.log.append(("P", o))
 
 
-def all_candles_marks(data) -> np.ndarray:
-    """The mark at each candle's close (the known mark, else the close), for the figures."""
-    m = data.marks_at(data.ts)
-    return np.where(m >= 0, m, data.close)

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from gridctl.backtest.records import FillRecord
 from gridctl.core.engine import Event
 from gridctl.core.grid import Side
 from gridctl.core.ledger import Lot, Trade
@@ -62,7 +63,9 @@ def replay(bt, core) -> None:
         elif tag == "M":
             sim.set_mark(entry[1])
         elif tag == "F":
-            _, t, i, _mark, _net = entry
+            _, t, i, mark, _net = entry
+            if sim._mark is None:  # the mark is the price the walk had reached
+                sim._price = mark
             pay = sim.pay_funding(t, st.rates[i])
             if pay is not None:
                 bt._apply(pay)
@@ -136,10 +139,8 @@ def finish(bt, core) -> None:
     """The end of a run the core played to the last candle: the reference objects' final
     state from the core's integers (Decimal only here), the simulated account by replaying
     its fills (its average entry price is path-dependent), events and fills from the log."""
-    from gridctl.backtest.runner import FillRecord
-
     e, sim, st, drv = bt.engine, bt.sim, core.st, bt.driver
-    rules, led = e.rules, e.ledger
+    led = e.ledger
     U, Qd = st.U, st.Qd
     for i, level in enumerate(st.index):
         lv = e.levels[level]
@@ -148,11 +149,13 @@ def finish(bt, core) -> None:
     for i in sorted(core.lot_touched):
         lot = led.lots.setdefault(st.index[i], Lot())
         lot.sign, lot.qty, lot.cost, lot.entry_ts = core.lsign[i], core.held[i], Decimal(core.lcost[i]) * U, core.lts[i]
-        lot.entry_fees, lot.exit_fees = Decimal(core.lefee[i]) * Qd, Decimal(core.lxfee[i]) * Qd
+        lot.entry_fees, lot.exit_fees = core.lefee[i], core.lxfee[i]
         lot.exit_value, lot.exit_qty = Decimal(core.lxval[i]) * U, core.lxqty[i]
         lot.cycle_qty, lot.cycle_cost = core.lcqty[i], Decimal(core.lccost[i]) * U
-    led.grid_profit += Decimal(core.gp) * U
-    led.fees += Decimal(core.fee_q) * Qd
+    if core.nexits:
+        led.grid_profit += Decimal(core.gp) * U
+    if core.nfills:  # in the venue's fee exponent, as a sum of the fees would be
+        led.fees += (Decimal(core.fee_q) * Qd).quantize(next(iter(core.fee_dec.values())))
     led.fills += core.nfills
     conv = _Conv(bt, core)
     acct = sim.account
@@ -161,9 +164,8 @@ def finish(bt, core) -> None:
     for entry in core.log:
         tag = entry[0]
         if tag == "X":
-            _, ts, o, fee_q, tseq, trade = entry
+            _, ts, o, fee, tseq, trade = entry
             side, price, qty = SIDE[o.side], o.price, o.qty
-            fee = conv.fee(price, qty)
             acct.apply_fill("both", side, price, qty, fee)
             level = st.index[o.pos]
             intent = "entry" if o.intent == 0 else "exit"
@@ -172,7 +174,6 @@ def finish(bt, core) -> None:
             if t is not None:
                 trades.append(t)
             pending.append((ts, o, fee, tseq, t))
-            drv._mark_seen(f"t{tseq}")
         elif tag == "F":
             _, t, i, mark, net = entry
             sim._price, sim._mark = mark, None  # the venue's own method, at that instant's mark
@@ -205,7 +206,9 @@ def finish(bt, core) -> None:
             sim._rest(so)
     core.log.clear()
     sim._seq, sim._trade_seq = core.seq, core.tseq
-    sim._price, sim._mark = core.price, core.fmark
+    # the candles after the last one played stayed inside the band: the walk would have
+    # ended at the last close with nothing else changed
+    sim._price, sim._mark = int(st.close[-1]), core.fmark
     e.version += 1
     drv._synced = None
     bt.book_version += 1
@@ -219,7 +222,6 @@ class _Conv:
         self.rules, self.st = bt.engine.rules, core.st
         self._p: dict = {}
         self._q: dict = {}
-        self._f: dict = {}
         self._t: dict = {}
 
     def price(self, t: int) -> Decimal:
@@ -234,12 +236,6 @@ class _Conv:
             v = self._q[s] = self.rules.qty(s)
         return v
 
-    def fee(self, p: int, q: int) -> Decimal:
-        v = self._f.get((p, q))
-        if v is None:
-            v = self._f[(p, q)] = self.rules.notional(p, q) * self.rules.maker_fee
-        return v
-
     def trade(self, t: tuple) -> Trade:
         """Ledger.exit's Trade for a completed cycle (pos, sign, entry_ts, exit_ts, cost, value, qty, fees)."""
         i, sign, entry_ts, exit_ts, cost, value, cqty, fees = t
@@ -249,8 +245,7 @@ class _Conv:
             st, rules = self.st, self.rules
             cost_d, value_d = Decimal(cost) * st.U, Decimal(value) * st.U
             q = rules.qty(cqty) * rules.contract_size
-            v = self._t[key] = (cost_d / q, value_d / q, rules.qty(cqty), sign * (value_d - cost_d),
-                                Decimal(fees) * st.Qd)
+            v = self._t[key] = (cost_d / q, value_d / q, rules.qty(cqty), sign * (value_d - cost_d), fees)
         side = Side.BUY if sign > 0 else Side.SELL
         return Trade(self.st.index[i], side, entry_ts, exit_ts, *v)
 

@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from gridctl.backtest import fastcore, fastsync
+from gridctl.backtest.records import FillRecord
 from gridctl.core.bands import bucket_band, engine_band
 from gridctl.core.driver import Booked, Driver
 from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, Event, GridEngine
@@ -31,20 +32,6 @@ from gridctl.sim.replay import MarketData, Replay
 __all__ = ["Backtest", "FillRecord", "MarketData", "Series"]
 NO_EVENT = np.iinfo(np.int64).max
 MAX_ROUNDS = 8  # reconcile rounds at one price (an exit that fills on placement changes the book again)
-
-
-@dataclass
-class FillRecord:
-    """One fill as written to --fills-csv."""
-
-    ts: int
-    level: Optional[int]
-    side: str
-    intent: str
-    price: Decimal
-    qty: Decimal
-    fee: Decimal
-    reduce_only: bool
 
 
 @dataclass
@@ -88,6 +75,10 @@ class Backtest:
         self._now = int(data.ts[0]) if len(data) else 0
         self._event_idx = np.append(data.event_candles(), NO_EVENT)
         self.stop_at: Optional[tuple[int, int]] = None  # (candle ts, price in ticks) when the stop began
+        # candles walked by the reference engine and by the integer core; spans the core
+        # played; spans it ended by handing a candle to the reference
+        self.stats = {"reference": 0, "core": 0, "spans": 0, "fallbacks": 0}
+        self._core: Optional[fastcore.FastCore] = None
 
     @property
     def fills(self) -> list[FillRecord]:
@@ -115,6 +106,13 @@ class Backtest:
     def events(self, value: list) -> None:
         self._events = value
 
+    def events_of_kind(self, kind: str) -> list:
+        """The events of one kind; warnings, errors, risk and status events never come from
+        the integer core (it hands such candles to the reference), so reading them does
+        not build the core's fill and funding events."""
+        source = self._events if kind in ("warn", "error", "risk", "status") else self.events
+        return [ev for ev in source if getattr(ev, "kind", None) == kind]
+
     def add_lazy_events(self, chunk) -> None:
         """Events the integer core logged, appended (built on first read of .events)."""
         self._lazy.append(chunk)
@@ -123,6 +121,7 @@ class Backtest:
     def handle_candle(self, k: int) -> None:
         """Walk candle k through the simulator, the driver reacting at every stop."""
         self._now = int(self.data.ts[k])
+        self.stats["reference"] += 1
         for batch in self.replay.candle(k, self._band):
             for ev in batch:
                 self._apply(ev)
@@ -250,10 +249,12 @@ class Backtest:
         except fastcore.Fallback:
             return k
         j = core.run(k, progress)
+        self.stats["spans"] += 1
         fastsync.account_span(self, core, j)
         if j >= len(self.data):
             fastsync.finish(self, core)
         else:
+            self.stats["fallbacks"] += 1
             fastsync.replay(self, core)
         return j
 
@@ -272,7 +273,6 @@ class Backtest:
     def _run(self, fast: bool, progress: Optional[Callable[[int, int], None]]) -> None:
         n = len(self.data)
         k = 0
-        self._core = None
         while k < n:
             if fast and k > 0:
                 k = self._core_span(k, progress)
@@ -285,12 +285,15 @@ class Backtest:
                 self._account(k, n)
                 k = n
                 break
-            if fast:
+            if fast and not fastcore.eligible(self):
                 j = self._next_interesting(k)
                 self._account(k, j)
                 k = j
             if progress is not None:
                 progress(k, n)
+        else:
+            if fast and n:  # the skipped candles stayed inside the band: the walk ends at the last close
+                self.sim._price = int(self.data.close[-1])
         if progress is not None:
             progress(n, n)
 

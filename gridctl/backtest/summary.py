@@ -77,7 +77,7 @@ def summarize(bt: Backtest, investment: Decimal, interval_ms: int, mode: Optiona
     days = Decimal(max(end_ms - start_ms, 1)) / DAY_MS
     invest = investment if investment > 0 else Decimal(1)
     step_qty = rules.qty(1)
-    rejects = rejects_by_reason(bt.events)
+    rejects = rejects_by_reason(bt.events_of_kind("warn"))
     hold = hold_pnl(mode, investment, leverage, rules.price(int(d.open[0])), rules.price(int(d.close[-1]))) \
         if n else Decimal(0)
     stop_ts, stop_price = bt.stop_at if bt.stop_at is not None else (None, None)

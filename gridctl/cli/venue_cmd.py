@@ -51,12 +51,20 @@ def _data_file(spec: Optional[str], option: str) -> Optional[Path]:
     return path
 
 
-def _symbol_from_data(spec: str) -> Optional[str]:
-    """builtin:SOLUSDT_1m -> SOL/USDT:USDT (the file name's first part)."""
+def _symbol_from_data(spec: str, like: Optional[str] = None) -> Optional[str]:
+    """builtin:SOLUSDT_1m -> SOL/USDT:USDT (the file name's first part); on a venue that lists
+    no such market, its perpetual of the same base (Backpack: SOL/USDC:USDC)."""
     name = Path(spec[len(BUILTIN):] if spec.startswith(BUILTIN) else spec).stem.split("_")[0].upper()
     for quote in ("USDT", "USDC"):
         if name.endswith(quote) and len(name) > len(quote):
-            return f"{name[:-len(quote)]}/{quote}:{quote}"
+            symbol = f"{name[:-len(quote)]}/{quote}:{quote}"
+            if like is not None:
+                from gridctl.markets import load_snapshot
+                markets = load_snapshot(like)
+                same_base = [s for s, r in markets.items() if r.base == name[:-len(quote)]]
+                if symbol not in markets and len(same_base) == 1:
+                    return same_base[0]
+            return symbol
     return None
 
 
@@ -109,7 +117,7 @@ def venue_cmd(protocol: str, host: str, port: int, data: Optional[str], funding:
     data_path = _data_file(data, "--data")
     syms = list(symbols)
     if data and not syms:
-        inferred = _symbol_from_data(data)
+        inferred = _symbol_from_data(data, protocol)
         if inferred is None:
             raise click.BadParameter(f"cannot tell the market of {data}: add --symbol", param_hint="--data")
         syms = [inferred]

@@ -51,6 +51,7 @@ VENUE_CODES: dict[str, dict[Code, _Kind]] = {
         -1015: (RateLimited, "too_many_orders"),
         -1021: (Temporary, "timestamp"),         # clock drift: resync and retry
         -1022: (AuthError, "bad_signature"),
+        -1125: (AuthError, "listen_key"),        # a refused keep-alive: the adapter renews the key (never fatal)
         -1111: (Rejected, "precision"),
         -1121: (Rejected, "bad_symbol"),
         -2011: (Rejected, "order_not_found"),    # cancel of an unknown order
@@ -62,8 +63,9 @@ VENUE_CODES: dict[str, dict[Code, _Kind]] = {
         -2021: (Rejected, "would_trigger"),
         -2022: (Rejected, "reduce_only"),
         -4061: (Rejected, "position_side"),
-        -4131: (Rejected, "price_band"),
+        -4116: (UnknownOutcome, "duplicate_client_id"),  # the id exists: confirm by client id
         -4164: (Rejected, "min_notional"),
+        -4131: (Rejected, "price_band"),
         -5022: (Rejected, "post_only"),          # GTX order would have taken liquidity
     },
     # https://docs.backpack.exchange (error codes are strings)
@@ -89,9 +91,24 @@ VENUE_CODES: dict[str, dict[Code, _Kind]] = {
         "MAINTENANCE": (Temporary, "maintenance"),
         "TIMEOUT": (UnknownOutcome, None),
     },
+    # secondary venues (live_ccxt.md §3.4): the codes that change what the worker does
+    "bybit": {
+        10006: (RateLimited, None), 10002: (Temporary, "timestamp"), 10003: (AuthError, None),
+        110007: (InsufficientMargin, None), 110017: (Rejected, "reduce_only"), 110094: (Rejected, "min_notional"),
+        170218: (Rejected, "post_only"), 110001: (Rejected, "order_not_found"), 170213: (Rejected, "order_not_found"),
+        110072: (UnknownOutcome, "duplicate_client_id"), 10016: (Temporary, None),
+    },
+    "okx": {
+        "50011": (RateLimited, None), "50102": (Temporary, "timestamp"), "50113": (AuthError, None),
+        "51008": (InsufficientMargin, None), "51121": (Rejected, "invalid_order"), "51124": (Rejected, "post_only"),
+        "51400": (Rejected, "order_not_found"), "51603": (Rejected, "order_not_found"),
+        "51016": (UnknownOutcome, "duplicate_client_id"), "51169": (Rejected, "reduce_only"),
+        "50001": (Temporary, "maintenance"),
+    },
 }
 
 _BODY = re.compile(r"\{.*\}", re.S)
+_SIGNED = re.compile(r"(?i)\b(signature|listenKey)=[^&\s\"']+")
 
 
 def venue_code(exc: BaseException) -> Optional[Code]:
@@ -103,7 +120,12 @@ def venue_code(exc: BaseException) -> Optional[Code]:
         body = json.loads(m.group(0))
     except ValueError:
         return None
-    code = body.get("code") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return None
+    code = body.get("code", body.get("retCode"))  # Bybit: retCode
+    data = body.get("data")
+    if str(code) == "1" and isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("sCode"):
+        code = str(data[0]["sCode"])  # OKX: the order's own code inside a batch answer
     return code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
 
 
@@ -165,7 +187,8 @@ def classify(exc: BaseException, *, venue: str = "", client: Any = None,
         cls, reason = UnknownOutcome, None  # an internal error after sending: the order may exist
     where = f"{venue}: " if venue else ""
     shown = f" [{code}]" if code is not None else ""
-    err = cls(f"{where}{type(exc).__name__}{shown}: {str(exc)[:200]}", reason)
+    text = _SIGNED.sub(r"\1=***", str(exc))  # a failed GET's url carries its signature
+    err = cls(f"{where}{type(exc).__name__}{shown}: {text[:200]}", reason)
     err.venue_code = code  # type: ignore[attr-defined]
     if isinstance(err, RateLimited):
         err.retry_after = retry_after(client)  # type: ignore[attr-defined]

@@ -231,9 +231,11 @@ def backpack_order_event(rules: MarketRules, data: dict) -> tuple[Optional[Fill]
     if e == "orderFill":
         price = dec(data.get("L")) or Decimal(0)
         asset = data.get("N")
+        # the venue's own liquidation orders say so in their origin (O), not in a client id
+        kind = "liquidation" if "liquidat" in str(data.get("O") or "").lower() else fill_kind(cid)
         fill = Fill(ts, cid, oid, side, to_ticks(rules, price) or 0, to_steps(rules, data.get("l")),
                     quote_fee(rules, data.get("n"), asset, price), bool(data.get("m")), bool(data.get("r", False)),
-                    str(data.get("t", "")), str(asset or ""), fill_kind(cid))
+                    str(data.get("t", "")), str(asset or ""), kind)
     status = _BACKPACK_GONE.get(str(e))
     if status is not None:
         update = OrderUpdate(ts, cid, oid, status, to_steps(rules, data.get("z")), str(data.get("R") or "venue"))

@@ -20,6 +20,7 @@ from gridctl.core.market import MarketRules
 from gridctl.exchange import ccxt_orders as co
 from gridctl.exchange.base import ExchangeError, ExchangeOrder, PositionReport, Rejected, UnknownOutcome
 from gridctl.exchange.ccxt_errors import classify
+from gridctl.exchange.ccxt_streams import isolated
 from gridctl.exchange.venues import quirk
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def live_rules(client: Any, market: dict, bundled: Optional[MarketRules]) -> Mar
 async def setup_account(ex) -> None:
     """Position mode, margin mode and leverage: set where they differ, or a PreflightError
     naming what the venue refused."""
-    from gridctl.exchange.ccxt_adapter import PreflightError
+    from gridctl.exchange.ccxt_client import PreflightError
 
     c, venue, sym = ex.client, ex.venue, ex.symbol
     mode = quirk(venue, "position_mode")
@@ -93,10 +94,10 @@ async def setup_account(ex) -> None:
 
 
 async def _configure(ex, what: str, fn, *args) -> None:
-    from gridctl.exchange.ccxt_adapter import PreflightError
+    from gridctl.exchange.ccxt_client import PreflightError
 
     try:
-        await fn(*args)
+        await isolated(fn, *args)
     except Exception as exc:
         err = classify(exc, venue=ex.venue, client=ex.client)
         code = getattr(err, "venue_code", None)
@@ -138,11 +139,11 @@ async def cancel_call(ex, cid: object) -> None:
     c = ex.client
     try:
         if ex.venue == "backpack":  # ccxt's cancel_order would sign orderId=None (live_ccxt.md §1.3)
-            answer = await c.privateDeleteApiV1Order({"symbol": ex.market["id"], "clientId": int(cid)})
+            answer = await isolated(c.privateDeleteApiV1Order, {"symbol": ex.market["id"], "clientId": int(cid)})
             if not answer:
                 raise UnknownOutcome(f"{ex.venue}: cancel answered with an empty body")
         else:
-            await c.cancel_order(None, ex.symbol, co.lookup_params(ex.venue, cid))
+            await isolated(c.cancel_order, None, ex.symbol, co.lookup_params(ex.venue, cid))
     except ExchangeError:
         raise
     except Exception as exc:
@@ -154,11 +155,11 @@ async def lookup(ex, cid: object) -> Optional[ExchangeOrder]:
     c = ex.client
     try:
         if ex.venue == "backpack":
-            raw = await c.privateGetApiV1Order({"symbol": ex.market["id"], "clientId": int(cid)})
+            raw = await isolated(c.privateGetApiV1Order, {"symbol": ex.market["id"], "clientId": int(cid)})
             if raw:
                 return co.exchange_order(ex.venue, ex.rules, c.parse_order(raw, ex.market))
         else:
-            o = await c.fetch_order(None, ex.symbol, co.lookup_params(ex.venue, cid))
+            o = await isolated(c.fetch_order, None, ex.symbol, co.lookup_params(ex.venue, cid))
             return co.exchange_order(ex.venue, ex.rules, o) if o and o.get("id") else None
     except Exception as exc:
         err = classify(exc, venue=ex.venue, client=c)
@@ -251,7 +252,8 @@ async def _trade(ex, t: dict) -> Fill:
         except ExchangeError as exc:
             log.info("order %s of a trade not found: %s", oid, exc)
         ex._oid_cid[oid] = cid
-    return co.trade_fill(ex.venue, ex.rules, t, cid, co.fill_kind(cid))
+    kind = "liquidation" if "liquidat" in str(info.get("systemOrderType") or "").lower() else co.fill_kind(cid)
+    return co.trade_fill(ex.venue, ex.rules, t, cid, kind)
 
 
 async def missed_fills(ex) -> list[Fill]:

@@ -11,6 +11,7 @@ enters safe mode and keeps trying at a slower pace until the stream is back.
 from __future__ import annotations
 
 import asyncio
+import decimal
 import logging
 import time
 from dataclasses import dataclass
@@ -31,6 +32,21 @@ class StreamTiming:
 
 
 _TEE_CLASSES: dict[str, type] = {}
+
+
+async def isolated(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Await a ccxt coroutine in a task with its own decimal context.
+
+    ccxt's decimal_to_precision sets the *current* context's rounding to ROUND_HALF_UP (and
+    traps Underflow) and never restores it; the context object is shared by every task of
+    the thread, so the worker's own money arithmetic would round differently after the
+    first order. A child task with a private copy keeps that change to itself (and to the
+    tasks ccxt starts from there, such as its WebSocket receive loops).
+    """
+    async def run() -> Any:
+        decimal.setcontext(decimal.getcontext().copy())
+        return await fn(*args)
+    return await asyncio.create_task(run())
 
 
 def tee_class(venue: str) -> type:
@@ -66,6 +82,17 @@ def ws_clients(client: Any) -> list[Any]:
     return [c for url, c in list(getattr(client, "clients", {}).items()) if str(url).startswith("ws")]
 
 
+async def cancel_tasks(tasks: Sequence[asyncio.Task]) -> None:
+    """Cancel background tasks and wait until each has ended (whatever it raised)."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        try:
+            await t
+        except BaseException:
+            pass
+
+
 async def close_ws(client: Any, match: Callable[[str], bool] = lambda url: True) -> None:
     """Close (and forget) the instance's WebSocket connections whose url matches."""
     clients = getattr(client, "clients", {})
@@ -99,6 +126,7 @@ class StreamKeeper:
         self._kick = asyncio.Event()
         self._immediate = False
         self.in_safe_mode = False
+        self.reconnecting = False
         self.reconnects = 0
         self.closed = False
 
@@ -123,24 +151,21 @@ class StreamKeeper:
 
     @staticmethod
     async def _forever(watch: Watch) -> None:
+        decimal.setcontext(decimal.getcontext().copy())  # see isolated()
         while True:
             await watch()
 
     def reconnect_now(self, reason: str) -> None:
         """Drop the connections and re-dial at once (a listen key renewed, a stale stream)."""
+        if self.reconnecting:
+            return  # the re-dial under way subscribes afresh anyway
         log.info("stream reconnect requested: %s", reason)
         self._immediate = True
         self._reason = reason
         self._kick.set()
 
     async def _teardown(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except BaseException:
-                pass
+        await cancel_tasks(self._tasks)
         self._tasks = []
         await close_ws(self.client)
 
@@ -165,7 +190,11 @@ class StreamKeeper:
             immediate, self._immediate = self._immediate, False
             self.on_state("lost", reason)
             log.warning("exchange stream lost: %s", reason)
-            await self._reconnect(immediate)
+            self.reconnecting = True
+            try:
+                await self._reconnect(immediate)
+            finally:
+                self.reconnecting = False
 
     async def _reconnect(self, immediate: bool) -> None:
         delays = list(self.timing.reconnect_delays)

@@ -59,7 +59,8 @@ class VaultLookup:
         vault = self._opened()
         if vault is None:
             if self._locked and self.mode == "try":
-                self._check_listed(name)  # the names are readable without the passphrase
+                if name not in self._names():  # the names are readable without the passphrase
+                    raise LookupFailed(self._missing(name))
                 self.unchecked.append((where, name))
                 return UnloadedSecret(name, where)
             message, self._failed = self._failed or "", ""
@@ -69,22 +70,22 @@ class VaultLookup:
         except VaultError as exc:
             raise LookupFailed(str(exc)) from None
         if value is None:
-            self._check_listed(name)
-        assert value is not None
+            raise LookupFailed(self._missing(name))
         return value
 
-    def _check_listed(self, name: str) -> None:
-        """LookupFailed, with a did-you-mean, when the vault has no entry `name`."""
+    def _names(self) -> list[str]:
         assert self.vault is not None
         try:
-            names = self.vault.names()
+            return self.vault.names()
         except VaultError as exc:
             raise LookupFailed(str(exc)) from None
-        if name not in names:
-            close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)  # a typo, not another key
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise LookupFailed(f"{PREFIX}{name} is not in the vault {self.vault.path}{hint}; add it with "
-                               f"`gridctl secrets set {name}`")
+
+    def _missing(self, name: str) -> str:
+        """"vault:NAME is not in the vault …", with a did-you-mean for a typo."""
+        assert self.vault is not None
+        close = difflib.get_close_matches(name, self._names(), n=1, cutoff=0.8)  # a typo, not another key
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{PREFIX}{name} is not in the vault {self.vault.path}{hint}; add it with `gridctl secrets set {name}`"
 
     def _opened(self) -> Optional[OpenVault]:
         if self._open is not None or self._failed is not None:

@@ -61,9 +61,20 @@ def _scalar(text: str, spec: str) -> Any:
     return value
 
 
-def _number(value: Decimal) -> Any:
-    """A counted value: a whole number as int, else the decimal without trailing zeros."""
-    return int(value) if value == value.to_integral_value() else value.normalize()
+def _number(value: Decimal, whole: bool) -> Any:
+    """A counted value: an int when the whole range is whole numbers, else a decimal
+    without trailing zeros (1.50 -> 1.5, never 1E+1)."""
+    if whole:
+        return int(value)
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
+def _alike(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Whole numbers among decimals become decimals, so one key's values print one way."""
+    numeric = all(isinstance(v, (int, Decimal)) and not isinstance(v, bool) for v in values)
+    if numeric and any(isinstance(v, Decimal) for v in values):
+        return tuple(Decimal(v) for v in values)
+    return values
 
 
 def _count(text: str, spec: str) -> tuple[Any, ...]:
@@ -83,7 +94,8 @@ def _count(text: str, spec: str) -> tuple[Any, ...]:
     n = int((stop - start) / step) + 1
     if n > MAX_CANDIDATES:
         raise SweepSpecError(f"--set {spec!r}: {n:,} values, more than {MAX_CANDIDATES:,}")
-    return tuple(_number(start + i * step) for i in range(n))
+    whole = all(x == x.to_integral_value() for x in (start, step))
+    return tuple(_number(start + i * step, whole) for i in range(n))
 
 
 def parse_set(spec: str) -> Axis:
@@ -103,8 +115,8 @@ def parse_set(spec: str) -> Axis:
     if ":" in rhs:
         values = _count(rhs, spec)
     else:
-        values = tuple(_scalar(v, spec) for v in rhs.split(","))
-    if len(set(map(str, values))) != len(values):
+        values = _alike(tuple(_scalar(v, spec) for v in rhs.split(",")))
+    if len(set(values)) != len(values):
         raise SweepSpecError(f"--set {spec!r}: a value is listed twice")
     return Axis(key, values)
 

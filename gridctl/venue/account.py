@@ -135,13 +135,17 @@ class VenueAccount:
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The snapshot part: settings, wallet, simulators, open orders and history counts.
+
+        Fills, funding and closed orders live in the venue's history journal (state.py).
+        """
         return {
             "fingerprint": self.fingerprint, "asset": self.asset, "deposit": str(self.deposit),
             "hedge": self.hedge, "pnl": {k: str(v) for k, v in self.pnl.items()},
             "sims": {k: s.state() for k, s in self.sims.items()},
             "leverage": self.leverage, "margin_type": self.margin_type,
-            "orders": [o.to_dict() for o in self.orders.values()],
-            "fills": [f.to_dict() for f in self.fills], "income": [i.to_dict() for i in self.income],
+            "orders": [self.orders[i].to_dict() for i in self.open_ids.values()],  # the open ones
+            "counts": {"fills": len(self.fills), "income": len(self.income)},
             "updated_ms": self.updated_ms,
         }
 
@@ -156,7 +160,18 @@ class VenueAccount:
                 acc.sims[sym] = SimExchange.from_state(rules[sym], sd)
         for od in d["orders"]:
             acc.add_order(VenueOrder.from_dict(od))
-        acc.fills = [VenueFill.from_dict(f) for f in d["fills"]]
-        acc.income = [FundingIncome.from_dict(i) for i in d["income"]]
         acc.updated_ms = int(d.get("updated_ms", 0))
         return acc
+
+    def add_history(self, kind: str, record: dict) -> None:
+        """One journal record back into memory (load): a fill, a funding payment, a closed order."""
+        if kind == "fill":
+            self.fills.append(VenueFill.from_dict(record))
+        elif kind == "income":
+            self.income.append(FundingIncome.from_dict(record))
+        elif kind == "order":
+            order = VenueOrder.from_dict(record)
+            if order.order_id not in self.open_ids.values():
+                self.orders[order.order_id] = order
+                self.latest_ids[(order.symbol, order.client_id)] = max(
+                    order.order_id, self.latest_ids.get((order.symbol, order.client_id), 0))

@@ -16,7 +16,6 @@ reject -> the code of `reason`; partial fills and the stream faults come from th
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Awaitable, Callable, Optional
 
@@ -26,13 +25,14 @@ from gridctl.venue import backpack_codec as codec
 from gridctl.venue import backpack_views as views
 from gridctl.venue import backpack_wire as wire
 from gridctl.venue.account import VenueAccount
-from gridctl.venue.backpack_auth import INSTRUCTIONS
+from gridctl.venue.backpack_auth import INSTRUCTIONS, check_key_pair
 from gridctl.venue.backpack_wire import BackpackError, ok
 from gridctl.venue.records import VenueReject
 from gridctl.venue.server import Protocol
 
 KIND = {"orderExecute": "place", "orderCancel": "cancel", "orderCancelAll": "cancel",
         "accountUpdate": "other"}  # fault kinds of the private instructions; the rest are reads
+MAX_BATCH = 50  # orders per POST /api/v1/orders (Backpack's limit)
 HOURLY_RATE = Decimal("0.0000125")  # 0.01 % per 8 h, per hour: BTC_USDC_PERP's usual rate
 PrivateHandler = Callable[[VenueAccount, dict], Awaitable[object]]
 
@@ -49,7 +49,10 @@ class BackpackProtocol(Protocol):
         from gridctl.venue.backpack_streams import BackpackStreams
         self.streams = BackpackStreams(self)
         if venue.api_key is not None:
-            check_key_pair(venue.api_key, venue.secret)
+            try:
+                check_key_pair(venue.api_key, venue.secret)
+            except ValueError as e:
+                raise VenueReject("bad_api_key", str(e)) from None
         for m in venue.markets.values():  # Backpack settles hourly (a saved state keeps its rate)
             m.funding_interval_ms = views.market_view(m.rules).funding_interval_ms
             m.funding_rate = HOURLY_RATE
@@ -70,6 +73,7 @@ class BackpackProtocol(Protocol):
             web.get("/api/v1/account", priv(self.account)),
             web.patch("/api/v1/account", priv(self.account_update)),
             web.post("/api/v1/order", priv(self.order_execute)),
+            web.post("/api/v1/orders", priv(self.orders_execute)),
             web.delete("/api/v1/order", priv(self.order_cancel)),
             web.get("/api/v1/order", priv(self.order_query)),
             web.get("/api/v1/orders", priv(self.orders_open)),
@@ -100,17 +104,8 @@ class BackpackProtocol(Protocol):
             return BackpackError("SERVER_ERROR", "Internal server error", status).response()
         return None
 
-    async def _after(self, kind: str, response: web.StreamResponse) -> web.StreamResponse:
-        """Faults that hit once the venue executed the request (its outcome unknown to the client)."""
-        if kind not in ("place", "cancel") or response.status != 200:
-            return response
-        f = self.venue.faults.take("timeout", kind)
-        if f:
-            await asyncio.sleep(float(f.get("delay", 15)))
-        f = self.venue.faults.take("empty", kind)
-        if f:
-            return web.Response(status=int(f.get("status", 202)))  # "accepted, not yet executed"
-        return response
+    def empty_reply(self, fault: dict) -> web.StreamResponse:
+        return web.Response(status=int(fault.get("status", 202)))  # Backpack's "accepted, not yet executed"
 
     def _public(self, handler: Callable[[web.Request], Awaitable[object]]):
         async def run(request: web.Request) -> web.StreamResponse:
@@ -144,11 +139,12 @@ class BackpackProtocol(Protocol):
                         raise VenueReject(str(f.get("reason", "insufficient_margin")), "injected")
                 body = await handler(account, params)
             except BackpackError as e:
-                return e.response()
+                body = e.response()
             except VenueReject as e:
-                return _reject(e)
+                body = _reject(e)
+            self.venue.flush()  # what the answer confirms is on disk before it goes out
             response = body if isinstance(body, web.StreamResponse) else ok(body)
-            return await self._after(kind, response)
+            return await self.after_faults(kind, response)
         return run
 
     def _symbol(self, params: dict, required: bool = True) -> Optional[str]:
@@ -277,6 +273,24 @@ class BackpackProtocol(Protocol):
 
     # -- orders ---------------------------------------------------------------------------------
     async def order_execute(self, acc: VenueAccount, params: dict) -> dict:
+        return self._order(self.venue.place_order(acc, **self._order_args(params)))
+
+    async def orders_execute(self, acc: VenueAccount, orders: list) -> list:
+        """A batch (at most 50): validated all or nothing, then each executed on its own; a
+        refused order's slot holds its error body."""
+        if len(orders) > MAX_BATCH:
+            raise BackpackError("INVALID_CLIENT_REQUEST", f"At most {MAX_BATCH} orders per batch")
+        checked = [self._order_args(o) for o in orders]
+        out = []
+        for args in checked:
+            try:
+                out.append(self._order(self.venue.place_order(acc, **args)))
+            except VenueReject as e:
+                out.append(codec.reject_error(e.reason, e.message)[1])
+        return out
+
+    def _order_args(self, params: dict) -> dict:
+        """The core's place_order arguments of one OrderExecutePayload; BackpackError if invalid."""
         sym = self._symbol(params)
         side = params.get("side")
         if side not in (codec.BID, codec.ASK):
@@ -298,12 +312,10 @@ class BackpackProtocol(Protocol):
         post_only = wire.bool_param(params, "postOnly")
         if post_only and order_type == "Market":
             raise BackpackError("INVALID_ORDER", "Post only is only valid for limit orders")
-        cid = wire.client_id_param(params)
-        order = self.venue.place_order(
-            acc, sym, "buy" if side == codec.BID else "sell", order_type.lower(), qty, price,
-            client_id=cid, time_in_force="PO" if post_only else tif,
-            reduce_only=wire.bool_param(params, "reduceOnly"), post_only_crossing="expire")
-        return self._order(order)
+        return dict(symbol=sym, side="buy" if side == codec.BID else "sell", type=order_type.lower(), qty=qty,
+                    price=price, client_id=wire.client_id_param(params),
+                    time_in_force="PO" if post_only else tif, reduce_only=wire.bool_param(params, "reduceOnly"),
+                    post_only_crossing="expire")
 
     async def order_cancel(self, acc: VenueAccount, params: dict) -> dict:
         sym = self._symbol(params)
@@ -357,33 +369,6 @@ class BackpackProtocol(Protocol):
         rows = wire.page(self.venue.income(acc, self._symbol(params, False)), params)
         return [codec.funding_json(self.venue.markets[i.symbol].rules.venue_id, i.rate, i.amount, i.ts, uid)
                 for i in rows]
-
-
-def check_key_pair(api_key: str, secret: Optional[str]) -> None:
-    """--api-key/--secret for Backpack: a base64 ED25519 public key and (if given) its seed or
-    seed+public key; VenueReject("bad_api_key") naming the option otherwise (never the secret)."""
-    import base64
-    import binascii
-
-    from nacl.signing import SigningKey
-
-    from gridctl.venue.backpack_auth import AuthFailure, verify_key
-    try:
-        verify_key(api_key)
-    except AuthFailure:
-        raise VenueReject("bad_api_key", "--api-key: a Backpack API key is a base64 ED25519 public key "
-                                         "(32 bytes)") from None
-    if secret is None:
-        return
-    try:
-        raw = base64.b64decode(secret, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) not in (32, 64):
-        raise VenueReject("bad_api_key", "--secret: a Backpack secret is a base64 ED25519 seed (32 bytes)")
-    public = base64.b64encode(bytes(SigningKey(raw[:32]).verify_key)).decode()
-    if public != api_key:
-        raise VenueReject("bad_api_key", "--secret does not belong to --api-key (its public key differs)")
 
 
 def _reject(e: VenueReject) -> web.Response:

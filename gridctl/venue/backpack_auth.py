@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 from urllib.parse import quote
 
 from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from nacl.signing import SigningKey, VerifyKey
 
 DEFAULT_WINDOW_MS = 5000
 MAX_WINDOW_MS = 60000
@@ -36,6 +36,7 @@ INSTRUCTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/position"): "positionQuery",
     ("GET", "/api/v1/order"): "orderQuery",
     ("POST", "/api/v1/order"): "orderExecute",
+    ("POST", "/api/v1/orders"): "orderExecute",  # a batch: one instruction per order
     ("DELETE", "/api/v1/order"): "orderCancel",
     ("GET", "/api/v1/orders"): "orderQueryAll",
     ("DELETE", "/api/v1/orders"): "orderCancelAll",
@@ -85,6 +86,14 @@ def signing_string(instruction: str, params: Mapping[str, Any], timestamp: str, 
     return f"{head}timestamp={timestamp}&window={window}"
 
 
+def batch_signing_string(instruction: str, orders: list[Mapping[str, Any]], timestamp: str, window: str,
+                         quoted: bool = False) -> str:
+    """The text a client signs for a batch (POST /api/v1/orders): each order's sorted params
+    after its own ``instruction=..&``, the timestamp and window once at the end."""
+    parts = [signing_string(instruction, o, "", "", quoted).rsplit("timestamp=", 1)[0] for o in orders]
+    return "".join(parts) + f"timestamp={timestamp}&window={window}"
+
+
 def verify_key(api_key: str) -> VerifyKey:
     """The ED25519 verify key an API key stands for; AuthFailure if it is not one."""
     try:
@@ -117,7 +126,7 @@ def check_window(creds: Credentials, now_ms: int) -> tuple[int, int]:
     return ts, window
 
 
-def verify(instruction: str, params: Mapping[str, Any], creds: Credentials, now_ms: int) -> str:
+def verify(instruction: str, params: Any, creds: Credentials, now_ms: int) -> str:
     """Check one signed request; returns the API key (the account's identity).
 
     Accepts the signed string with raw values (Backpack's docs) or URL-quoted values (what
@@ -137,7 +146,10 @@ def verify(instruction: str, params: Mapping[str, Any], creds: Credentials, now_
     # the window as the client wrote it: "5000" and "05000" are different signed texts
     window_text = creds.window if creds.window else str(window)
     for quoted in (False, True):
-        text = signing_string(instruction, params, str(creds.timestamp), window_text, quoted)
+        if isinstance(params, list):  # a batch of orders
+            text = batch_signing_string(instruction, params, str(creds.timestamp), window_text, quoted)
+        else:
+            text = signing_string(instruction, params, str(creds.timestamp), window_text, quoted)
         try:
             key.verify(text.encode(), signature)
             return creds.api_key
@@ -162,3 +174,22 @@ def client_id(value: Any, field: str = "clientId") -> Optional[int]:
     if not isinstance(value, int) or not 0 <= value <= UINT32_MAX:
         raise AuthFailure(400, "INVALID_CLIENT_REQUEST", f"Invalid {field}: expected u32")
     return value
+
+
+def check_key_pair(api_key: str, secret: Optional[str]) -> None:
+    """A Backpack key pair given to the venue (--api-key/--secret): a base64 ED25519 public key
+    and, if given, its seed (or seed + public key). ValueError naming the option, never the secret."""
+    try:
+        verify_key(api_key)
+    except AuthFailure:
+        raise ValueError("--api-key: a Backpack API key is a base64 ED25519 public key (32 bytes)") from None
+    if secret is None:
+        return
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) not in (32, 64):
+        raise ValueError("--secret: a Backpack secret is a base64 ED25519 seed (32 bytes)")
+    if base64.b64encode(bytes(SigningKey(raw[:32]).verify_key)).decode() != api_key:
+        raise ValueError("--secret does not belong to --api-key (its public key differs)")

@@ -27,14 +27,16 @@ def order_event(event: str, o: OrderView, now_us: int, fill: Optional[FillView] 
     """account.orderUpdate data: orderAccepted, orderFill, orderCancelled or orderExpired.
 
     `c` only when the order has a clientId; `R` only on orderExpired; `t l L m n N` only on
-    fills (`l` is this fill's quantity, `z` the cumulative one).
+    fills (`l` is this fill's quantity, `z` the cumulative one); `O` the origin: USER, or
+    LIQUIDATION_AUTOCLOSE for the venue's liquidation orders.
     """
     q = (lambda v: fixed(v, step)) if step is not None else dec
     px = (lambda v: fixed(v, tick)) if tick is not None else dec
     d: dict[str, Any] = {
         "e": event, "E": int(now_us), "s": o.symbol, "i": o.order_id, "S": o.side,
         "o": o.order_type.upper(), "f": o.time_in_force, "q": q(o.quantity), "X": o.status,
-        "z": q(o.executed_qty), "Z": dec(o.executed_quote), "V": "RejectTaker", "O": "USER",
+        "z": q(o.executed_qty), "Z": dec(o.executed_quote), "V": "RejectTaker",
+        "O": "LIQUIDATION_AUTOCLOSE" if o.system_order_type else "USER",
         "T": int(now_us), "r": o.reduce_only, "y": o.post_only, "t": None,
     }
     if o.price is not None:

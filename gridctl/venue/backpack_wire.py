@@ -55,6 +55,10 @@ async def request_params(request: web.Request) -> dict[str, Any]:
         body = json.loads(raw)
     except ValueError:
         raise BackpackError("INVALID_CLIENT_REQUEST", "Invalid JSON body") from None
+    if request.path == "/api/v1/orders" and request.method == "POST":  # a batch of orders
+        if not isinstance(body, list) or not body or not all(isinstance(o, dict) for o in body):
+            raise BackpackError("INVALID_CLIENT_REQUEST", "Expected a non-empty array of orders")
+        return body  # type: ignore[return-value]
     if not isinstance(body, dict):
         raise BackpackError("INVALID_CLIENT_REQUEST", "Expected a JSON object")
     return body

@@ -9,7 +9,6 @@ gridctl.venue.binance_ws; faults (gridctl.venue.faults) are applied here per req
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from decimal import InvalidOperation
@@ -99,18 +98,6 @@ class BinanceProtocol(BinanceRest, Protocol):
             return W.error("server_error", status=status)
         return None
 
-    async def _after(self, kind: str, response: web.StreamResponse) -> web.StreamResponse:
-        """Faults that hit once the venue executed the request (the order exists)."""
-        if kind not in ("place", "cancel") or response.status != 200:
-            return response
-        f = self.venue.faults.take("timeout", kind)
-        if f:
-            await asyncio.sleep(float(f.get("delay", 15)))
-        f = self.venue.faults.take("empty", kind)
-        if f:
-            return web.Response(status=200, body=b"", content_type="application/json")
-        return response
-
     def _public(self, handler: Handler, kind: str):
         async def run(request: web.Request) -> web.StreamResponse:
             early = await self._before(kind)
@@ -132,7 +119,9 @@ class BinanceProtocol(BinanceRest, Protocol):
                 if f:
                     return W.error(str(f.get("reason", "insufficient_margin")))
             response = await self._dispatch(handler, Call(request, params, account))
-            return await self._after(kind, response)
+            if kind != "read":
+                self.venue.flush()  # on disk before the answer: a killed venue keeps what it confirmed
+            return await self.after_faults(kind, response)
         return run
 
     def _keyed(self, handler: Handler):
@@ -146,7 +135,9 @@ class BinanceProtocol(BinanceRest, Protocol):
                 return W.error("bad_api_key")
             body = (await request.read()).decode()
             params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
-            return await self._dispatch(handler, Call(request, params, account))
+            response = await self._dispatch(handler, Call(request, params, account))
+            self.venue.flush()
+            return response
         return run
 
     async def _dispatch(self, handler: Handler, call: Call) -> web.StreamResponse:

@@ -5,6 +5,7 @@ response shapes (gridctl.venue.binance_wire)."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Optional
 
@@ -13,6 +14,10 @@ from aiohttp import web
 from gridctl.venue import binance_wire as W
 from gridctl.venue.account import VenueAccount
 from gridctl.venue.records import VenueReject
+
+
+CLIENT_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")  # Binance's newClientOrderId rule
+MAX_OPEN_ORDERS = 200  # exchangeInfo MAX_NUM_ORDERS
 
 
 class Call:
@@ -256,6 +261,13 @@ class BinanceRest:
         if acc.hedge and "reduceOnly" in call.params:
             raise VenueReject("reduce_only_not_required")
         cid = call.get("newClientOrderId") or None
+        if cid is not None and not CLIENT_ID.fullmatch(cid):
+            return web.Response(status=400, content_type="application/json", text=json.dumps(
+                {"code": -1100, "msg": "Illegal characters found in parameter 'newClientOrderId'; legal range is "
+                                       "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'."}))
+        if len(acc.open_orders(m.symbol)) >= MAX_OPEN_ORDERS:
+            return web.Response(status=400, content_type="application/json",
+                                text=json.dumps({"code": -2025, "msg": "Reach max open order limit."}))
         order = self.venue.place_order(acc, m.symbol, side, typ.lower(), qty, price, cid, tif, reduce_only, ps)
         return web.json_response(W.order_json(order, m.rules))
 

@@ -78,12 +78,14 @@ class VenueBooking:
                              price, qty, fee, f.fee_asset or acc.asset, pnl, f.maker, order.position_side,
                              order.reduce_only, now)
             acc.fills.append(fill)
+            self.journal("fill", acc.fingerprint, fill.to_dict())
             order.filled += qty
             order.cum_quote += price * qty
             order.updated_ms = now
             order.status = FILLED if order.filled >= order.qty else PARTIALLY_FILLED
             if order.status == FILLED:
                 acc.closed(order)
+                self.journal("order", acc.fingerprint, order.to_dict())
             self._publish(OrderEvent(acc.fingerprint, now, EXEC_TRADE, order.copy(), fill))
 
     def _expired(self, acc: VenueAccount, symbol: str, now: int) -> None:
@@ -103,6 +105,7 @@ class VenueBooking:
         order.updated_ms = now
         order.expiry_reason = reason
         acc.closed(order)
+        self.journal("order", acc.fingerprint, order.to_dict())
         execution = EXEC_CANCELLED if status == CANCELLED else EXEC_EXPIRED
         self._publish(OrderEvent(acc.fingerprint, now, execution, order.copy()))
 

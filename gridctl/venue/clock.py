@@ -32,6 +32,9 @@ async def play_market(venue, m: Market) -> None:
         m.next_funding_ms = m.next_funding_after(venue.now_ms())
     while True:
         try:
+            if m.spec.funding is None and venue.now_ms() >= m.next_funding_ms:  # pinned or not
+                venue.settle_funding(m.symbol, m.funding_rate)
+                m.next_funding_ms = m.next_funding_after(venue.now_ms())
             if m.pinned:
                 await asyncio.sleep(min(step_s, 0.2))
                 continue
@@ -48,9 +51,6 @@ async def play_market(venue, m: Market) -> None:
                 rates = feed.due_funding(vts)
             for rate in rates:
                 venue.settle_funding(m.symbol, rate)
-            if m.spec.funding is None and venue.now_ms() >= m.next_funding_ms:
-                venue.settle_funding(m.symbol, m.funding_rate)
-                m.next_funding_ms = m.next_funding_after(venue.now_ms())
             path = SimExchange.candle_path(*candle)
             for target in path:
                 if m.pinned:

@@ -44,11 +44,39 @@ position_side None in one-way mode, "long"/"short" in hedge mode):
     q = venue.subscribe(); venue.unsubscribe(q)   # OrderEvent, AccountEvent, MarketEvent
     venue.faults                        # gridctl.venue.faults.Faults (protocols consult it)
     venue.extra_state                   # dict a protocol may keep in the state file (JSON)
+    venue.dirty() / venue.flush()       # a change to save soon / save it now (call flush() before
+                                        # answering a request that changed something)
     venue.admin_state() -> dict         # GET /_admin/state
 
-Rejects raise gridctl.venue.records.VenueReject(reason). Ids are deterministic
-sequences (orders from 100000001, trades from 500000001, funding from 900000001).
-Timestamps of orders, fills and funding are the wall clock; the feeds drive prices only.
+Records (gridctl.venue.records): VenueOrder (order_id int, client_id str|int, symbol,
+side, type "limit"|"market", qty, price, time_in_force, reduce_only, position_side,
+status new|partially_filled|filled|cancelled|expired, filled, cum_quote, avg_price,
+created_ms, updated_ms, expiry_reason), VenueFill (trade_id, order_id, client_id, symbol,
+side, price, qty, fee (>0 paid), fee_asset, realized, maker, position_side, reduce_only,
+ts), FundingIncome (tran_id, symbol, amount (>0 received), asset, rate, mark, position, ts).
+Every returned record is a copy; events carry snapshots.
+
+Events (from subscribe(); one loop, in order):
+    OrderEvent(account=fingerprint, ts, execution "new"|"trade"|"cancelled"|"expired", order, fill)
+        placement publishes "new" first, then a "trade" per fill (a taker fills at once);
+        post_only_crossing="expire" records the order and publishes "new" then "expired"
+    AccountEvent(account, ts, reason "order"|"funding", symbols, funding)   balance/positions changed
+    MarketEvent(symbol, ts)                                                   last/mark moved
+A protocol keeps its own per-connection state (who listens to which account) and renders
+these; venue.accounts[ev.account] is the account an event belongs to.
+
+Rejects raise gridctl.venue.records.VenueReject(reason) (reasons listed there); a
+protocol maps reason -> its error code. Margin is cross over all of an account's markets
+(gridctl.venue.account explains how the per-market simulators share the wallet); the
+simulator fills at the last price with infinite liquidity, resting orders as maker at
+their own price, and liquidates at the mark (= last). Ids are deterministic sequences
+(orders from 100000001, trades from 500000001, funding from 900000001). Timestamps of
+orders, fills and funding are the wall clock; the feeds drive prices only.
+
+Modules: market.py (Market, FeedSpec), account.py (VenueAccount), booking.py (fills ->
+trades and events), views.py (PositionView, BalanceView), state.py (state file + history journal,
+admin snapshot), clock.py (the price clock), faults.py, server.py (aiohttp app, admin API,
+the Protocol base class a wire protocol subclasses), run.py (VenueOptions, build, serve).
 """
 
 from __future__ import annotations
@@ -117,6 +145,8 @@ class Venue(VenueBooking, VenueViews, VenueState):
         self.ids = Counters()
         self.faults = Faults(seed)
         self.extra_state: dict = {}
+        self._journal_tail: list = []
+        self._counts: dict = {}
         self._queues: list[asyncio.Queue] = []
         self._tasks: list[asyncio.Task] = []
         self._save_scheduled = False
@@ -294,7 +324,8 @@ class Venue(VenueBooking, VenueViews, VenueState):
 
     def all_orders(self, acc: VenueAccount, symbol: Optional[str] = None) -> list[VenueOrder]:
         sym = None if symbol is None else self.market(symbol).symbol
-        return [o.copy() for o in acc.orders.values() if sym is None or o.symbol == sym]
+        return sorted((o.copy() for o in acc.orders.values() if sym is None or o.symbol == sym),
+                      key=lambda o: o.order_id)
 
     def fills(self, acc: VenueAccount, symbol: Optional[str] = None, from_id: Optional[int] = None,
               start_ms: Optional[int] = None, end_ms: Optional[int] = None,
@@ -362,6 +393,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
                                 m.rules.price(pay.mark), m.rules.qty(abs(pay.position)) * (1 if pay.position > 0 else -1),
                                 now)
             acc.income.append(inc)
+            self.journal("income", acc.fingerprint, inc.to_dict())
             acc.updated_ms = now
             out.append(inc)
             self._publish(AccountEvent(acc.fingerprint, now, "funding", (m.symbol,), inc))
@@ -408,4 +440,4 @@ class Venue(VenueBooking, VenueViews, VenueState):
             close = getattr(m.feed, "close", None)
             if close is not None:
                 await close()
-        self.save()
+        self.save(durable=True)

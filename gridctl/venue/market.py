@@ -112,14 +112,13 @@ class Market:
         return (now_ms // self.funding_interval_ms + 1) * self.funding_interval_ms
 
     def state(self) -> dict:
+        """Prices, funding and the feed position (the 24 h statistics start again after a restart)."""
         return {"last": self.last, "pinned": self.pinned, "funding_rate": str(self.funding_rate),
                 "next_funding_ms": self.next_funding_ms,
-                "feed": self.feed.state() if self.feed is not None else None,
-                "minutes": [[k, *v] for k, v in self._minutes.items()]}
+                "feed": self.feed.state() if self.feed is not None else None}
 
     def restore(self, d: dict) -> None:
         self.last = d.get("last")
         self.pinned = bool(d.get("pinned"))
         self.funding_rate = Decimal(d.get("funding_rate", str(DEFAULT_RATE)))
         self.next_funding_ms = int(d.get("next_funding_ms", 0))
-        self._minutes = OrderedDict((int(m[0]), [int(x) for x in m[1:]]) for m in d.get("minutes", []))

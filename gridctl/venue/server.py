@@ -73,6 +73,21 @@ class Protocol:
     async def stop(self) -> None:
         pass
 
+    def empty_reply(self, fault: dict) -> web.StreamResponse:
+        """What the venue sends for the `empty` fault (an executed request answered with no body)."""
+        return web.Response(status=int(fault.get("status", 200)), body=b"", content_type="application/json")
+
+    async def after_faults(self, kind: str, response: web.StreamResponse) -> web.StreamResponse:
+        """Faults that hit once the venue executed a placement or cancel (its outcome unknown
+        to the client): an answer that comes too late, or an empty one."""
+        if kind not in ("place", "cancel") or response.status != 200:
+            return response
+        f = self.venue.faults.take("timeout", kind)
+        if f:
+            await asyncio.sleep(float(f.get("delay", 15)))
+        f = self.venue.faults.take("empty", kind)
+        return self.empty_reply(f) if f else response
+
 
 class VenueServer:
     """The aiohttp application around one Venue and one protocol."""

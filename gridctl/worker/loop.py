@@ -344,6 +344,9 @@ class WorkerLoop:
                 await self.reconcile()  # after the events are booked: else a fill just read looks like a difference
             except Temporary as exc:
                 self._error(self.now_ms(), f"exchange: {exc}")
+                if isinstance(exc, RateLimited):  # a read was refused: every request waits
+                    self.global_cooldown = self.clock() + max(RATE_LIMIT_COOLDOWN_S,
+                                                              getattr(exc, "retry_after", None) or 0)
                 await asyncio.sleep(1)
                 continue
             self.snapshot()

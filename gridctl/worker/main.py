@@ -46,6 +46,10 @@ class WorkerAuthError(Exception):
     """The venue refused the account's API keys (exit 77)."""
 
 
+class WorkerVenueError(Exception):
+    """The venue could not be used at start (down, rate limited): exit 1, the supervisor retries."""
+
+
 LIVE_REJECT_COOLDOWN_MS = 5_000  # a level the venue rejected waits this long before it is retried
 
 
@@ -193,7 +197,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         await exchange.close()
         if exc.reason == "configuration":  # the pre-flight: a mismatch the venue will not change
             raise WorkerConfigError(f"account '{account.name}': {exc}") from None
-        raise
+        raise WorkerVenueError(f"account '{account.name}': cannot start on {account.exchange}: {exc}") from None
     rules = await exchange.market_rules()  # the venue's rules win over the bundled snapshot
     now_ms = int(time.time() * 1000)
     grid = _stored_grid(name)
@@ -326,3 +330,6 @@ def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     except WorkerAuthError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EX_AUTH
+    except WorkerVenueError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1

@@ -228,8 +228,11 @@ def test_an_unexplained_difference_is_shown_beside_the_ledger_and_never_overwrit
         assert "(exchange " in table, table
         # with the supervisor and worker gone, the database still says both (the snapshot
         # after a new difference is written at once, not a minute later)
-        wait_until(lambda: p.sql("SELECT exchange_position FROM equity WHERE strategy = ? ORDER BY ts DESC, id DESC "
-                                 "LIMIT 1", name)[0][0] == str(st["exchange_position"]), 5, "the difference stored")
+        def stored() -> bool:
+            rows = p.sql("SELECT exchange_position FROM equity WHERE strategy = ? ORDER BY ts DESC, id DESC LIMIT 1",
+                         name)  # none yet: the killed worker wrote no snapshot
+            return bool(rows) and rows[0][0] == str(st["exchange_position"])
+        wait_until(stored, 5, "the difference stored")
         p.kill_all()
         st = status(p, name)
         assert st["exchange_position"] is not None and Decimal(st["exchange_position"]) != Decimal(st["position"])

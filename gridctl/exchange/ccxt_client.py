@@ -13,6 +13,7 @@ from typing import Any, Optional
 from gridctl.config.model import AccountConfig
 from gridctl.exchange.base import ExchangeError
 from gridctl.exchange.ccxt_streams import StreamTiming, tee_class
+from gridctl.exchange.ccxt_throttle import install as install_throttle
 from gridctl.exchange.venues import quirk
 
 TIMING_ENV = "GRIDCTL_CCXT_TIMING"  # JSON overrides of Timing (tests make reconnects fast)
@@ -87,6 +88,7 @@ def make_client(account: AccountConfig, timing: Timing) -> Any:
     if timing.ws_keepalive_ms:
         cfg["streaming"] = {"keepAlive": timing.ws_keepalive_ms, "maxPingPongMisses": 2}
     client = tee_class(venue)(cfg)
+    install_throttle(client)  # ccxt's pacing, idle time credited (gridctl.exchange.ccxt_throttle)
     if not quirk(venue, "fetch_currencies"):
         client.has["fetchCurrencies"] = False
     if getattr(account, "sandbox", False):

@@ -121,8 +121,18 @@ class BinanceProtocol(BinanceRest, Protocol):
             response = await self._dispatch(handler, Call(request, params, account))
             if kind != "read":
                 self.venue.flush()  # on disk before the answer: a killed venue keeps what it confirmed
-            return await self.after_faults(kind, response)
+            response = await self.after_faults(kind, response)
+            if self.venue.timing is not None and kind in ("place", "cancel"):
+                self._time_ack(kind, params, account, response)
+            return response
         return run
+
+    def _time_ack(self, kind: str, params: dict, account: VenueAccount, response: web.StreamResponse) -> None:
+        """The timing log's record of an order request answered (gridctl.venue.timing)."""
+        t = self.venue.timing
+        t.record("ack", kind=kind, status=response.status,
+                 c=params.get("newClientOrderId") or params.get("origClientOrderId"),
+                 **t.account_state(self.venue, account.fingerprint, params.get("symbol")))
 
     def _keyed(self, handler: Handler):
         """listenKey calls: X-MBX-APIKEY only, unsigned."""

@@ -236,6 +236,11 @@ class BinanceStreams:
         if msg is None:
             return
         text = json.dumps(msg)
+        if self.venue.timing is not None and msg.get("e") == "ORDER_TRADE_UPDATE":
+            o = msg["o"]
+            t = self.venue.timing
+            t.record("publish", x=o["x"], X=o["X"], c=o["c"], i=o["i"],
+                     **t.account_state(self.venue, ev.account, ev.order.symbol))
         for ws in list(socks):
             await _send(ws, text)
 

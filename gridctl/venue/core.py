@@ -151,6 +151,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
         self._tasks: list[asyncio.Task] = []
         self._save_scheduled = False
         self._loaded = False
+        self.timing = None  # gridctl.venue.timing.TimingLog when GRIDCTL_VENUE_TIMING is set
 
     # -- lookup -----------------------------------------------------------------------
     def now_ms(self) -> int:

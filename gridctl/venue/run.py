@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from gridctl.venue.core import Venue
 from gridctl.venue.market import FeedSpec
 from gridctl.venue.server import VenueServer, protocol_class
+from gridctl.venue.timing import from_env as timing_from_env
 
 
 @dataclass
@@ -60,6 +61,7 @@ def build(opts: VenueOptions) -> VenueServer:
             specs[sym] = FeedSpec(volatility=opts.volatility, seed=seed, speed=opts.speed)
     venue = Venue(cls.like, symbols, specs, opts.balance, opts.api_key, opts.seed, opts.state, secret=opts.secret)
     venue.faults.configure(opts.faults)
+    venue.timing = timing_from_env()
     return VenueServer(venue, cls)
 
 

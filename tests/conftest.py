@@ -1,0 +1,18 @@
+"""Suite-wide fixtures."""
+
+from __future__ import annotations
+
+import decimal
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _decimal_context_as_it_was():
+    """Tests that drive ccxt directly in this process (venue and adapter tests) let ccxt's
+    decimal_to_precision change the thread's decimal context (ROUND_HALF_UP, Underflow
+    trapped); gridctl's own processes isolate every ccxt call (ccxt_streams.isolated), so a
+    later test must not inherit it either."""
+    saved = decimal.getcontext().copy()
+    yield
+    decimal.setcontext(saved)

@@ -46,6 +46,8 @@ class WorkerLoop:
         self.balance = balance
         self.clock = clock
         self.placed: dict[object, list[int]] = {}  # client id -> [qty, filled] of orders this process tracks
+        # orders cancelled by this process whose fills may still arrive (a cancel racing a fill)
+        self.cancelled: dict[object, list[int]] = {}
         self._stopped_at: Optional[float] = None  # when the engine stopped with fills still to come
         self.global_cooldown = 0.0
         self.last_equity = 0.0
@@ -152,6 +154,13 @@ class WorkerLoop:
         """Mark the order filled in the store once its whole quantity has executed."""
         entry = self.placed.get(f.client_id)
         if entry is None:
+            late = self.cancelled.get(f.client_id)
+            if late is not None:  # the venue filled it before our cancel reached it: the row says so
+                late[1] += f.qty
+                done = late[1] >= late[0]
+                self.rec.order_status(f.ts, f.client_id, "filled" if done else "cancelled", filled=late[1])
+                if done:
+                    del self.cancelled[f.client_id]
             return
         entry[1] += f.qty
         done = entry[1] >= entry[0]
@@ -236,7 +245,11 @@ class WorkerLoop:
             await self.ex.cancel(o.client_id)
         except Rejected as exc:  # already gone (filled or cancelled): the next events say which
             self.rec.event(ts, "info", f"cancel of level {o.level} {o.intent.value}: {exc.reason}", o.level)
-        self.placed.pop(o.client_id, None)
+        entry = self.placed.pop(o.client_id, None)
+        if entry is not None:
+            if len(self.cancelled) > 1000:  # a bounded memory of recent cancels
+                self.cancelled.pop(next(iter(self.cancelled)))
+            self.cancelled[o.client_id] = entry
         self.rec.order_cancelled(ts, o)
         self.d.on_cancelled(o)
 

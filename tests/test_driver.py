@@ -126,6 +126,47 @@ def test_a_close_that_never_fills_ends_the_stop_at_the_deadline_and_says_so():
     assert events[0].message == "the close did not fill within 30s; position 1.0 left open"
 
 
+def test_an_entry_filled_while_its_cancel_was_on_the_way_is_closed_by_a_second_close():
+    d = make()
+    d.on_fill(entry_fill(d, 2, "t1"))
+    d.e.stop("user")
+    acts, _ = d.actions(T, 10250, 0, lambda: [])  # the resting level 1 entry is gone: the close is sized to 1.0
+    first = acts[0].request
+    assert first.qty == 10
+    # level 1's entry filled before the cancel reached it; its fill comes after the close was sent
+    d.on_fill(entry_fill(d, 1, "t2"))
+    d.on_fill(Fill(T + 500, first.client_id, "o2", Side.SELL, 10240, 10, D("0.05"), trade_id="t3"))
+    acts, _ = d.actions(T + 1000, 10250, 1, lambda: [])
+    rest = acts[0].request
+    assert (rest.side, rest.qty, rest.reduce_only, rest.intent) == (Side.SELL, 10, True, Intent.CLOSE)
+    assert rest.client_id != first.client_id
+    d.on_fill(Fill(T + 1500, rest.client_id, "o3", Side.SELL, 10240, 10, D("0.05"), trade_id="t4"))
+    _, events = d.actions(T + 2000, 10250, 1, lambda: [])
+    assert d.e.status == "stopped" and d.e.ledger.position == 0
+    assert events[-1].message == "stopped (user)"
+
+
+def test_a_close_the_venue_expires_half_filled_is_followed_by_a_close_of_the_rest():
+    d = make()
+    d.on_fill(entry_fill(d, 2, "t1"))
+    d.e.stop("user")
+    close = d.actions(T, 10250, 0, lambda: [])[0][0].request
+    d.on_fill(Fill(T + 100, close.client_id, "o2", Side.SELL, 10240, 4, D("0.02"), trade_id="t2"))
+    assert d.actions(T + 200, 10250, 0, lambda: []) == ([], [])  # still working: no second close
+    d.on_order_update(OrderUpdate(T + 300, close.client_id, "o2", "expired", 4, "IOC"))
+    acts, _ = d.actions(T + 400, 10250, 0, lambda: [])
+    assert [a.request.qty for a in acts] == [6]
+
+
+def test_a_close_reported_filled_before_its_fill_arrives_is_not_sent_twice():
+    d = make()
+    d.on_fill(entry_fill(d, 2, "t1"))
+    d.e.stop("user")
+    close = d.actions(T, 10250, 0, lambda: [])[0][0].request
+    d.on_order_update(OrderUpdate(T + 100, close.client_id, "o2", "filled", 10, None))
+    assert d.actions(T + 200, 10250, 0, lambda: []) == ([], [])
+
+
 def test_a_refused_close_is_sent_again_three_times_in_all():
     d = make()
     d.on_fill(entry_fill(d, 2, "t1"))
@@ -151,6 +192,27 @@ def test_the_mirror_follows_fills_and_updates_and_a_reconcile_reports_what_vanis
     assert [x.client_id for x in m.orders()] == ["a"]
     gone = m.confirm([], T)
     assert [(u.client_id, u.status) for u in gone] == [("a", "cancelled")] and m.orders() == []
+
+
+def test_an_order_the_venue_calls_filled_stays_until_its_fills_are_booked():
+    # a taking exit answered FILLED before its trade came over the stream: while the fill is on its
+    # way the level still shows its order, so no second exit is sent (seen on the venue: the venue's
+    # position flat, the ledger one level long, that level's exit refused as reduce-only for ever)
+    m = OrderMirror()
+    m.put(ExchangeOrder("x", "1", Side.SELL, 100, 10, 10, True, "filled"))
+    assert [(o.client_id, o.remaining) for o in m.orders()] == [("x", 10)]
+    m.apply(Fill(T, "x", "1", Side.SELL, 100, 10, D(0), trade_id="t1"))
+    assert m.orders() == []
+    # the stream's order report before its trade
+    m.put(ExchangeOrder("y", "2", Side.SELL, 100, 10, 0))
+    m.apply(OrderUpdate(T, "y", "2", "filled", 10))
+    assert [o.client_id for o in m.orders()] == ["y"]
+    m.apply(Fill(T, "y", "2", Side.SELL, 100, 10, D(0), trade_id="t2"))
+    assert m.orders() == []
+    # the trade before the placement's answer: nothing left to wait for
+    m.apply(Fill(T, "z", "3", Side.SELL, 100, 10, D(0), trade_id="t3"))
+    m.put(ExchangeOrder("z", "3", Side.SELL, 100, 10, 10, True, "filled"))
+    assert m.orders() == []
 
 
 def test_an_adapter_cancels_only_the_strategys_own_orders():

@@ -49,11 +49,6 @@ def runs(tmp_path_factory):
 
 def _check(r: dict) -> None:
     print(json.dumps(r, indent=1))  # shown when it fails
-    if Decimal(r["venue_position_after_stop"]) != 0 or r["position_ledger_trading"] != r["position_venue_trading"]:
-        # Known race through the venue (a follow-up): a fill that races the stop's cancel arrives
-        # after the close was sized; everything else below must still hold.
-        pytest.xfail(f"stop ended {r['venue_position_after_stop']} short of flat / ledger "
-                     f"{r['position_ledger_trading']} vs venue {r['position_venue_trading']}")
     # the outage was real: the venue kept filling, nothing reached the database, the journal was used
     assert r["venue_fills_during_outage"] >= 50, r
     assert r["stored_during_outage"] == 0, r

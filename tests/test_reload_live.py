@@ -29,8 +29,16 @@ def edit(p: Paper, **changes) -> None:
     p.config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-def entries_on_book(p: Paper) -> int:
-    return sum(1 for cid in p.book(NAME) if decode_cid("binance", cid).intent.value == "entry")
+def entries_within_cap(p: Paper, cap: int) -> bool:
+    """Filling every resting entry of one side keeps |position| within `cap` steps (or, past
+    it, moves it only back towards zero): max_position counts the net position in one-way mode,
+    so with a position held the other side may rest more than one entry."""
+    snap = p.paper(NAME)
+    pos, side_qty = snap["position"], {"buy": 0, "sell": 0}
+    for cid, o in snap["orders"].items():
+        if decode_cid("binance", cid).intent.value == "entry":
+            side_qty[o["side"].lower()] += o["qty"] - o["filled"]
+    return pos + side_qty["buy"] <= max(cap, pos) and -pos + side_qty["sell"] <= max(cap, -pos)
 
 
 @pytest.fixture
@@ -56,10 +64,12 @@ def test_reload_applies_risk_at_once_and_keeps_refusing_a_grid_change(paper):
     assert r.returncode == 0, r.stderr
     assert (f"{NAME}: applied max_position none -> 0.2, risk.stop_loss_pct none -> 5, risk.max_loss none -> 50, "
             f"risk.on_stop close -> keep") in r.stdout, r.stdout
-    # the same process, the same grid; the cap is in force at once: at most one entry (0.17 SOL) a side rests
+    # the same process, the same grid; the cap is in force at once: what rests cannot take the position past 0.2
     assert p.workers()[NAME]["pid"] == pid and p.workers()[NAME]["state"] == "running"
     assert p.sql("SELECT grid_json FROM strategies WHERE name = ?", NAME)[0][0] == grid
-    wait_until(lambda: entries_on_book(p) <= 2, 15, "entries cancelled under the new max_position")
+    wait_until(lambda: entries_within_cap(p, 20), 15, "entries cancelled under the new max_position")
+    # each cancelled once: the reload's sync and the loop's never act on the same orders at once
+    assert "order_not_found" not in p.ok("logs", NAME, "--grep", "cancel of level"), "an order cancelled twice"
     st = p.status()[NAME]
     assert st["config_applied_ts"] > started and st["state"] == "running"
     logs = [json.loads(line) for line in p.ok("logs", NAME, "--type", "config", "--json").splitlines()]

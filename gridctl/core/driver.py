@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Callable, Iterable, Optional, Protocol, Sequence, Union
 
 from gridctl.core.engine import RUNNING, STOPPED, STOPPING, Event, GridEngine
-from gridctl.core.fills import FOREIGN, GONE, OWN, Fill, FundingPayment, OrderUpdate, PriceUpdate
+from gridctl.core.fills import FILLED, FOREIGN, GONE, OWN, Fill, FundingPayment, OrderUpdate, PriceUpdate
 from gridctl.core.grid import Side
 from gridctl.core.ledger import Trade
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest, Place, Submit
@@ -115,6 +115,8 @@ class Driver:
             return []
         if d.intent is Intent.ENTRY:
             self.e.on_entry_cancelled(d.level)
+        elif d.intent is Intent.CLOSE and u.status != FILLED:  # a fill counts by its quantity, not its report
+            self.e.on_close_ended(u.client_id)
         if u.status in ("expired", "rejected"):
             why = f" ({u.reason})" if u.reason else ""
             return [Event("info", f"level {d.level} {d.intent.value} {u.status} by the venue{why}", d.level)]

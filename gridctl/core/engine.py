@@ -25,6 +25,7 @@ from gridctl.core.risk import RiskLimits, money_stop, price_stop
 
 WAITING, RUNNING, PAUSED, STOPPING, STOPPED = "waiting", "running", "paused", "stopping", "stopped"
 CLOSE_TRIES = 3  # a close the venue refuses is sent again this many times in all
+CLOSE_ROUNDS = 5  # closes sent in all by one stop (a fill that raced a cancel leaves a remainder)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class GridEngine:
         self.close_gen = 0
         self.close_sent_at: Optional[int] = None
         self.close_tries = 0
+        self.close_rounds = 0
+        self.closing: dict[object, int] = {}  # client id of each close sent -> steps still to fill
         self.trades: list[Trade] = []
         self._decoded: dict[object, Optional[clientid.ClientId]] = {}
         self._prices: Optional[list[int]] = None
@@ -149,6 +152,8 @@ class GridEngine:
             return events + (self.stop("liquidation") if fill.kind == LIQUIDATION else [])
         d = self.decode(fill.client_id)
         if d is None or d.intent is Intent.CLOSE or d.level not in self.levels:
+            if fill.client_id in self.closing:
+                self.closing[fill.client_id] = max(0, self.closing[fill.client_id] - fill.qty)
             self._book_close(fill)
             return [Event("fill", f"close {msg}", None, {"intent": "close", **facts})]
         lv = self.levels[d.level]
@@ -287,21 +292,34 @@ class GridEngine:
 
         Cancel every own resting order; once none is left, close each open leg at
         market with reduceOnly (unless the position is kept); wait for the close
-        fills up to `close_wait_ms`; then finish.
+        fills up to `close_wait_ms`. A close that filled or ended while a position is
+        still open (an entry filled while its cancel was on the way) is followed by a
+        close of the remainder, a few rounds in all; then finish.
         """
         if actual:
             return [Cancel(o) for o in actual], []
         legs = [] if self.keep_position else self.legs()
-        if legs:
-            if self.close_sent_at is None:
-                self.close_sent_at, self.close_tries = now_ms, self.close_tries + 1
-                return [self._close(side, leg, qty) for side, leg, qty in legs], []
-            if now_ms - self.close_sent_at < self.cfg.close_wait_ms:
-                return [], []  # the close fills arrive with the next events
-            left = " ".join(f"{self.rules.qty(q)}" + (f" {leg}" if leg else "") for _, leg, q in legs)
-            return [], [Event("error", f"the close did not fill within {self.cfg.close_wait_ms // 1000}s; "
-                                       f"position {left} left open")] + self._finish()
-        return [], self._finish()
+        if not legs:
+            return [], self._finish()
+        if self.close_sent_at is not None and not any(self.closing.values()) and self.close_rounds < CLOSE_ROUNDS:
+            self.close_sent_at = None  # every close sent is done and a position is left: close the rest
+        if self.close_sent_at is None:
+            self.close_sent_at, self.close_tries = now_ms, self.close_tries + 1
+            self.close_rounds += 1
+            closes = [self._close(side, leg, qty) for side, leg, qty in legs]
+            self.closing = {c.request.client_id: c.request.qty for c in closes}
+            return closes, []
+        if now_ms - self.close_sent_at < self.cfg.close_wait_ms:
+            return [], []  # the close fills arrive with the next events
+        left = " ".join(f"{self.rules.qty(q)}" + (f" {leg}" if leg else "") for _, leg, q in legs)
+        return [], [Event("error", f"the close did not fill within {self.cfg.close_wait_ms // 1000}s; "
+                                   f"position {left} left open")] + self._finish()
+
+    def on_close_ended(self, client_id: object) -> None:
+        """The venue took a close off the book unfilled or partly filled (expired, cancelled):
+        what it did not fill is closed by the next step."""
+        if client_id in self.closing:
+            self.closing[client_id] = 0
 
     def on_close_rejected(self, reason: str) -> list[Event]:
         """The venue refused a close: send it again at the next step, a few times in all."""

@@ -110,6 +110,7 @@ class OrderMirror:
     def __init__(self, owns: Callable[[object], bool] = lambda cid: True):
         self.owns = owns
         self._orders: dict[object, ExchangeOrder] = {}
+        self._booked: dict[object, int] = {}  # steps of each own order's fills seen so far
         self.version = 0
 
     def orders(self) -> list[ExchangeOrder]:
@@ -120,13 +121,22 @@ class OrderMirror:
         return self._orders.get(client_id)
 
     def put(self, order: ExchangeOrder) -> None:
-        """A placement's reply (or a confirmed order): resting unless it is done."""
-        if not self.owns(order.client_id):
+        """A placement's reply (or a confirmed order): resting unless it is done.
+
+        An order the venue calls filled stays here, with what is not yet booked as its
+        remaining quantity, until its fills arrive: the answer to a taking order (or the
+        stream's order report) often comes before its trades, and a level whose order has
+        vanished while its fill is still on the way would be sent a second order."""
+        cid = order.client_id
+        if not self.owns(cid):
             return
+        booked = self._booked.get(cid, 0)
+        if order.status == FILLED and booked < order.qty:
+            order = replace(order, status="open", filled=booked)
         if order.status in GONE or order.remaining <= 0:
-            self.remove(order.client_id)
+            self.remove(cid)
         else:
-            self._orders[order.client_id] = order
+            self._orders[cid] = replace(order, filled=max(order.filled, booked)) if booked else order
             self.version += 1
 
     def remove(self, client_id: object) -> None:
@@ -136,12 +146,16 @@ class OrderMirror:
     def apply(self, ev: object) -> None:
         """Keep the mirror in step with a fill or an order update."""
         if isinstance(ev, Fill):
+            if self.owns(ev.client_id) and ev.client_id is not None:
+                if len(self._booked) > 10_000:  # bounded: only recent orders can still be answered late
+                    self._booked.pop(next(iter(self._booked)))
+                self._booked[ev.client_id] = self._booked.get(ev.client_id, 0) + ev.qty
             o = self._orders.get(ev.client_id)
             if o is not None:
                 self.put(replace(o, filled=o.filled + ev.qty))
         elif isinstance(ev, OrderUpdate):
             o = self._orders.get(ev.client_id)
-            if o is not None and ev.status in GONE:
+            if o is not None and ev.status in GONE and not (ev.status == FILLED and o.remaining > 0):
                 self.remove(ev.client_id)
 
     def confirm(self, venue_orders: list[ExchangeOrder], ts: int) -> list[OrderUpdate]:

@@ -228,10 +228,53 @@ class CcxtExchange(StreamEvents):
             if exc.reason == "order_not_found":
                 self.mirror.remove(client_id)
             raise
+        self._cancelled_now(client_id)
+
+    def _cancelled_now(self, client_id: object) -> None:
         self.mirror.remove(client_id)
         if len(self._cancelled) > 10_000:
             self._cancelled.clear()
         self._cancelled.add(client_id)
+
+    async def cancel_many(self, client_ids: list) -> dict[object, Optional[str]]:
+        """Cancel own orders, in the venue's batches where it has them (Binance: 10 a request):
+        {cid: None (cancelled), "order_not_found" (already gone) or another reason (still
+        open: try again)}. A batch whose outcome is unknown is settled one cancel at a time."""
+        batch = quirk(self.venue, "batch_cancel")
+        size = batch[2] if batch else 1
+        out: dict[object, Optional[str]] = {}
+        for i in range(0, len(client_ids), size):
+            chunk = client_ids[i:i + size]
+            if len(chunk) == 1 or any(not self.mirror.owns(c) for c in chunk):
+                for cid in chunk:
+                    out[cid] = await self._cancel_reason(cid)
+                continue
+            try:
+                answers = await ccxt_rest.cancel_batch_call(self, chunk)
+            except UnknownOutcome:
+                answers = {cid: await self._settle_cancel(cid) for cid in chunk}
+            for cid, reason in answers.items():
+                if reason is None:
+                    self._cancelled_now(cid)
+                elif reason == "order_not_found":
+                    self.mirror.remove(cid)
+            out.update(answers)
+        return out
+
+    async def _settle_cancel(self, cid: object) -> Optional[str]:
+        """After a batch cancel with no answer: cancelled by it (None), or cancelled now."""
+        order = await self.fetch_order(cid)
+        if order is not None and order.status == "cancelled":
+            self._cancelled_now(cid)
+            return None
+        return await self._cancel_reason(cid)
+
+    async def _cancel_reason(self, cid: object) -> Optional[str]:
+        try:
+            await self.cancel(cid)
+        except Rejected as exc:
+            return exc.reason or str(exc)
+        return None
 
     async def fetch_order(self, client_id: object) -> Optional[ExchangeOrder]:
         """The order with this client id in any status, or None when stream, REST lookup and

@@ -19,7 +19,7 @@ from gridctl.core.grid import Side
 from gridctl.core.market import MarketRules
 from gridctl.exchange import ccxt_orders as co
 from gridctl.exchange.base import ExchangeError, ExchangeOrder, PositionReport, Rejected, UnknownOutcome
-from gridctl.exchange.ccxt_errors import classify
+from gridctl.exchange.ccxt_errors import VENUE_CODES, classify
 from gridctl.exchange.ccxt_streams import isolated
 from gridctl.exchange.venues import quirk
 
@@ -148,6 +148,33 @@ async def cancel_call(ex, cid: object) -> None:
         raise
     except Exception as exc:
         raise ex._noted(classify(exc, venue=ex.venue, client=c, writes=True)) from None
+
+
+async def cancel_batch_call(ex, cids: list) -> dict[object, Optional[str]]:
+    """Cancel up to one batch of orders by client id in one request: {cid: None (cancelled)
+    or the reason the venue gave for that one (order_not_found: already gone)}. Raises the
+    classified error of the request as a whole (a timeout is unknown for every order)."""
+    endpoint, param, _ = quirk(ex.venue, "batch_cancel")
+    c = ex.client
+    try:
+        answers = await isolated(getattr(c, endpoint), {"symbol": ex.market["id"],
+                                                       param: [co.cid_wire(ex.venue, cid) for cid in cids]})
+    except ExchangeError:
+        raise
+    except Exception as exc:
+        raise ex._noted(classify(exc, venue=ex.venue, client=c, writes=True)) from None
+    if not isinstance(answers, list) or len(answers) != len(cids):
+        raise UnknownOutcome(f"{ex.venue}: batch cancel answered {str(answers)[:80]!r}")
+    out: dict[object, Optional[str]] = {}
+    for cid, a in zip(cids, answers):  # the venue answers in the order asked
+        code = a.get("code") if isinstance(a, dict) and "orderId" not in a else None
+        out[cid] = None if code is None else _reason_of(ex.venue, code)
+    return out
+
+
+def _reason_of(venue: str, code: object) -> str:
+    kind = VENUE_CODES.get(venue, {}).get(int(code)) if str(code).lstrip("-").isdigit() else None
+    return kind[1] if kind else f"code {code}"
 
 
 async def lookup(ex, cid: object) -> Optional[ExchangeOrder]:

@@ -20,6 +20,8 @@ venue is configured rather than programmed. Keys (DEFAULTS holds every one):
 - leverage: "symbol" (set_leverage per symbol), "account" (one limit for the account) or None
 - batch_create: orders are created through the batch endpoint (OKX)
 - cancel_all: the venue has a cancel-all (OKX has not: cancel one by one)
+- batch_cancel: (raw ccxt endpoint, list param, orders per request) of the venue's cancel by a
+  list of client ids, or None (one cancel per order); a stop's cancels go in these batches
 - watch_my_trades: ccxt has a trade stream (Backpack has not: raw order events carry fills)
 - listen_key: the private stream is opened with a listen key that must be kept alive
 - ws_clients: WebSocket connections the adapter's subscriptions open (orders, ticker, mark)
@@ -44,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "leverage": "symbol",
     "batch_create": False,
     "cancel_all": True,
+    "batch_cancel": None,
     "watch_my_trades": True,
     "listen_key": False,
     "ws_clients": 1,
@@ -57,6 +60,7 @@ VENUES: dict[str, dict[str, Any]] = {
         "client_id": "binance", "client_id_param": "newClientOrderId", "cid_lookup_param": "clientOrderId",
         "hedge": ("positionSide", "LONG", "SHORT"), "reduce_only_in_hedge": False,
         "position_mode": "account", "leverage": "symbol", "listen_key": True, "ws_clients": 3,
+        "batch_cancel": ("fapiPrivateDeleteBatchOrders", "origClientOrderIdList", 10),
         "options": {
             "fetchCurrencies": False,
             "watchPositions": {"fetchPositionsSnapshot": False},

@@ -67,6 +67,7 @@ class BinanceProtocol(BinanceRest, Protocol):
             web.get("/fapi/v1/order", priv(self.query_order, "read")),
             web.get("/fapi/v1/openOrder", priv(self.query_open_order, "read")),
             web.delete("/fapi/v1/allOpenOrders", priv(self.cancel_all, "cancel")),
+            web.delete("/fapi/v1/batchOrders", priv(self.cancel_batch, "cancel")),
             web.get("/fapi/v1/openOrders", priv(self.open_orders, "read")),
             web.get("/fapi/v1/allOrders", priv(self.all_orders, "read")),
             web.get("/fapi/v1/userTrades", priv(self.user_trades, "read")),
@@ -171,7 +172,7 @@ class BinanceProtocol(BinanceRest, Protocol):
         key = request.headers.get("X-MBX-APIKEY", "")
         if not key:
             return None, {}, W.error("missing_api_key")
-        query = request.query_string
+        query = request.rel_url.raw_query_string  # signed as sent (percent-encoded), as Binance checks it
         body = (await request.read()).decode() if request.can_read_body else ""
         raw = body if body else query
         payload, sep, signature = raw.rpartition("&signature=")

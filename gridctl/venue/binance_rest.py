@@ -18,6 +18,22 @@ from gridctl.venue.records import VenueReject
 
 CLIENT_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")  # Binance's newClientOrderId rule
 MAX_OPEN_ORDERS = 200  # exchangeInfo MAX_NUM_ORDERS
+BATCH_MAX = 10  # orders per batchOrders request
+
+
+def _json_list(call: "Call", name: str) -> list:
+    """A list parameter as Binance takes it: a JSON array, the name matched in any case
+    (ccxt sends it lower-cased)."""
+    raw = next((v for k, v in call.params.items() if k.lower() == name.lower()), None)
+    if raw in (None, ""):
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError(name) from None
+    if not isinstance(value, list):
+        raise ValueError(name)
+    return value
 
 
 class Call:
@@ -301,6 +317,25 @@ class BinanceRest:
             return web.Response(status=400, content_type="application/json",
                                 text=json.dumps({"code": -2013, "msg": "Order does not exist."}))
         return web.json_response(W.order_json(order, m.rules))
+
+    async def cancel_batch(self, call: Call) -> web.Response:
+        """DELETE /fapi/v1/batchOrders: up to 10 orders by orderIdList or origClientOrderIdList
+        (JSON arrays); one answer per order in the order asked: the order, or {"code", "msg"}."""
+        m = self.venue.market(call.need("symbol"))
+        oids, cids = _json_list(call, "orderIdList"), _json_list(call, "origClientOrderIdList")
+        keys = [(int(o), None) for o in oids] if oids else [(None, str(c)) for c in cids]
+        if not keys:
+            raise _Missing("orderIdList")
+        if len(keys) > BATCH_MAX:
+            return W.error("batch_too_long", name="orderIdList" if oids else "origClientOrderIdList")
+        out: list[dict] = []
+        for oid, cid in keys:
+            try:
+                out.append(W.order_json(self.venue.cancel_order(call.account, m.symbol, oid, cid), m.rules))
+            except VenueReject as exc:
+                _, code, msg = W.ERRORS.get(exc.reason, (400, -1000, exc.reason))
+                out.append({"code": code, "msg": msg})
+        return web.json_response(out)
 
     async def cancel_all(self, call: Call) -> web.Response:
         m = self.venue.market(call.need("symbol"))

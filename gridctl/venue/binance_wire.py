@@ -54,6 +54,7 @@ ERRORS = {
                                "2400. Please use WebSocket Streams for live updates to avoid bans."),
     "server_error": (503, -1001, "Internal error; unable to process your request. Please try again."),
     "listen_key_missing": (400, -1125, "This listenKey does not exist."),
+    "batch_too_long": (400, -1130, "Data sent for parameter '{name}' is not valid."),
 }
 
 

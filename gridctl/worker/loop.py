@@ -53,7 +53,9 @@ class WorkerLoop:
         self.last_equity = 0.0
         self.last_reconcile = 0.0
         self.exchange_position: Optional[int] = None  # the venue's net position, when it differs from the ledger
+        self.last_fill_ts = 0  # the newest fill booked (venue time)
         self.done = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
         self.started = clock()
         self.last_error: Optional[str] = None
         self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
@@ -66,6 +68,7 @@ class WorkerLoop:
         """Adopt the exchange's state (see module doc). Returns the adoption to store with
         the grid, when a new grid took over a kept position."""
         ts = self.now_ms()
+        self.last_fill_ts = last_fill_ts
         missed = [f for f in await self.ex.fills_since(last_fill_ts) if not self.d.seen(f)]
         for f in missed:
             self.apply_fill(f)
@@ -140,6 +143,7 @@ class WorkerLoop:
         booked = self.d.on_fill(f)
         if booked is None:
             return
+        self.last_fill_ts = max(self.last_fill_ts, f.ts)
         if not booked.ours:  # reported for the account-level reconcile, never booked here
             self.rec.event(f.ts, "info", f"fill of another order on the account: {f.side.value} "
                            f"{self.e.rules.qty(f.qty)} @ {self.e.rules.price(f.price)} ({f.client_id})")
@@ -197,7 +201,13 @@ class WorkerLoop:
         return self.d.own_orders(self.ex.mirror.orders())
 
     async def sync(self) -> None:
-        """Execute what the driver wants until it wants nothing more (or fills wait to be read)."""
+        """Execute what the driver wants until it wants nothing more (or fills wait to be read).
+        One at a time: a control command (reload, emergency close) syncs beside the loop, and two
+        syncs at once would both act on orders whose cancel is still on the way."""
+        async with self._sync_lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         for _ in range(MAX_ROUNDS):
             ts = self.now_ms()
             if self.clock() < self.global_cooldown and self.e.status != STOPPING:
@@ -208,9 +218,11 @@ class WorkerLoop:
                 break
             try:
                 margin_short = False
-                for a in _exits_first(actions):
+                ordered = _exits_first(actions)
+                await self._cancel_orders(ts, [a.order for a in ordered if isinstance(a, Cancel)])
+                for a in ordered:
                     if isinstance(a, Cancel):
-                        await self._cancel(ts, a.order)
+                        continue
                     elif a.request.intent is Intent.ENTRY and (margin_short or getattr(self.ex, "safe_mode", None)):
                         self._hold_entry(ts, a.request, "insufficient_margin" if margin_short else "safe_mode")
                     else:
@@ -240,11 +252,39 @@ class WorkerLoop:
             self._stopped_at = self.clock()
         return self.clock() - self._stopped_at < FINAL_FILLS_WAIT_S
 
+    async def _cancel_orders(self, ts: int, orders: list[OpenOrder]) -> None:
+        """Cancel own orders: in the venue's batches where the adapter has them (a stop's 40
+        cancels in 4 requests), else one by one."""
+        many = getattr(self.ex, "cancel_many", None)
+        if many is None or len(orders) < 2:
+            for o in orders:
+                await self._cancel(ts, o)
+            return
+        reasons = await many([o.client_id for o in orders])
+        gone = False
+        for o in orders:
+            reason = reasons.get(o.client_id)
+            if reason not in (None, "order_not_found"):  # still on the book: the next sync asks again
+                self.rec.event(ts, "warn", f"cancel of level {o.level} {o.intent.value} refused: {reason}", o.level)
+                continue
+            if reason:
+                self.rec.event(ts, "info", f"cancel of level {o.level} {o.intent.value}: {reason}", o.level)
+                gone = True
+            self._off_the_book(ts, o)
+        if gone and self.e.status == STOPPING:
+            await self._book_fills_now()
+
     async def _cancel(self, ts: int, o: OpenOrder) -> None:
         try:
             await self.ex.cancel(o.client_id)
         except Rejected as exc:  # already gone (filled or cancelled): the next events say which
             self.rec.event(ts, "info", f"cancel of level {o.level} {o.intent.value}: {exc.reason}", o.level)
+            if self.e.status == STOPPING:
+                await self._book_fills_now()
+        self._off_the_book(ts, o)
+
+    def _off_the_book(self, ts: int, o: OpenOrder) -> None:
+        """A cancelled (or already gone) order: stored as cancelled; a fill still on the way marks it filled."""
         entry = self.placed.pop(o.client_id, None)
         if entry is not None:
             if len(self.cancelled) > 1000:  # a bounded memory of recent cancels
@@ -252,6 +292,18 @@ class WorkerLoop:
             self.cancelled[o.client_id] = entry
         self.rec.order_cancelled(ts, o)
         self.d.on_cancelled(o)
+
+    async def _book_fills_now(self) -> None:
+        """A stop's cancel found the order gone: it may have filled a moment ago. Its fills are
+        read from the venue's trade history now, so the close is sized to the whole position
+        (the stream's copy of them is then a duplicate and is dropped by trade id)."""
+        since = self.last_fill_ts or self.now_ms() - 60_000
+        try:
+            fills = await self.ex.fills_since(since)
+        except Temporary:
+            return  # the engine closes what is left after the close (CLOSE_ROUNDS)
+        for f in fills:
+            self.apply_fill(f)
 
     def _hold_entry(self, ts: int, r: OrderRequest, why: str) -> None:
         """An entry not sent (the margin ran short this round: the level waits its cooldown; or

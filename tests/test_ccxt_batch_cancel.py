@@ -4,7 +4,17 @@ was already gone named as such, and a batch whose answer never came settled one 
 
 from __future__ import annotations
 
-from test_ccxt_adapter_faults import SOL, admin, buy, own_open, run, venue  # noqa: F401 (venue: fixture)
+import pytest
+
+from test_ccxt_adapter_faults import SOL, admin, buy, own_open, run
+from venue_harness import SECRET, LocalVenue
+
+
+@pytest.fixture
+def venue():
+    with LocalVenue(secret=SECRET) as v:
+        v.price(SOL, "170.00")
+        yield v
 
 
 def counting(ex) -> list:

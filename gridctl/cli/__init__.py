@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from gridctl.cli import commands  # noqa: F401  (registers the commands on `cli`)
-from gridctl.cli import secrets_cmd  # noqa: F401  (`gridctl secrets`)
-from gridctl.cli.group import cli
+from gridctl.cli.group import cli  # commands are imported when asked for (cli.lazy_commands)
 
 __all__ = ["cli", "main"]
 

@@ -1,5 +1,6 @@
-"""Imports every command module so each registers its commands on `cli`."""
+"""Where each command lives, and (imported) every command registered on `cli` at once
+(tests, `gridctl --help` lists them without this)."""
 
 from gridctl.cli import (  # noqa: F401
-    backtest_cmd, markets_cmd, operate_cmds, plan_cmds, read_cmds, sweep_cmd, venue_cmd,
+    backtest_cmd, markets_cmd, operate_cmds, plan_cmds, read_cmds, secrets_cmd, status_cmd, sweep_cmd, venue_cmd,
 )

@@ -59,3 +59,14 @@ def cli(ctx: click.Context, state_dir: str | None) -> None:
     """
     ctx.obj = AppContext(state_dir_option=state_dir)
     _vault_rules(ctx, ctx.obj)
+
+
+# name -> the module that registers it (imported when the command is asked for; see GridctlGroup)
+cli.lazy_commands = {
+    **{name: "gridctl.cli.operate_cmds" for name in (
+        "start", "stop", "pause", "resume", "reload", "shutdown", "emergency-close")},
+    **{name: "gridctl.cli.read_cmds" for name in ("logs", "export", "report")},
+    "status": "gridctl.cli.status_cmd", "plan": "gridctl.cli.plan_cmds", "validate": "gridctl.cli.plan_cmds",
+    "backtest": "gridctl.cli.backtest_cmd", "sweep": "gridctl.cli.sweep_cmd", "markets": "gridctl.cli.markets_cmd",
+    "venue": "gridctl.cli.venue_cmd", "secrets": "gridctl.cli.secrets_cmd",
+}

@@ -69,7 +69,8 @@ class BackpackStreams:
     # -- the endpoint ------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """GET / with an Upgrade: the Backpack WebSocket (a plain GET: 404 as an unknown path)."""
-        ws = web.WebSocketResponse(autoping=False)
+        # no permessage-deflate: each compressed socket holds ~0.7 MB of zlib state a side
+        ws = web.WebSocketResponse(autoping=False, compress=False)
         if not ws.can_prepare(request).ok:
             return web.Response(status=404, text="not found")
         await ws.prepare(request)

@@ -2,7 +2,7 @@
 
 tests/worker_outage.py runs the scenario: a 90-level neutral grid 0.10 apart on the
 SOLUSDT 1m replay at 600x (~25 fills a second), `BEGIN EXCLUSIVE` held on
-`<state>/gridctl.db` for OUTAGE_S seconds, the worker's writer bounded at 200 rows in
+`<state>/gridctl.db` for the variant's outage (25 or 40 s), the worker's writer bounded at 200 rows in
 memory so orders and fills go to its journal. The three variants run side by side
 (each in its own state dir) so the file takes about one outage plus a minute:
 
@@ -26,24 +26,19 @@ import pytest
 
 from worker_outage import problems, run_worker_outage
 
-pytestmark = [
-    pytest.mark.slow,  # real processes, about a minute
-    # Through the venue the scenario is not yet stable (a follow-up, said in the closing note of
-    # 2026-12-02): an order row left 'cancelled' for an order that filled as it was cancelled
-    # (orders_filled_not_marked = 1), a journal peak just under the memory bound, a stop one
-    # level short of flat. Run and reported every time; not allowed to block the suite.
-    pytest.mark.xfail(reason="the DB-outage scenario through the venue is not yet stable", strict=False),
-]
+pytestmark = pytest.mark.slow  # real processes, about a minute
 
-OUTAGE_S = 25.0  # through the venue fills come a little slower than on the old in-process paper exchange
-VARIANTS = {"trading": False, "killed": True, "killed-restart-in-outage": "during"}
+# (kill mode, outage in s): through the venue fills come a little slower than on the old in-process
+# paper exchange, and a restarted worker needs a few seconds (connect, pre-flight, snapshots) before it
+# trades again, so the restart-inside-the-outage variant gets a longer outage
+VARIANTS = {"trading": (False, 25.0), "killed": (True, 25.0), "killed-restart-in-outage": ("during", 40.0)}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     with ThreadPoolExecutor(len(VARIANTS)) as pool:
-        futures = {name: pool.submit(run_worker_outage, tmp_path_factory.mktemp(name), outage_s=OUTAGE_S,
-                                     kill=kill) for name, kill in VARIANTS.items()}
+        futures = {name: pool.submit(run_worker_outage, tmp_path_factory.mktemp(name), outage_s=outage_s,
+                                     kill=kill) for name, (kill, outage_s) in VARIANTS.items()}
         return {name: fut for name, fut in futures.items()}
 
 
@@ -52,7 +47,8 @@ def _check(r: dict) -> None:
     # the outage was real: the venue kept filling, nothing reached the database, the journal was used
     assert r["venue_fills_during_outage"] >= 50, r
     assert r["stored_during_outage"] == 0, r
-    assert r["journal_peak"] > r["maxsize"], r
+    if not r["kill"]:  # a killed worker's journal is checked at the kill (journal_at_kill)
+        assert r["journal_peak"] > r["maxsize"], r
     # status kept answering and said why
     assert r["status_line"] and r["status_answered"].split("/")[0] == r["status_answered"].split("/")[1], r
     assert problems(r) == [], r

@@ -287,6 +287,9 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
             "SELECT COUNT(*) FROM orders WHERE strategy = ? AND status = 'open'", NAME)[0][0]
         filled = {c for (c,) in f.sql("SELECT client_id FROM orders WHERE strategy = ? AND status = 'filled'", NAME)}
         r["orders_filled_not_marked"] = len(venue_cids - filled)
+        r["orders_filled_not_marked_rows"] = [  # shown when it fails: what the store says of them
+            f.sql("SELECT client_id, status, filled, qty, reason FROM orders WHERE strategy = ? AND client_id = ?",
+                  NAME, c) or [(c, "no row")] for c in sorted(venue_cids - filled)[:5]]
         trades = f.sql("SELECT level, side, entry_ts, exit_ts, qty FROM trades WHERE strategy = ?", NAME)
         r["trades_stored"] = len(trades)
         r["trades_duplicated"] = len(trades) - len(set(trades))

@@ -303,6 +303,10 @@ class CcxtExchange(StreamEvents):
         self._net = sum(r.qty for r in reports)
         return reports
 
+    async def orders_since(self, ts: int) -> list[ExchangeOrder]:
+        """Own orders of the symbol on the venue's record from `ts` on, any status (recovery)."""
+        return await ccxt_rest.orders_since(self, ts)
+
     async def fills_since(self, ts: int) -> list[Fill]:
         fills = await ccxt_rest.trades_since(self, ts)
         self._fills_seen.update(f.trade_id for f in fills if f.trade_id)

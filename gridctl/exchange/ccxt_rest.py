@@ -283,6 +283,41 @@ async def _trade(ex, t: dict) -> Fill:
     return co.trade_fill(ex.venue, ex.rules, t, cid, kind)
 
 
+async def orders_since(ex, since: int) -> list[ExchangeOrder]:
+    """The strategy's own orders of the symbol the venue has on record from `since` on, in any
+    status (Binance allOrders by start time, Backpack's order history page by page), with the
+    open ones; for recovery to settle the stored order rows against the venue."""
+    c, out = ex.client, {}
+    if ex.venue == "backpack":
+        offset = 0
+        while True:
+            batch = await ex._read(c.fetch_orders, ex.symbol, since, PAGE, {"offset": offset})
+            for o in batch:
+                eo = co.exchange_order(ex.venue, ex.rules, o)
+                out[eo.client_id] = eo
+            if len(batch) < PAGE:
+                break
+            offset += len(batch)
+    else:
+        start = max(since, ex.now_ms() - HISTORY_MS)
+        while True:  # allOrders answers at most PAGE orders of a window of at most 7 days
+            batch = await ex._read(c.fetch_orders, ex.symbol, start, PAGE, {})
+            for o in batch:
+                eo = co.exchange_order(ex.venue, ex.rules, o)
+                out[eo.client_id] = eo
+            newest = max((int(o.get("timestamp") or 0) for o in batch), default=start)
+            if len(batch) >= PAGE and newest > start:
+                start = newest
+            elif ex.now_ms() - start >= WEEK_MS:
+                start += WEEK_MS
+            else:
+                break
+    for o in await ex._read(c.fetch_open_orders, ex.symbol):
+        eo = co.exchange_order(ex.venue, ex.rules, o)
+        out[eo.client_id] = eo
+    return [o for o in out.values() if o.client_id is not None and ex.mirror.owns(o.client_id)]
+
+
 async def missed_fills(ex) -> list[Fill]:
     """Trades since the last reconcile (a minute of overlap, never before the connect: older
     trades belong to recovery, e.g. the previous run's kept position) that the stream did not deliver."""

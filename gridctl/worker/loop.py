@@ -26,6 +26,8 @@ from gridctl.exchange.base import (
     AuthError, ExchangeError, InsufficientMargin, RateLimited, Rejected, Temporary, UnknownOutcome,
 )
 from gridctl.process.exits import EX_AUTH
+from gridctl.worker.order_rows import StoredOrders
+from gridctl.worker.order_rows import settle as settle_order_rows
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -64,17 +66,27 @@ class WorkerLoop:
         return int(self.clock() * 1000)
 
     # -- recovery ----------------------------------------------------------------
-    async def recover(self, last_fill_ts: int, fresh: bool) -> Optional[dict]:
-        """Adopt the exchange's state (see module doc). Returns the adoption to store with
-        the grid, when a new grid took over a kept position."""
+    async def recover(self, last_fill_ts: int, fresh: bool, stored: Optional[StoredOrders] = None,
+                      grid_started_ts: int = 0) -> Optional[dict]:
+        """Adopt the exchange's state (see module doc); `stored`, the grid's order rows, are
+        then settled against the venue's orders (gridctl.worker.order_rows). Returns the
+        adoption to store with the grid, when a new grid took over a kept position."""
         ts = self.now_ms()
         self.last_fill_ts = last_fill_ts
         missed = [f for f in await self.ex.fills_since(last_fill_ts) if not self.d.seen(f)]
         for f in missed:
             self.apply_fill(f)
+            d = self.e.decode(f.client_id)
+            if d is not None:  # its order's row may be lost: its id is never sent again
+                self.e.continue_generations(d.level, d.gen)
         for ev in await self.ex.reconcile_orders():
             self.apply(ev)
-        self._store_filled_orders(ts, missed)
+        written = self._store_filled_orders(ts, missed)
+        if stored is not None:
+            stored.rows.update({str(c): {"status": "filled", "filled": None, "created_ts": None} for c in written})
+            summary = await settle_order_rows(ts, stored, self.ex, self.e, self.rec, grid_started_ts)
+            if summary:
+                self.rec.event(ts, "warn" if summary.startswith("order rows not checked") else "info", summary)
         adopted_orders = 0
         for o in self.ex.mirror.orders():
             d = self.e.decode(o.client_id)
@@ -93,9 +105,10 @@ class WorkerLoop:
                        f"fills applied, position {self.e.rules.qty(self.e.ledger.position)}")
         return adoption
 
-    def _store_filled_orders(self, ts: int, missed: list[Fill]) -> None:
+    def _store_filled_orders(self, ts: int, missed: list[Fill]) -> set:
         """An order of the previous process that filled while nobody recorded it: its row
-        (which may never have been written) is stored as filled, with what its fills say."""
+        (which may never have been written) is stored as filled, with what its fills say.
+        Returns their client ids."""
         done: dict[object, list[Fill]] = {}
         for f in missed:
             if f.kind == "own" and self.ex.mirror.get(f.client_id) is None and self.e.is_ours(f.client_id):
@@ -106,6 +119,7 @@ class WorkerLoop:
             level = d.level if d.intent is not Intent.CLOSE else None
             self.rec.order_filled(ts, fills, level, d.intent.value)
             self.placed.pop(cid, None)
+        return set(done)
 
     async def _check_position(self, ts: int, fresh: bool) -> Optional[dict]:
         """The exchange's position against the ledger: adopt a kept one into a new grid,
@@ -180,7 +194,9 @@ class WorkerLoop:
         elif isinstance(ev, OrderUpdate):
             self.rec.engine_events(ev.ts, self.d.on_order_update(ev))
             if ev.status in ("cancelled", "expired", "rejected") and ev.client_id in self.placed:
-                del self.placed[ev.client_id]
+                # remembered like an own cancel: a reconcile reports an order it no longer sees as
+                # cancelled before its fills are known, and a fill that comes later marks it filled
+                self._remember_cancelled(ev.client_id, self.placed.pop(ev.client_id))
                 self.rec.order_status(ev.ts, ev.client_id, ev.status, ev.reason or None)
         elif isinstance(ev, FundingPayment):
             self.rec.engine_events(ev.ts, self.d.on_funding(ev))
@@ -275,23 +291,28 @@ class WorkerLoop:
             await self._book_fills_now()
 
     async def _cancel(self, ts: int, o: OpenOrder) -> None:
+        gone = False
         try:
             await self.ex.cancel(o.client_id)
         except Rejected as exc:  # already gone (filled or cancelled): the next events say which
             self.rec.event(ts, "info", f"cancel of level {o.level} {o.intent.value}: {exc.reason}", o.level)
-            if self.e.status == STOPPING:
-                await self._book_fills_now()
-        self._off_the_book(ts, o)
+            gone = True
+        self._off_the_book(ts, o)  # first: a fill read now finds the order among the cancelled, marks it filled
+        if gone and self.e.status == STOPPING:
+            await self._book_fills_now()
 
     def _off_the_book(self, ts: int, o: OpenOrder) -> None:
         """A cancelled (or already gone) order: stored as cancelled; a fill still on the way marks it filled."""
         entry = self.placed.pop(o.client_id, None)
         if entry is not None:
-            if len(self.cancelled) > 1000:  # a bounded memory of recent cancels
-                self.cancelled.pop(next(iter(self.cancelled)))
-            self.cancelled[o.client_id] = entry
+            self._remember_cancelled(o.client_id, entry)
         self.rec.order_cancelled(ts, o)
         self.d.on_cancelled(o)
+
+    def _remember_cancelled(self, cid: object, entry: list[int]) -> None:
+        if len(self.cancelled) > 1000:  # a bounded memory of recent cancels
+            self.cancelled.pop(next(iter(self.cancelled)))
+        self.cancelled[cid] = entry
 
     async def _book_fills_now(self) -> None:
         """A stop's cancel found the order gone: it may have filled a moment ago. Its fills are

@@ -167,6 +167,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     from gridctl.store.journal import journal_path
     from gridctl.store.writer import BufferedWriter
     from gridctl.worker.loop import WorkerLoop
+    from gridctl.worker.order_rows import StoredOrders
     from gridctl.worker.recorder import Recorder
 
     try:
@@ -253,7 +254,8 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     if not _flush_now(writer):
         rec.event(now_ms, "warn", "database unavailable: the grid is not stored yet; trading continues")
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
-    adoption = await loop.recover(last_ts, fresh)
+    stored = None if fresh else StoredOrders.load(name, grid["started_ts"], writer)
+    adoption = await loop.recover(last_ts, fresh, stored, grid["started_ts"])
     if report is not None:
         report["held"] = str(rules.qty(engine.ledger.position))
     if adoption is not None:  # stored with the grid, so a restart takes the same position over again
@@ -308,7 +310,9 @@ def _flush_now(writer) -> bool:
 
 
 def _cid(value: Optional[str]) -> object:
-    return int(value) if value and value.isdigit() else value
+    from gridctl.worker.order_rows import stored_cid
+
+    return stored_cid(value) if value else value
 
 
 def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = False,

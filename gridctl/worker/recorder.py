@@ -74,6 +74,16 @@ class Recorder:
             "qty": rules.qty(o.qty), "filled": rules.qty(o.filled), "status": "open", "reduce_only": o.reduce_only,
             "post_only": False, "created_ts": ts, "updated_ts": ts})
 
+    def order_recovered(self, ts: int, o: ExchangeOrder, level: Optional[int], intent: str, status: str) -> None:
+        """An own order the venue has on record and the store had lost (a worker killed with the row
+        still in memory): written with everything the venue says of it."""
+        rules = self.rules
+        self.w.upsert("orders", {
+            "strategy": self.name, "client_id": str(o.client_id), "order_id": o.order_id, "level": level,
+            "intent": intent, "side": o.side.value, "price": rules.price(o.price) if o.price is not None else None,
+            "qty": rules.qty(o.qty), "filled": rules.qty(o.filled), "status": status, "reduce_only": o.reduce_only,
+            "post_only": False, "reason": "recovered from the venue", "created_ts": ts, "updated_ts": ts})
+
     def order_filled(self, ts: int, fills: list[Fill], level: Optional[int], intent: str) -> None:
         """An order known only from its fills (placed and filled by a process that died
         before storing it): written whole, as filled."""

@@ -116,3 +116,13 @@ def test_venue_state_files_are_owner_only_under_umask_022(tmp_path, umask022):
     private_dir(tmp_path / "st" / "run" / "venue")
     write_port_file(tmp_path / "st" / "run" / "venue" / "a.url", "http://127.0.0.1:1")
     assert loose(tmp_path / "st") == []
+
+
+def test_the_remembered_state_dir_pointer_and_the_default_state_dir_are_owner_only(tmp_path, monkeypatch, umask022):
+    from gridctl.cli import common
+
+    monkeypatch.setattr(common, "DEFAULT_STATE_DIR", tmp_path / "default")
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    common.remember_state_dir(tmp_path / "elsewhere")  # `start` with `state_dir:` in the YAML
+    assert (tmp_path / "default" / "last-state-dir").is_file()
+    assert loose(tmp_path / "default") == []

@@ -96,18 +96,22 @@ class _Budget:
     def __init__(self) -> None:
         self.left = MAX_VALUES
 
-    def take(self, node: yaml.Node, depth: int) -> None:
+    def take(self, node: yaml.Node, path: Path, src: "Source") -> None:
+        """Count one value built at `path`; YamlLimitError past MAX_VALUES or MAX_DEPTH."""
+        depth = len(path)
         self.left -= 1
         if self.left < 0:
+            # the line of the top-level entry that expands (the alias use), not of its far anchor
+            line = src.lines.get(path[:1], node.start_mark.line + 1)
             raise YamlLimitError(f"holds more than {MAX_VALUES:,} values once its aliases (*name) are expanded, "
-                                 "the most gridctl reads (aliases that repeat aliases?)", node.start_mark.line + 1)
+                                 "the most gridctl reads (aliases that repeat aliases?)", line)
         if depth > MAX_DEPTH:
             raise YamlLimitError(f"nests mappings and lists deeper than {MAX_DEPTH} levels, the most gridctl "
                                  "reads (an alias inside its own anchor?)", node.start_mark.line + 1)
 
 
 def _build(node: yaml.Node, path: Path, src: Source, budget: _Budget) -> Any:
-    budget.take(node, len(path))
+    budget.take(node, path, src)
     src.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any, Iterable, Optional, Sequence
 from peewee import Database, fn
 from tabulate import tabulate
 
+from gridctl.process.private import private_dir, write_private
 from gridctl.store.read import ZERO, check_names, iso, now_ms as wall_ms
 from gridctl.store.models import Equity, Event, FillRow, Funding, Level, Order, Strategy, Trade
 
@@ -312,17 +314,27 @@ def render(rep: dict, fmt: str) -> str:
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
+# a report's name starts its file name: no '/', no leading '.' (as strategy names, config/validate.py)
+REPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 def write_report_file(db: Database, report_cfg: Any, now_ms: int, state_dir: Optional[Path] = None) -> Path:
     """Write one scheduled report (a config ReportConfig) and return its path.
 
     The file is `<dir>/<report name>-<UTC yyyymmdd-HHMM>.<ext>`; a relative `dir` is
-    under the state dir (default: the SQLite database's directory). Written to a
-    temporary name first, so a reader never sees half a report.
+    under the state dir (default: the SQLite database's directory) and may not leave it
+    ('..'); an absolute one (/... or ~/...) is used as written. Written to a temporary
+    name first, so a reader never sees half a report; folders 0700, the file 0600.
     """
     fmt = report_cfg.format
     if fmt not in FORMATS:
         raise ValueError(f"report {report_cfg.name}: format must be one of {', '.join(FORMATS)}")
+    # validate refuses these already; checked again because the name and dir become a path
+    if not REPORT_NAME.fullmatch(report_cfg.name):
+        raise ValueError(f"report name {report_cfg.name!r} cannot be a file name")
     directory = Path(report_cfg.dir).expanduser()
+    if not directory.is_absolute() and ".." in directory.parts:
+        raise ValueError(f"report {report_cfg.name}: dir {str(report_cfg.dir)!r} leaves the state dir")
     if not directory.is_absolute():
         if state_dir is None:
             dbfile = getattr(db, "database", None)
@@ -330,11 +342,9 @@ def write_report_file(db: Database, report_cfg: Any, now_ms: int, state_dir: Opt
                 raise ValueError("write_report_file needs state_dir when the database is not a SQLite file")
             state_dir = Path(str(dbfile)).parent
         directory = Path(state_dir) / directory
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     rep = report(db, list(report_cfg.strategies) or None, report_cfg.period, now_ms)
     stamp = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).strftime("%Y%m%d-%H%M")
     path = directory / f"{report_cfg.name}-{stamp}.{FORMATS[fmt]}"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(rep, fmt))
-    os.replace(tmp, path)
+    write_private(path, render(rep, fmt))
     return path

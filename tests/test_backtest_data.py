@@ -160,7 +160,9 @@ def test_json_always_has_a_warnings_list():
     ("funding", f"timestamp_ms,rate\n{T0},0.0001\n{T0},0.0002\n", f":3: duplicate timestamp {T0} (also on line 2)"),
     ("funding", f"timestamp_ms,rate\n{T0 + MIN},0.0001\n{T0},0.0002\n",
      f":3: timestamps must increase ({T0 + MIN} then {T0})"),
-    ("funding", f"timestamp_ms,rate\n{T0},nan\n", f":2: the rate must be a finite number, got '{T0},nan'"),
+    ("funding", f"timestamp_ms,rate\n{T0},nan\n", ":2: the rate must be a finite number"),
+    ("funding", "timestamp_ms,rate\nCANARYx9,s3cret\n",
+     ":2: expected timestamp_ms,rate (a whole number and a number), it has 2 fields; its text is not shown"),
     ("funding", "timestamp_ms,rate\n", ": no funding rates"),
 ])
 def test_broken_mark_and_funding_files_are_errors_naming_file_and_line(tmp_path, which, text, message):

@@ -92,13 +92,19 @@ BROKEN = {
                   ":4: duplicate timestamp 2000 (also on line 3)"),
     "back in time after a blank line": (HEADER + "2000,1,1,1,1,1\n\n1000,1,1,1,1,1\n",
                                         ":4: timestamps must increase (2000 then 1000)"),
-    "not a number": (HEADER + "1000,1,1,1,1,1\n2000,x,1,1,1,1\n", ":3: not a number in '2000,x,1,1,1,1'"),
-    "fractional timestamp": (HEADER + "1000.5,1,1,1,1,1\n", ":2: not a number in '1000.5,1,1,1,1,1'"),
-    "too few fields": (HEADER + "1000,1,1,1,1,1\n2000,1,1\n", ":3: expected 6 fields, got '2000,1,1'"),
+    # issue 9: a data file's text is never quoted (a mistyped path may name a file of keys)
+    "not a number": (HEADER + "1000,1,1,1,1,1\n2000,x,1,1,1,1\n", ":3: field 2 (open) is not a number"),
+    "fractional timestamp": (HEADER + "1000.5,1,1,1,1,1\n", ":2: field 1 (timestamp_ms) is not a whole number"),
+    "too few fields": (HEADER + "1000,1,1,1,1,1\n2000,1,1\n",
+                       ":3: expected 6 fields (timestamp_ms,open,high,low,close,volume), it has 3 fields"),
     "zero price": (HEADER + "1000,1,1,1,1,1\n2000,1,1,0,1,1\n", ":3: prices must be positive numbers"),
     "nan price": (HEADER + "1000,1,1,1,1,1\n2000,nan,1,1,1,1\n", ":3: prices must be positive numbers"),
     "wrong header": ("time,o,h,l,c\n1,2,3,1,2\n",
-                     ":1: expected header timestamp_ms,open,high,low,close,volume, got 'time,o,h,l,c'"),
+                     ":1: expected header timestamp_ms,open,high,low,close,volume; the first line is not that "
+                     "(it has 5 fields; its text is not shown)"),
+    "a file of keys": ("AWS_SECRET=CANARYx9\n1,2\n",
+                       ":1: expected header timestamp_ms,open,high,low,close,volume; the first line is not that "
+                       "(it has 1 field; its text is not shown)"),
     "no candles": (HEADER + "\n\n", ": no candles"),
 }
 

@@ -71,10 +71,11 @@ def remember_state_dir(state_dir: Path) -> None:
         if state_dir.resolve() == DEFAULT_STATE_DIR.expanduser().resolve():
             pointer.unlink(missing_ok=True)
             return
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pointer.with_suffix(".tmp")
-        tmp.write_text(f"{state_dir.resolve()}\n", encoding="utf-8")
-        os.replace(tmp, pointer)
+        from gridctl.process.private import private_dir, write_private
+
+        # its folder is the default state dir: made 0700 here as it would be by a start
+        private_dir(pointer.parent, tighten_existing=False)
+        write_private(pointer, f"{state_dir.resolve()}\n")
     except OSError:
         pass
 

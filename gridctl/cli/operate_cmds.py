@@ -34,9 +34,13 @@ def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]],
     worker, GRIDCTL_BACKOFF_BASE (seconds) the first restart delay, and
     GRIDCTL_PRELOAD (comma-separated modules, may be empty) what is imported before forking.
     """
+    from gridctl.process.private import owner_only_umask
     from gridctl.supervisor.arbiter import DEFAULT_ENTRY, DEFAULT_PRELOAD, Arbiter
     from gridctl.supervisor.states import RestartPolicy
 
+    # everything the supervisor, its workers, venues and reporter write in the state dir is
+    # owner-only, --foreground (the shell's umask) as much as the daemon (issue 9)
+    owner_only_umask()
     base = float(os.environ.get("GRIDCTL_BACKOFF_BASE", "1"))
     preload = os.environ.get("GRIDCTL_PRELOAD")
     return Arbiter(config_path, state_dir, start=names, policy=RestartPolicy(base=base), events=events,

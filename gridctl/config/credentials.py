@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from gridctl.config.reader import Problem, Reader
-from gridctl.config.yamlsrc import Path as YamlPath, Source, YamlSyntaxError, parse
+from gridctl.config.yamlsrc import Path as YamlPath, Source, YamlSyntaxError, parse, read_text
 from gridctl.secrets import vault as vault_files
 from gridctl.secrets.keys import backpack_pair_problem
 from gridctl.secrets.lookup import PREFIX as VAULT_PREFIX, VaultLookup
@@ -40,7 +40,7 @@ def state_dir_value(src: Source, environ: Optional[dict[str, str]]) -> Optional[
 def state_dir_of_file(path: Path, environ: Optional[dict[str, str]] = None) -> Optional[Path]:
     """`state_dir:` of a config file that may not be valid otherwise (None: unset, unreadable or not YAML)."""
     try:
-        return state_dir_value(parse(Path(path).read_text()), environ)
+        return state_dir_value(parse(read_text(path)), environ)
     except (OSError, YamlSyntaxError, UnicodeDecodeError):
         return None
 
@@ -49,7 +49,7 @@ def vault_references(path: Path) -> list[tuple[str, str]]:
     """(field path, entry name) of every `vault:NAME` credential in a config file, without
     validating it ([] when it is unreadable or not YAML)."""
     try:
-        data = parse(Path(path).read_text()).data
+        data = parse(read_text(path)).data
     except (OSError, YamlSyntaxError, UnicodeDecodeError):
         return []
     accounts = data.get("accounts") if isinstance(data, dict) else None

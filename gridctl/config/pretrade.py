@@ -18,7 +18,7 @@ from typing import Optional
 from gridctl.config.model import AccountConfig, Config, StrategyConfig
 from gridctl.config.reader import Problem
 from gridctl.config.strategy import default_start, engine_config, grid_params, rules_for
-from gridctl.config.yamlsrc import Source, YamlSyntaxError, parse
+from gridctl.config.yamlsrc import Source, YamlSyntaxError, parse, read_text
 from gridctl.core.grid import GridError
 from gridctl.core.market import MarketRules
 from gridctl.core.plan import Plan, make_plan
@@ -71,7 +71,7 @@ class Report:
 
 def _source(config: Config) -> Optional[Source]:
     try:
-        return parse(config.path.read_text())
+        return parse(read_text(config.path))
     except (OSError, YamlSyntaxError):
         return None  # it loaded a moment ago; without it the lines fall back to 1
 

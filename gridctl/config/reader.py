@@ -36,7 +36,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _kind(value: Any) -> str:
+    """What YAML read, in words."""
+    return ("true/false" if isinstance(value, bool) else "a list" if isinstance(value, list)
+            else "a mapping" if isinstance(value, dict) else "text" if isinstance(value, str) else "a number")
+
+
 def _show(value: Any) -> str:
+    """A value as a message quotes it: a scalar as written, a list or mapping by its kind only
+    (it may hold credentials: an account written as a list quotes its api_key and secret)."""
+    if isinstance(value, (dict, list)):
+        return _kind(value)
     return repr(value) if isinstance(value, str) else str(value)
 
 
@@ -67,7 +77,9 @@ class Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            self.error(path, f"must be a mapping of keys to values, got {_show(value)}")
+            # the kind only, never the value: a credential indented one level too little
+            # reads as an entry (accounts.api_key) whose value is the secret
+            self.error(path, f"must be a mapping of keys to values, got {_kind(value)}")
             return {}
         if allowed is not None:
             allowed = list(allowed)
@@ -109,10 +121,8 @@ class Reader:
                 self.error(p, "is required")
             return None
         if not isinstance(raw, str):
-            kind = ("true/false" if isinstance(raw, bool) else "a list" if isinstance(raw, list)
-                    else "a mapping" if isinstance(raw, dict) else "a number")
-            self.error(p, f"must be text in quotes: the value, ${{ENV_VAR}} or vault:NAME (YAML read {kind} "
-                       f"here; the value is not shown)")
+            self.error(p, f"must be text in quotes: the value, ${{ENV_VAR}} or vault:NAME (YAML read "
+                       f"{_kind(raw)} here; the value is not shown)")
             return None
         if raw.startswith(VAULT_PREFIX):
             if self.vault is None:

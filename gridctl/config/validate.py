@@ -15,7 +15,7 @@ from gridctl.config.model import (
 )
 from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
-from gridctl.config.yamlsrc import Source, YamlSyntaxError, parse
+from gridctl.config.yamlsrc import Source, YamlLimitError, YamlSyntaxError, parse, read_text
 from gridctl.core.grid import Mode, Spacing
 from gridctl.markets import bundled_venues
 
@@ -234,8 +234,28 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
     return cfg
 
 
+def _report_dir(r: Reader, m: dict, path: Path) -> Path:
+    """`dir:` of a report: relative to the state dir and inside it, or absolute as written.
+
+    An absolute path (/... or ~/...) is the user naming a place outside the state dir on
+    purpose; a relative one that climbs out ('..') is refused rather than followed: reports
+    are written by the supervisor's reporter, unattended, with the state dir's rights.
+    """
+    value = r.text(m, path, "dir") or "reports"
+    p = Path(os.path.expanduser(value))
+    if not p.is_absolute() and ".." in p.parts:
+        r.error(path + ("dir",), "must stay inside the state dir (a relative path without '..'); "
+                "to write reports elsewhere give an absolute path (/... or ~/...)")
+        return Path("reports")
+    return p
+
+
 def _report(r: Reader, name: str, m: Any, strategies: dict) -> ReportConfig:
     path = ("reports", name)
+    if not NAME_RE.fullmatch(name):
+        # the name starts the report's file name: a '/' or '..' in it would leave the folder
+        r.error(path, "report names may use letters, digits, '-', '_' and '.' (up to 64, starting "
+                "with a letter or digit)")
     m = r.mapping(m, path, REPORT_KEYS)
     cron = r.text(m, path, "cron", required=True) or ""
     if cron:
@@ -251,7 +271,7 @@ def _report(r: Reader, name: str, m: Any, strategies: dict) -> ReportConfig:
         name=name, cron=cron,
         period=r.choice(m, path, "period", PERIODS, "1d") or "1d",
         format=r.choice(m, path, "format", REPORT_FORMATS, "csv") or "csv",
-        dir=Path(r.text(m, path, "dir", default="reports") or "reports"),
+        dir=_report_dir(r, m, path),
         strategies=tuple(str(s) for s in names),
     )
 
@@ -289,11 +309,15 @@ def load(path: Path, environ: Optional[dict[str, str]] = None, check_markets: bo
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path)
     except OSError as exc:
         raise ConfigError([Problem((), 0, f"cannot read {path}: {exc.strerror}")]) from None
+    except YamlSyntaxError as exc:  # too large, or not UTF-8: the file is named in the header
+        raise ConfigError([Problem((), exc.line, f"the file {exc}")]) from None
     try:
         src = parse(text)
+    except YamlLimitError as exc:
+        raise ConfigError([Problem((), exc.line, f"the file {exc}")]) from None
     except YamlSyntaxError as exc:
         raise ConfigError([credentials.yaml_problem(text, exc)]) from None
     return from_source(src, path, environ, check_markets, vault=vault, state_dir=state_dir, live_markets=live_markets)

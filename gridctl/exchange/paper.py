@@ -31,6 +31,7 @@ from gridctl.core.grid import Side
 from gridctl.core.market import MarketRules
 from gridctl.exchange.base import ExchangeEvent, RateLimited, Temporary
 from gridctl.exchange.simulated import SimulatedVenue, exchange_order
+from gridctl.process.private import open_private, private_dir, write_private
 from gridctl.sim import SimExchange
 from gridctl.exchange.live_feed import LiveFeed
 from gridctl.sim.sources import load_candles, load_funding, synthetic_candles
@@ -157,10 +158,8 @@ class PaperExchange(SimulatedVenue):
         The book, the account and the history therefore always agree.
         """
         data = {"sim": self.sim.state(), "feed": self.feed.state(), "tail": self._unsaved}
-        tmp = self.state_path.with_suffix(".tmp")
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self.state_path)
+        private_dir(self.state_path.parent)
+        write_private(self.state_path, json.dumps(data))
         self._append_history(self._unsaved)
         self._unsaved = []
 
@@ -174,8 +173,8 @@ class PaperExchange(SimulatedVenue):
     def _append_history(self, lines: list[dict]) -> None:
         if not lines:
             return
-        self.history_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.history_path, "a", encoding="utf-8") as fh:
+        private_dir(self.history_path.parent)
+        with open_private(self.history_path, "a") as fh:
             fh.write("".join(json.dumps(j) + "\n" for j in lines))
             fh.flush()
             os.fsync(fh.fileno())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from gridctl.process.private import private_dir
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,11 @@ class StatePaths:
         return self.logs_dir / f"venue-{account}.log"
 
     def make(self) -> None:
-        """Create the state dir tree, owner-only: it holds the sockets, the logs and the database."""
-        for d in (self.root, self.run_dir, self.logs_dir, self.venue_dir, self.venue_run_dir):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (self.run_dir, self.venue_dir, self.venue_run_dir):
-            os.chmod(d, 0o700)
+        """Create the state dir tree, owner-only: it holds the sockets, the logs and the database.
+
+        Missing folders are made 0700 whatever the umask; gridctl's own folders that exist
+        looser (an older gridctl) are tightened. An existing root is left as it is: it may
+        be a folder the user chose and shares (its files are owner-only all the same)."""
+        private_dir(self.root, tighten_existing=False)
+        for d in (self.run_dir, self.logs_dir, self.venue_dir, self.venue_run_dir):
+            private_dir(d)

@@ -213,7 +213,10 @@ def load_candles(path: PathLike) -> Candles:
     body = body.strip("\n") + "\n" if body.strip() else ""
     cols = [c.strip().lower() for c in header.strip().split(",")]
     if cols[:5] != ["timestamp_ms", "open", "high", "low", "close"]:
-        raise DataError(f"{path}:1: expected header timestamp_ms,open,high,low,close,volume, got {header.strip()!r}")
+        # what the line holds is not quoted (nor anywhere below): a mistyped path may name a
+        # file of keys or passwords, and errors end up in logs and terminals (issue 9)
+        raise DataError(f"{path}:1: expected header timestamp_ms,open,high,low,close,volume; the first line "
+                        f"is not that ({_fields(header)}; its text is not shown)")
     if len(cols) == 5:  # no volume column at all
         body = body.replace("\n", ",nan\n")
     # an empty last field (mark files) becomes NaN so numpy's fast C parser reads it
@@ -255,21 +258,31 @@ def _check_increasing(path: Path, ts: np.ndarray, lines: Callable[[], list[int]]
     raise DataError(f"{path}:{where[i + 1]}: timestamps must increase ({ts[i]} then {ts[i + 1]})")
 
 
+def _fields(line: str) -> str:
+    """How many comma-separated fields a line has, in words (its text is never quoted)."""
+    n = len(line.split(","))
+    return f"it has {n} field{'s' if n != 1 else ''}"
+
+
+_CANDLE_FIELDS = ("timestamp_ms", "open", "high", "low", "close", "volume")
+
+
 def _locate(text: str, err: ValueError) -> str:
-    """numpy's parse error, with the file line number where we can tell it."""
+    """numpy's parse error as the file line and field, where we can tell them (numpy's own
+    message quotes the text, so it is never passed on)."""
     for n, line in enumerate(text.split("\n")[1:], start=2):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = line.split(",")
         if len(parts) < 5:
-            return f":{n}: expected 6 fields, got {line!r}"
-        try:
-            int(parts[0])
-            for value in parts[1:6]:
-                float(value)
-        except ValueError:
-            return f":{n}: not a number in {line!r}"
-    return f": {err}"
+            return f":{n}: expected 6 fields (timestamp_ms,open,high,low,close,volume), {_fields(line)}"
+        for k, value in enumerate(parts[:6]):
+            try:
+                int(value) if k == 0 else float(value)
+            except ValueError:
+                what = "a whole number" if k == 0 else "a number"
+                return f":{n}: field {k + 1} ({_CANDLE_FIELDS[k]}) is not {what}"
+    return ": the rows are not timestamp_ms,open,high,low,close,volume numbers"
 
 
 def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:
@@ -296,9 +309,10 @@ def load_funding(path: PathLike) -> tuple[np.ndarray, list[Decimal]]:
         try:
             t, r = int(parts[0]), Decimal(parts[1].strip())
         except (IndexError, ValueError, InvalidOperation):
-            raise DataError(f"{path}:{n}: expected timestamp_ms,rate, got {line!r}") from None
+            raise DataError(f"{path}:{n}: expected timestamp_ms,rate (a whole number and a number), "
+                            f"{_fields(line)}; its text is not shown") from None
         if not r.is_finite():
-            raise DataError(f"{path}:{n}: the rate must be a finite number, got {line!r}")
+            raise DataError(f"{path}:{n}: the rate must be a finite number")
         ts.append(t)
         rates.append(r)
         where.append(n)

@@ -8,6 +8,7 @@ from typing import Optional, Union
 
 from peewee import Database, OperationalError, SqliteDatabase
 
+from gridctl.process.private import create_private, private_dir, tighten
 from gridctl.store.migrations import migrate
 from gridctl.store.models import MODELS
 
@@ -48,7 +49,12 @@ def open_database(state_dir: Union[str, Path], url: Optional[str] = None, timeou
         if not path.exists():
             if not create:
                 raise NoDatabase(f"no gridctl database in {path.parent}; start a strategy first")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent, tighten_existing=False)
+        # SQLite makes the file (and its -wal/-shm, which copy its mode) with the umask's
+        # mode: create it 0600 first; tighten the files of an older, looser gridctl.
+        create_private(path)
+        for extra in ("-wal", "-shm"):
+            tighten(str(path) + extra)
         # WAL: readers (status, logs) never block the workers' writes and vice versa.
         db = SqliteDatabase(str(path), timeout=timeout,
                             pragmas={"busy_timeout": int(timeout * 1000), "journal_mode": "wal",

@@ -146,7 +146,9 @@ async def reload_config(a: "Arbiter") -> dict:
     its new risk settings); an invalid file changes nothing and says `config_error`.
     """
     try:
-        new = load(a.config_path)
+        # in a thread: a large or hostile file (bounded by gridctl.config.yamlsrc, still up to
+        # a few seconds of parsing) must not stop the heartbeats, the workers' IPC and status
+        new = await asyncio.to_thread(load, a.config_path)
     except ConfigError as exc:
         msg = (f"{a.config_path} has {len(exc.problems)} problem(s), nothing changed: "
                + "; ".join(str(p) for p in exc.problems))

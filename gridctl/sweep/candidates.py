@@ -21,7 +21,7 @@ from gridctl.config.model import AccountConfig, StrategyConfig
 from gridctl.config.pretrade import strategy_plan
 from gridctl.config.reader import Problem
 from gridctl.config.validate import ConfigError, from_source
-from gridctl.config.yamlsrc import Source, parse
+from gridctl.config.yamlsrc import Source, parse, read_text
 from gridctl.core.grid import GridError
 from gridctl.core.market import MarketRules
 from gridctl.core.plan_checks import ERROR
@@ -69,7 +69,7 @@ class CandidateBuilder:
 
     def __init__(self, path: Path, name: str, balance: Optional[Decimal] = None):
         self.path, self.name, self.balance = Path(path), name, balance
-        self.src = parse(self.path.read_text())
+        self.src = parse(read_text(self.path))
 
     def account(self, s: StrategyConfig, config_accounts: dict[str, AccountConfig]) -> AccountConfig:
         a = config_accounts[s.account]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Optional
 
+from gridctl.process.private import write_private
 from gridctl.venue.core import Venue
 from gridctl.venue.market import FeedSpec
 from gridctl.venue.server import VenueServer, protocol_class
@@ -66,9 +66,8 @@ def build(opts: VenueOptions) -> VenueServer:
 
 
 def write_port_file(path: Path, url: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(url + "\n")
-    os.replace(tmp, path)
+    """The venue's URL for the supervisor and workers (atomic, owner-only like the rest of the state dir)."""
+    write_private(path, url + "\n")
 
 
 async def serve(server: VenueServer, opts: VenueOptions, ready: Callable[[str], None]) -> None:

@@ -18,6 +18,7 @@ import os
 from decimal import Decimal
 from pathlib import Path
 
+from gridctl.process.private import open_private, private_dir
 from gridctl.venue.account import VenueAccount
 
 STATE_VERSION = 1
@@ -116,7 +117,7 @@ class VenueState:
                         raise ValueError(f"the history {path}:{n} is not JSON") from None
                     # cut while its save appended it: the snapshot's tail has it, drop the stub
                     keep = "".join(x + "\n" for x in lines[:-1])
-                    with open(path, "w", encoding="utf-8") as fh:
+                    with open_private(path) as fh:
                         fh.write(keep)
         have = {_key(r) for r in records}
         missing = [r for r in tail if _key(r) not in have]
@@ -141,7 +142,7 @@ class VenueState:
             with open(path, "rb") as fh:
                 fh.seek(-1, os.SEEK_END)
                 cut = fh.read(1) != b"\n"
-        with open(path, "a", encoding="utf-8") as fh:
+        with open_private(path, "a") as fh:
             if cut:
                 fh.write("\n")
             fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
@@ -170,8 +171,8 @@ class VenueState:
         if self.state_path is None or not self._loaded:
             return
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
+        private_dir(self.state_path.parent)
+        with open_private(tmp) as fh:
             json.dump(self.state(), fh, separators=(",", ":"))
             if durable:
                 fh.flush()

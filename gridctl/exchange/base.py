@@ -131,8 +131,10 @@ class OrderMirror:
         if not self.owns(cid):
             return
         booked = self._booked.get(cid, 0)
-        if order.status == FILLED and booked < order.qty:
-            order = replace(order, status="open", filled=booked)
+        if order.status == FILLED and booked < order.qty:  # kept, as filled, until its fills arrive
+            self._orders[cid] = replace(order, filled=booked)
+            self.version += 1
+            return
         if order.status in GONE or order.remaining <= 0:
             self.remove(cid)
         else:
@@ -155,7 +157,10 @@ class OrderMirror:
                 self.put(replace(o, filled=o.filled + ev.qty))
         elif isinstance(ev, OrderUpdate):
             o = self._orders.get(ev.client_id)
-            if o is not None and ev.status in GONE and not (ev.status == FILLED and o.remaining > 0):
+            if o is not None and ev.status == FILLED and o.remaining > 0:
+                self._orders[ev.client_id] = replace(o, status=FILLED)  # its fills are still on the way
+                self.version += 1
+            elif o is not None and ev.status in GONE:
                 self.remove(ev.client_id)
 
     def confirm(self, venue_orders: list[ExchangeOrder], ts: int) -> list[OrderUpdate]:

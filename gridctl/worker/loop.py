@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from gridctl.core.driver import Driver
 from gridctl.core.engine import PAUSED, RUNNING, STOPPED, STOPPING, WAITING, GridEngine
-from gridctl.core.fills import Fill, FundingPayment, OrderUpdate, PriceUpdate, StreamState
+from gridctl.core.fills import FILLED, Fill, FundingPayment, OrderUpdate, PriceUpdate, StreamState
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest
 from gridctl.exchange.base import (
     AuthError, ExchangeError, InsufficientMargin, RateLimited, Rejected, Temporary, UnknownOutcome,
@@ -262,7 +262,9 @@ class WorkerLoop:
         final snapshot, else status after the stop misses them. At most FINAL_FILLS_WAIT_S."""
         if self.ex.pending():
             return True
-        if all(self.ex.mirror.get(c) is not None for c in self.placed):
+        orders = self.ex.mirror.orders()
+        awaited = any(o.status == FILLED for o in orders)  # the venue said filled; the fills are on the way
+        if not awaited and all(self.ex.mirror.get(c) is not None for c in self.placed):
             return False
         if self._stopped_at is None:
             self._stopped_at = self.clock()

@@ -59,6 +59,7 @@ class WorkerLoop:
         self.started = clock()
         self.last_error: Optional[str] = None
         self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
+        self.beat: Callable[[], None] = lambda: None  # touches the heartbeat file the supervisor watches
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -401,6 +402,7 @@ class WorkerLoop:
         self.rec.engine_events(ts, self.d.on_price(PriceUpdate(ts, self.ex.price(), self.ex.mark())))
         await self.sync()
         while not self.done.is_set():
+            self.beat()  # once a turn: a loop that stops turning is aborted by the supervisor
             try:
                 events = await self.ex.events()
                 for ev in events:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,52 @@ def test_heartbeat_timeout_option_is_validated(tmp_path):
     r = e.gridctl("start", "-c", str(e.config), "--heartbeat-timeout", "-1")
     assert r.returncode == 2 and "--heartbeat-timeout" in r.stderr
     assert not Path(e.state / "supervisor.pid").exists()
+
+
+class Unreachable:
+    """An exchange whose every read fails for a moment (an outage): not a hang."""
+
+    def __init__(self, real):
+        self.real = real
+
+    async def events(self):
+        from gridctl.exchange.base import Temporary
+
+        raise Temporary("connection reset")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_the_worker_loop_beats_on_every_turn_even_through_an_exchange_outage(tmp_path):
+    import asyncio
+
+    from tests.test_worker_loop import make_loop
+
+    loop, ex, _ = make_loop(tmp_path, "sol-long")
+    loop.ex = Unreachable(ex)
+    beats: list[float] = []
+    loop.beat = lambda: beats.append(time.monotonic())
+
+    async def scenario() -> None:
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(2.5)  # the loop waits 1 s after each failed read
+        loop.done.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert len(beats) >= 3
+
+
+def test_a_heartbeat_touches_its_file_at_most_once_a_second(tmp_path):
+    from gridctl.process.heartbeat import Heartbeat, last_beat
+
+    path = tmp_path / "w.heartbeat"
+    assert last_beat(path) is None
+    h = Heartbeat(path)
+    h.beat()
+    first = last_beat(path)
+    assert first is not None and abs(first - time.time()) < 2
+    os.utime(path, (first - 100, first - 100))
+    h.beat()  # within the second: not touched again
+    assert last_beat(path) == first - 100

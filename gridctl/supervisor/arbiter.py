@@ -26,18 +26,18 @@ from gridctl.config import Config, ConfigError, load
 from gridctl.config.model import EventsConfig
 from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
-from gridctl.control.server import serve_control
-from gridctl.process.heartbeat import DEFAULT_TIMEOUT as HEARTBEAT_TIMEOUT, last_beat
+from gridctl.process.heartbeat import DEFAULT_TIMEOUT as HEARTBEAT_TIMEOUT
 from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EXIT_MEANING, describe_exit
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, SupervisorLock, lock_holder, read_pid
 from gridctl.supervisor import child
-from gridctl.supervisor.commands import SupervisorCommands, reload_config
+from gridctl.supervisor.commands import reload_config
 from gridctl.supervisor.feed_link import FeedLink
 from gridctl.supervisor.operations import Operations
 from gridctl.supervisor.reporter import reporter_main
 from gridctl.supervisor.states import RestartPolicy, WorkerState
 from gridctl.supervisor.venue_keeper import VenueKeeper
+from gridctl.supervisor.watchdog import SOCKET_CHECK, Watchdog
 
 log = logging.getLogger("gridctl.supervisor")
 
@@ -47,7 +47,6 @@ DEFAULT_ENTRY = "gridctl.worker.main:run_worker"
 DEFAULT_PRELOAD = ("ccxt.async_support", "ccxt.pro", "peewee", "numpy", "apscheduler.schedulers.blocking",
                    "gridctl.store.db", "gridctl.exchange.ccxt_adapter", "gridctl.venue.run", "gridctl.cli.venue_cmd")
 TICK = 0.2
-SOCKET_CHECK = 1.0  # how often the supervisor checks that its control socket file is still its own
 
 
 def resolve_entry(spec: str) -> WorkerMain:
@@ -81,7 +80,7 @@ class Worker:
     hung: str = ""                   # why it was aborted, for the exit's description
 
 
-class Arbiter(Operations):
+class Arbiter(Operations, Watchdog):
     """Supervises the workers of one state dir. `run()` blocks until shutdown.
 
     worker_main(name, config_path, state_dir) -> exit code runs in the forked child
@@ -222,68 +221,6 @@ class Arbiter(Operations):
                     asyncio.create_task(self._probe(w, w.pid))
             if not self.reporter_pid and self.reporter_retry_at and now >= self.reporter_retry_at:
                 self._start_reporter()
-
-    # ---- control socket ---------------------------------------------------------------------
-    async def _bind(self) -> None:
-        """Serve the control socket and remember which file is ours."""
-        self.server = await serve_control(self.paths.socket, SupervisorCommands(self))
-        st = os.stat(self.paths.socket)
-        self.socket_id = (st.st_dev, st.st_ino)
-
-    def _socket_lost(self) -> bool:
-        """Whether the socket file we bound is gone or replaced (nobody could reach us there)."""
-        try:
-            st = os.stat(self.paths.socket)
-        except FileNotFoundError:
-            return True
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) != self.socket_id
-
-    async def _rebind(self) -> None:
-        """Recreate a deleted control socket: without it every command would say 'not running'.
-
-        Safe to replace whatever is at the path: we hold the state dir's supervisor lock.
-        """
-        old = self.server
-        try:
-            await self._bind()
-        except OSError as exc:
-            log.error("control socket %s is gone and cannot be recreated: %s", self.paths.socket, exc)
-            return
-        log.warning("control socket %s was deleted or replaced; recreated it", self.paths.socket)
-        if old is not None:
-            old.close()  # it listened on a file nobody can reach
-
-    # ---- heartbeats ---------------------------------------------------------------------------
-    def _check_heartbeat(self, w: Worker, now: float) -> None:
-        """Abort (SIGABRT, then SIGKILL) a running worker whose heartbeat is older than the timeout.
-
-        SIGABRT first, as gunicorn does: the worker's faulthandler writes every thread's
-        stack to its log, which shows where it hung. Its exit is a crash, so the usual
-        restart policy (back-off, crash loop) restarts it.
-        """
-        if self.heartbeat_timeout <= 0 or not w.pid or self.shutting_down:
-            return
-        if w.aborted_at:
-            if w.state.alive and now - w.aborted_at > self.kill_timeout:
-                log.warning("%s (pid %d) did not end on SIGABRT within %g s; sending SIGKILL",
-                            w.name, w.pid, self.kill_timeout)
-                w.aborted_at = float("inf")  # once
-                self.send_signal(w, signal.SIGKILL)
-            return
-        if w.state not in (WorkerState.RUNNING, WorkerState.PAUSED, WorkerState.STARTING):
-            return
-        beat = last_beat(self.paths.worker_heartbeat(w.name))
-        if beat is None and w.adopted:
-            return  # left by a gridctl that wrote no heartbeat: nothing to judge it by
-        age = time.time() - max(beat or 0.0, w.started_at)
-        if age <= self.heartbeat_timeout:
-            return
-        w.hung = f"no heartbeat for {age:.0f} s, timeout {self.heartbeat_timeout:g} s"
-        w.aborted_at = now
-        log.warning("%s (pid %d): %s; aborting it (SIGABRT)", w.name, w.pid, w.hung)
-        self.send_signal(w, signal.SIGABRT)
 
     # ---- state --------------------------------------------------------------------------------
     def set_state(self, w: Worker, state: WorkerState, reason: str = "") -> None:

@@ -222,6 +222,7 @@ class WorkerLoop:
                 ordered = _exits_first(actions)
                 await self._cancel_orders(ts, [a.order for a in ordered if isinstance(a, Cancel)])
                 for a in ordered:
+                    self.beat()  # each order sent is progress: placing a large grid is not a hang
                     if isinstance(a, Cancel):
                         continue
                     elif a.request.intent is Intent.ENTRY and (margin_short or getattr(self.ex, "safe_mode", None)):

@@ -5,6 +5,10 @@ worker that has not touched it for the heartbeat timeout (a hung loop: a blocked
 event loop, a deadlock, an await that never returns). A file's mtime rather than
 a message on the socket: it costs the worker one utime() a second and needs
 nothing from it that a hang could block.
+
+As in gunicorn, the file's mtime is set to the system's monotonic clock, not the
+wall clock: a clock step (NTP, a VM resumed) must not make every worker look hung.
+CLOCK_MONOTONIC is the same for every process of the host.
 """
 
 from __future__ import annotations
@@ -32,18 +36,15 @@ class Heartbeat:
             return
         self._last = now
         try:
-            os.utime(self.path)
-        except FileNotFoundError:
-            try:
+            if not self.path.exists():
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            except OSError:
-                pass  # a missing run dir must not stop trading; the supervisor will notice
+            os.utime(self.path, (now, now))
         except OSError:
-            pass
+            pass  # a missing run dir must not stop trading; the supervisor will notice
 
 
 def last_beat(path: Path) -> Optional[float]:
-    """Wall-clock time of the last beat, None if the file does not exist."""
+    """time.monotonic() of the last beat, None if the file does not exist."""
     try:
         return os.stat(path).st_mtime
     except OSError:

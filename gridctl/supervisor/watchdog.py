@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from typing import TYPE_CHECKING
 
 from gridctl.control.server import serve_control
@@ -84,7 +83,7 @@ class Watchdog:
         beat = last_beat(self.paths.worker_heartbeat(w.name))
         if beat is None and w.adopted:
             return  # left by a gridctl that wrote no heartbeat: nothing to judge it by
-        age = time.time() - max(beat or 0.0, w.started_at)
+        age = now - max(beat or 0.0, w.started_mono)  # both monotonic (see gridctl.process.heartbeat)
         if age <= self.heartbeat_timeout:
             return
         w.hung = f"no heartbeat for {age:.0f} s, timeout {self.heartbeat_timeout:g} s"

@@ -2,7 +2,8 @@
 
 It does what gridctl.worker.main.run_worker must do: hold the PID-file lock,
 serve `run/<name>.sock`, and exit with the reserved codes. Behaviour by name:
-`crash*` exits 1 at once, `badcfg*` exits 78, `badauth*` exits 77; anything else
+`crash*` exits 1 at once, `badcfg*` exits 78, `badauth*` exits 77, `hang*` trades for
+a second and then blocks its event loop for good (a hung worker); anything else
 "trades": every 0.1 s it appends `tick N pid=P` to `<state_dir>/ticks/<name>.log`
 unless paused, and emits a tick event.
 
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from gridctl.control.worker_server import serve_worker
+from gridctl.process.heartbeat import Heartbeat
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock
 
@@ -85,7 +87,13 @@ async def _trade(name: str, state_dir: Path) -> int:
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), h)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, h.done.set)
     h.note("started")
+    heart = Heartbeat(StatePaths(state_dir).worker_heartbeat(name))
+    began = time.monotonic()
     while not h.done.is_set():
+        if name.startswith("hang") and time.monotonic() - began > 1.0:
+            h.note("hanging")
+            time.sleep(3600)  # blocks the loop: no heartbeat, no socket, no SIGTERM handler
+        heart.beat()
         if not h.paused:
             h.n += 1
             h.note(f"tick {h.n}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from decimal import Decimal
@@ -25,9 +26,13 @@ def state(tmp_path, monkeypatch):
     realistic(db)
     db.close()
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "sol-neutral.pid").write_text(f"{os.getpid()}\n")  # its worker "runs"
+    pidfile = tmp_path / "run" / "sol-neutral.pid"
+    pidfile.write_text(f"{os.getpid()}\n")  # its worker "runs": this process holds its lock
+    fd = os.open(pidfile, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     monkeypatch.setattr(client, "supervisor_status", lambda state_dir, timeout=2.0: None)
-    return tmp_path
+    yield tmp_path
+    os.close(fd)
 
 
 def run(state, *args, columns="80", when=FROZEN):
@@ -142,8 +147,21 @@ def test_fatal_and_backoff_from_the_supervisor_even_before_the_database_has_a_ro
         in r.stdout.splitlines()
 
 
+def test_a_pid_file_naming_a_live_process_without_the_lock_is_down(tmp_path, monkeypatch):
+    db = open_database(tmp_path)
+    realistic(db)
+    db.close()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "sol-neutral.pid").write_text(f"{os.getpid()}\n")  # alive, but holds no lock
+    monkeypatch.setattr(client, "supervisor_status", lambda state_dir, timeout=2.0: None)
+    a = json.loads(run(tmp_path, "sol-neutral", "--json").stdout)[0]
+    assert a["state"] == "down" and a["stale"] is True
+
+
 def test_down_rows_are_stale_and_their_uptime_stops(state):
-    (state / "run" / "sol-neutral.pid").write_text("999999999\n")  # no such process
+    new = state / "run" / "sol-neutral.new"
+    new.write_text("999999999\n")  # no such process, and a new file nobody has locked
+    os.replace(new, state / "run" / "sol-neutral.pid")
     a = json.loads(run(state, "sol-neutral", "--json").stdout)[0]
     b = json.loads(run(state, "sol-neutral", "--json", when="2024-08-04T00:00:00Z").stdout)[0]
     assert a["state"] == b["state"] == "down" and a["stale"] is True

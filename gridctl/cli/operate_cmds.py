@@ -20,14 +20,16 @@ from gridctl.cli.common import (
 from gridctl.config import ConfigError, load
 from gridctl.control.client import ControlClient, ControlError, NotRunning
 from gridctl.process.paths import StatePaths
-from gridctl.process.pidfile import pid_alive, read_pid
+from gridctl.process.pidfile import lock_owner, pid_alive, read_pid
 from gridctl.process.exits import EX_ALREADY_RUNNING
 
 START_TIMEOUT = 30.0   # until a new supervisor's socket answers
 LONG = 600.0           # stop and shutdown wait for workers to flatten
+SOCKET_WAIT = 5.0      # a live supervisor re-binds a deleted socket within a second; margin for a busy host
 
 
-def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]], events=None):
+def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]], events=None,
+                 heartbeat_timeout: Optional[float] = None):
     """The supervisor for state_dir.
 
     For development and tests: GRIDCTL_WORKER_MAIN ("module:function") replaces the
@@ -35,7 +37,7 @@ def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]],
     GRIDCTL_PRELOAD (comma-separated modules, may be empty) what is imported before forking.
     """
     from gridctl.process.private import owner_only_umask
-    from gridctl.supervisor.arbiter import DEFAULT_ENTRY, DEFAULT_PRELOAD, Arbiter
+    from gridctl.supervisor.arbiter import DEFAULT_ENTRY, DEFAULT_PRELOAD, HEARTBEAT_TIMEOUT, Arbiter
     from gridctl.supervisor.states import RestartPolicy
 
     # everything the supervisor, its workers, venues and reporter write in the state dir is
@@ -44,6 +46,7 @@ def make_arbiter(config_path: Path, state_dir: Path, names: Optional[list[str]],
     base = float(os.environ.get("GRIDCTL_BACKOFF_BASE", "1"))
     preload = os.environ.get("GRIDCTL_PRELOAD")
     return Arbiter(config_path, state_dir, start=names, policy=RestartPolicy(base=base), events=events,
+                   heartbeat_timeout=HEARTBEAT_TIMEOUT if heartbeat_timeout is None else heartbeat_timeout,
                    entry=os.environ.get("GRIDCTL_WORKER_MAIN", DEFAULT_ENTRY),
                    preload=DEFAULT_PRELOAD if preload is None else [m for m in preload.split(",") if m])
 
@@ -64,10 +67,38 @@ def _state_dir(app: AppContext, config_path: str) -> Path:
     return app.state_dir(config).resolve()
 
 
+def supervisor_pid(state_dir: Path) -> int:
+    """The PID of the process proven to hold the state dir's supervisor lock, 0 if none
+    (supervisor.pid's text alone names whatever process it names)."""
+    return lock_owner(StatePaths(state_dir).lock_file) or 0
+
+
+def _socket_back(client: ControlClient, pid: int) -> bool:
+    """Wait (up to SOCKET_WAIT) for the live supervisor pid to answer again on its socket."""
+    deadline = time.monotonic() + SOCKET_WAIT
+    while time.monotonic() < deadline and pid_alive(pid):
+        if client.is_running():
+            return True
+        time.sleep(0.2)
+    return client.is_running()
+
+
+def _unreachable(state_dir: Path, pid: int) -> str:
+    paths = StatePaths(state_dir)
+    return (f"a supervisor (pid {pid}) holds the lock of state dir {state_dir} but does not answer on "
+            f"{paths.socket} (a running supervisor recreates a deleted socket within a second; this one "
+            f"did not within {SOCKET_WAIT:g} s: it may be hung); see {paths.supervisor_log}. To replace it: "
+            f"`kill -9 {pid}` (its workers keep trading; the next supervisor adopts them), then `gridctl start`")
+
+
 def _client_or_exit(state_dir: Path) -> ControlClient:
     client = ControlClient(state_dir)
     if not client.is_running():
-        fail(f"gridctl is not running for state dir {state_dir}; start it with `gridctl start`")
+        pid = supervisor_pid(state_dir)
+        if not pid:
+            fail(f"gridctl is not running for state dir {state_dir}; start it with `gridctl start`")
+        if not _socket_back(client, pid):
+            fail(_unreachable(state_dir, pid))
     return client
 
 
@@ -116,7 +147,7 @@ def _log_tail(path: Path, n: int = 15) -> str:
         return ""
 
 
-def _launch_daemon(config_path: Path, state_dir: Path, events=None) -> int:
+def _launch_daemon(config_path: Path, state_dir: Path, events=None, heartbeat_timeout: Optional[float] = None) -> int:
     from gridctl.supervisor.daemon import daemonize
 
     paths = StatePaths(state_dir)
@@ -124,7 +155,7 @@ def _launch_daemon(config_path: Path, state_dir: Path, events=None) -> int:
 
     def body() -> int:
         _log_to_stderr()
-        return make_arbiter(config_path, state_dir, [], events).run()
+        return make_arbiter(config_path, state_dir, [], events, heartbeat_timeout).run()
 
     pid = daemonize(body, paths.supervisor_log)
     client = ControlClient(state_dir)
@@ -148,10 +179,13 @@ def _launch_daemon(config_path: Path, state_dir: Path, events=None) -> int:
 @click.option("--events", "events_listen", metavar="HOST:PORT",
               help="Serve live events to dashboards over WebSocket (loopback only unless the YAML's "
                    "events.allow_remote is true); overrides the YAML's events.listen.")
+@click.option("--heartbeat-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Abort (SIGABRT, then SIGKILL) and restart a worker whose loop has not turned for this "
+                   "long; 0 never does. Default 60. Applies when this command starts the supervisor.")
 @json_option
 @click.pass_obj
 def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground: bool,
-          events_listen: Optional[str], as_json: bool) -> None:
+          events_listen: Optional[str], heartbeat_timeout: Optional[float], as_json: bool) -> None:
     """Start the supervisor (if it is not running) and the named strategies (default: all).
 
     The supervisor runs in the background, one per state dir, and restarts crashed
@@ -179,24 +213,37 @@ def start(app: AppContext, config_path: str, names: tuple[str, ...], foreground:
     state_dir = app.state_dir(config).resolve()
     client = ControlClient(state_dir)
     if foreground:
-        if client.is_running():
-            pid = read_pid(StatePaths(state_dir).pid_file)
-            fail(f"a supervisor is already running for state dir {state_dir} (pid {pid})")
+        pid = supervisor_pid(state_dir)
+        if pid or client.is_running():
+            fail(f"a supervisor is already running for state dir {state_dir}" + (f" (pid {pid})" if pid else ""))
         _log_to_stderr()
-        sys.exit(make_arbiter(config.path, state_dir, list(names) or None, events).run())
+        sys.exit(make_arbiter(config.path, state_dir, list(names) or None, events, heartbeat_timeout).run())
     if not app.state_dir_option and config.state_dir is not None:
         remember_state_dir(state_dir)
     paths = StatePaths(state_dir)
     launched = not client.is_running()
+    recreated = False
+    if launched and supervisor_pid(state_dir):
+        # alive (it holds the lock) but silent: its socket was deleted, or it is hung
+        pid = supervisor_pid(state_dir)
+        click.echo(f"a supervisor (pid {pid}) is running for state dir {state_dir} but does not answer on "
+                   f"{paths.socket}; waiting for it to recreate its socket", err=True)
+        if not _socket_back(client, pid):
+            fail(_unreachable(state_dir, pid))
+        launched, recreated = False, True
     if launched:
-        pid = _launch_daemon(config.path.resolve(), state_dir, events)
+        pid = _launch_daemon(config.path.resolve(), state_dir, events, heartbeat_timeout)
         if not as_json:
             click.echo(f"started supervisor (pid {pid}) for state dir {state_dir}")
             click.echo(f"  it runs in the background (daemonised); its log: {paths.supervisor_log}")
     else:
-        pid = read_pid(paths.pid_file)
+        pid = supervisor_pid(state_dir) or read_pid(paths.pid_file)
         if not as_json:
-            click.echo(f"supervisor already running (pid {pid}) for state dir {state_dir}")
+            click.echo(f"supervisor already running (pid {pid}) for state dir {state_dir}"
+                       + ("; it had lost its control socket and recreated it" if recreated else ""))
+            if heartbeat_timeout is not None:
+                click.echo("  --heartbeat-timeout applies when a supervisor starts; the running one keeps "
+                           "its own (`gridctl shutdown`, then start, to change it)")
     spec = None if events is None else {"listen": events.listen, "allow_remote": events.allow_remote}
     resp = _call(client, "start", timeout=LONG, names=list(names), config=str(config.path.resolve()), events=spec)
     supervisor = {"pid": pid, "started": launched, "state_dir": str(state_dir), "log": str(paths.supervisor_log),
@@ -325,7 +372,7 @@ def shutdown(app: AppContext, config_path: str, as_json: bool) -> None:
     """
     state_dir = _state_dir(app, config_path)
     client = _client_or_exit(state_dir)
-    pid = read_pid(StatePaths(state_dir).pid_file)
+    pid = supervisor_pid(state_dir)  # not supervisor.pid's text: it could name any process
     resp = _call(client, "shutdown", timeout=LONG)
     resp.pop("message", None)
     if not as_json:

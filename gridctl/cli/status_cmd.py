@@ -176,13 +176,13 @@ def _mark_dead_workers(rows: list[dict], state_dir) -> None:
     the operator which ones do not). Its figures are stale, and its uptime stops at
     its last snapshot (the last sign of life) instead of counting on."""
     from gridctl.process.paths import StatePaths
-    from gridctl.process.pidfile import pid_alive, read_pid
+    from gridctl.process.pidfile import lock_owner
 
     paths = StatePaths(state_dir)
     for row in rows:
         if row["state"] in ACTIVE:
-            pid = read_pid(paths.worker_pid(row["name"]))
-            if not (pid and pid_alive(pid)):
+            # alive only if some process is proven to hold its lock: the PID file may name anyone
+            if not lock_owner(paths.worker_pid(row["name"])):
                 row["state"] = "down"
                 row["stale"] = True
                 start, seen = row.get("started_ts"), row.get("as_of_ts")

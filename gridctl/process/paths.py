@@ -44,6 +44,10 @@ class StatePaths:
     def worker_socket(self, name: str) -> Path:
         return self.run_dir / f"{name}.sock"
 
+    def worker_heartbeat(self, name: str) -> Path:
+        """Touched by a running worker's loop; its age tells the supervisor the loop turns."""
+        return self.run_dir / f"{name}.heartbeat"
+
     def worker_exit(self, name: str) -> Path:
         """Written by a worker process as it ends: '<pid> <exit code>' (read by adopting supervisors)."""
         return self.run_dir / f"{name}.exit"

@@ -5,6 +5,10 @@ Supervisor: `supervisor.lock` is flock'ed for the supervisor's life and
 PID file whose lock is free is stale. Worker: `run/<name>.pid` itself is flock'ed
 by the worker for its whole life and rewritten in place (never renamed or
 unlinked: a new inode would let a second process lock "the same" file).
+
+A PID file's text is never proof: anyone can write a number in it. Who holds a
+lock is read from the kernel (/proc/locks) and confirmed by that process having
+the file open (/proc/PID/fd); only such a proven holder is ever signalled.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ def read_pid(path: Path) -> int:
         return 0
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write a small file so readers see the old or the new content, never half."""
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a small file so readers see the old or the new content, never half
+    (owner-only by default: it lives in the state dir)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -68,17 +73,87 @@ def _try_lock(path: Path) -> Optional[int]:
     return fd
 
 
-def lock_holder(path: Path) -> Optional[int]:
-    """If some process holds the lock on path: its PID from the file (0 if unknown); else None.
+def _has_open(pid: int, st: os.stat_result) -> bool:
+    """Whether process pid has the file st (device and inode) open."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            o = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
 
-    Probing takes the lock for an instant, so only the supervisor (single-threaded,
-    never while forking) should probe worker PID files.
+
+def _kernel_holders(st: os.stat_result) -> list[int]:
+    """PIDs /proc/locks shows holding a flock on inode st.st_ino (granted locks, not waiters).
+
+    Matched on the inode number only: on overlayfs and btrfs the device /proc/locks
+    prints is not the one stat() reports; _has_open then checks the device too.
+    """
+    pids = []
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 9092 fe:00:2146385 0 EOF"
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(st.st_ino):
+                    try:
+                        pids.append(int(parts[4]))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    return pids
+
+
+def proven_holder(path: Path) -> int:
+    """The PID of the live process shown to hold the flock on path, 0 if none can be shown.
+
+    Proof: /proc/locks names the PID on this inode and that process has the file open.
+    Where /proc/locks cannot name it (a lock inherited across fork keeps its first
+    owner's PID), the PID file's own number is accepted only if that process has the
+    file open. Does not touch the lock; call it only when the lock is known to be held
+    (or use lock_owner).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0
+    for pid in _kernel_holders(st):
+        if pid > 0 and pid_alive(pid) and _has_open(pid, st):
+            return pid
+    named = read_pid(path)
+    return named if named > 0 and pid_alive(named) and _has_open(named, st) else 0
+
+
+def lock_owner(path: Path) -> Optional[int]:
+    """Read-only: the proven holder of path's flock, or None (free, or no holder can be shown).
+
+    Never takes the lock, so any process (the CLI) may ask at any time.
+    """
+    if not path.exists() or not _kernel_holders(os.stat(path)):
+        return None
+    return proven_holder(path) or None
+
+
+def lock_holder(path: Path) -> Optional[int]:
+    """None if nobody holds the lock on path; else the proven holder's PID (proven_holder),
+    0 when it is held by a process that cannot be identified (never signal that one).
+
+    The PID file's text alone is not trusted: a file naming another live process
+    would make the supervisor signal an innocent process. Probing takes the lock for
+    an instant, so only the supervisor (single-threaded, never while forking) should
+    probe worker PID files.
     """
     if not path.exists():
         return None
     fd = _try_lock(path)
     if fd is None:
-        return read_pid(path)
+        return proven_holder(path)
     os.close(fd)  # closing releases the probe's lock
     return None
 
@@ -95,7 +170,7 @@ class SupervisorLock:
         """Take the lock or raise AlreadyRunning; note a stale PID file left by a dead supervisor."""
         self.fd = _try_lock(self.paths.lock_file)
         if self.fd is None:
-            raise AlreadyRunning(f"a supervisor for {self.paths.root}", read_pid(self.paths.pid_file))
+            raise AlreadyRunning(f"a supervisor for {self.paths.root}", proven_holder(self.paths.lock_file))
         old = read_pid(self.paths.pid_file)
         if old and old != os.getpid():
             self.stale_pid = old
@@ -131,7 +206,7 @@ def acquire_process_lock(path: Path, what: str) -> int:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = _try_lock(path)
     if fd is None:
-        raise AlreadyRunning(what, read_pid(path))
+        raise AlreadyRunning(what, proven_holder(path))
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[path] = fd

@@ -2,8 +2,10 @@
 
 One asyncio loop: signal handlers only enqueue (asyncio's wake-up fd), children are
 reaped with waitpid(-1, WNOHANG), a 0.2 s tick restarts backed-off workers, notices
-when a forked worker answers on its socket, and polls the locks of adopted workers
-(which are not our children, so waitpid cannot see them).
+when a forked worker answers on its socket, polls the locks of adopted workers
+(which are not our children, so waitpid cannot see them), aborts a worker whose
+heartbeat file is older than the heartbeat timeout (gunicorn's worker timeout) and
+re-binds the control socket when its file is deleted or replaced.
 """
 
 from __future__ import annotations
@@ -24,17 +26,18 @@ from gridctl.config import Config, ConfigError, load
 from gridctl.config.model import EventsConfig
 from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
-from gridctl.control.server import serve_control
+from gridctl.process.heartbeat import DEFAULT_TIMEOUT as HEARTBEAT_TIMEOUT
 from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EXIT_MEANING, describe_exit
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, SupervisorLock, lock_holder, read_pid
 from gridctl.supervisor import child
-from gridctl.supervisor.commands import SupervisorCommands, reload_config
+from gridctl.supervisor.commands import reload_config
 from gridctl.supervisor.feed_link import FeedLink
 from gridctl.supervisor.operations import Operations
 from gridctl.supervisor.reporter import reporter_main
 from gridctl.supervisor.states import RestartPolicy, WorkerState
 from gridctl.supervisor.venue_keeper import VenueKeeper
+from gridctl.supervisor.watchdog import SOCKET_CHECK, Watchdog
 
 log = logging.getLogger("gridctl.supervisor")
 
@@ -73,9 +76,11 @@ class Worker:
     running: Optional[tuple] = None  # (StrategyConfig, AccountConfig) the worker runs, for reload's diff
     next_liveness: float = 0.0
     probing: bool = False
+    aborted_at: float = 0.0          # monotonic time of the SIGABRT sent for a missed heartbeat
+    hung: str = ""                   # why it was aborted, for the exit's description
 
 
-class Arbiter(Operations):
+class Arbiter(Operations, Watchdog):
     """Supervises the workers of one state dir. `run()` blocks until shutdown.
 
     worker_main(name, config_path, state_dir) -> exit code runs in the forked child
@@ -86,7 +91,7 @@ class Arbiter(Operations):
                  start: Optional[Iterable[str]] = None, policy: Optional[RestartPolicy] = None,
                  stop_timeout: float = 60.0, kill_timeout: float = 10.0, start_wait: float = 5.0,
                  preload: Iterable[str] = DEFAULT_PRELOAD, entry: str = DEFAULT_ENTRY,
-                 events: Optional[EventsConfig] = None):
+                 events: Optional[EventsConfig] = None, heartbeat_timeout: float = HEARTBEAT_TIMEOUT):
         self.config_path = Path(config_path).resolve()
         self.paths = StatePaths(Path(state_dir).resolve())
         self.worker_main = worker_main
@@ -95,6 +100,10 @@ class Arbiter(Operations):
         self.initial = None if start is None else list(start)   # None: every strategy
         self.policy = policy or RestartPolicy()
         self.stop_timeout, self.kill_timeout, self.start_wait = stop_timeout, kill_timeout, start_wait
+        self.heartbeat_timeout = heartbeat_timeout  # 0 or less: never abort a silent worker
+        self.server: Optional[asyncio.AbstractServer] = None
+        self.socket_id: Optional[tuple[int, int]] = None  # (st_dev, st_ino) of the socket file we bound
+        self.next_socket_check = 0.0
         self.preload = tuple(preload)
         self.workers: dict[str, Worker] = {}
         self.config: Optional[Config] = None
@@ -142,8 +151,9 @@ class Arbiter(Operations):
             self.loop.add_signal_handler(sig, signals.put_nowait, sig)
         await self._adopt()
         self.venues.adopt()
-        server = await serve_control(self.paths.socket, SupervisorCommands(self))
-        log.info("supervisor %d serving %s (config %s)", os.getpid(), self.paths.socket, self.config_path)
+        await self._bind()
+        log.info("supervisor %d serving %s (config %s; heartbeat timeout %s)", os.getpid(), self.paths.socket,
+                 self.config_path, f"{self.heartbeat_timeout:g} s" if self.heartbeat_timeout > 0 else "off")
         tasks = [asyncio.create_task(self._signal_loop(signals)), asyncio.create_task(self._tick_loop())]
         if self.events_cfg is not None:
             await self.feed.start(self.events_cfg)
@@ -154,8 +164,10 @@ class Arbiter(Operations):
                 asyncio.create_task(self.start_worker(name))
         await self.done.wait()
         await self.feed.close()
-        server.close()
-        self.paths.socket.unlink(missing_ok=True)
+        if self.server is not None:
+            self.server.close()
+        if not self._socket_lost():  # never remove a file that is not our socket
+            self.paths.socket.unlink(missing_ok=True)
         for t in tasks:
             t.cancel()
         log.info("supervisor %d exiting", os.getpid())
@@ -193,10 +205,15 @@ class Arbiter(Operations):
             self.reap()
             self.venues.tick()
             now = time.monotonic()
+            if now >= self.next_socket_check and not self.shutting_down:
+                self.next_socket_check = now + SOCKET_CHECK
+                if self._socket_lost():
+                    await self._rebind()
             for w in list(self.workers.values()):
                 if w.adopted and w.pid and w.state.alive and now >= w.next_liveness:
                     w.next_liveness = now + 0.5
                     self._check_adopted(w)
+                self._check_heartbeat(w, now)
                 if w.state == WorkerState.BACKOFF and now >= w.retry_at and not self.shutting_down:
                     w.restarts += 1
                     self._spawn(w)
@@ -271,6 +288,7 @@ class Arbiter(Operations):
         assert main is not None
         pid = self._fork(lambda: child.worker_child(w.name, self.config_path, self.paths.root, main))
         w.pid, w.adopted, w.stop_requested, w.probing = pid, False, False, False
+        w.aborted_at, w.hung = 0.0, ""
         w.started_at, w.started_mono = time.time(), time.monotonic()
         self.set_state(w, WorkerState.STARTING, f"pid {pid}")
 
@@ -322,6 +340,9 @@ class Arbiter(Operations):
 
     def _exited(self, w: Worker, code: Optional[int], sig: Optional[str]) -> None:
         desc = describe_exit(code, sig)
+        if w.hung:
+            desc = f"{desc} ({w.hung})"
+        w.aborted_at, w.hung = 0.0, ""
         ran = time.monotonic() - w.started_mono
         w.last_exit, last_pid, w.pid, w.adopted = desc, w.pid, 0, False
         if w.stop_requested or w.state == WorkerState.STOPPING or self.shutting_down:
@@ -330,8 +351,8 @@ class Arbiter(Operations):
         elif code == 0:
             self.set_state(w, WorkerState.EXITED, "exited on its own (exit 0)")
         elif code == EX_ALREADY_RUNNING:
-            other = read_pid(self.paths.worker_pid(w.name))
-            self.set_state(w, WorkerState.EXITED, f"{w.name} is already running (pid {other})")
+            other = lock_holder(self.paths.worker_pid(w.name))  # the proven holder, not the file's text
+            self.set_state(w, WorkerState.EXITED, f"{w.name} is already running" + (f" (pid {other})" if other else ""))
         elif code in (EX_CONFIG, EX_AUTH):
             self.set_state(w, WorkerState.FATAL, f"{EXIT_MEANING[code]} (exit {code}){self._log_tail(w.name)}")
         else:
@@ -373,6 +394,13 @@ class Arbiter(Operations):
             holder = lock_holder(pidfile)
             if holder is None:
                 continue
+            if not holder:  # held, but by no process we can prove: never adopt (so never signal) it
+                log.warning("%s is locked by a process that cannot be identified (the file names pid %d); "
+                            "not adopting it", pidfile, read_pid(pidfile))
+                continue
+            if holder != read_pid(pidfile):
+                log.warning("%s names pid %d, but pid %d holds its lock: adopting pid %d",
+                            pidfile, read_pid(pidfile), holder, holder)
             w = self.worker(pidfile.stem)
             w.pid, w.adopted, w.started_mono = holder, True, time.monotonic()
             try:

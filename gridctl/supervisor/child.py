@@ -9,6 +9,7 @@ supervisor's listening socket or lock open would make a dead supervisor look ali
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from gridctl.process.heartbeat import Heartbeat
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, acquire_process_lock, acquire_worker_lock, write_atomic
 from gridctl.process.exits import EX_ALREADY_RUNNING, EX_SOFTWARE
@@ -90,6 +92,9 @@ def worker_child(name: str, config_path: Path, state_dir: Path, worker_main: Wor
         except AlreadyRunning as exc:
             print(f"{exc}; not starting a second copy", file=sys.stderr, flush=True)
             os._exit(EX_ALREADY_RUNNING)  # no exit file: that belongs to the running copy
+        # The supervisor aborts a hung worker with SIGABRT: its stacks then land in the log.
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+        Heartbeat(paths.worker_heartbeat(name)).beat()  # the clock of the heartbeat timeout starts now
         set_title(f"gridctl worker {name}")
         logging.getLogger("gridctl.supervisor").info("worker %s starting (pid %d)", name, os.getpid())
         code = worker_main(name, config_path, state_dir)

@@ -67,6 +67,9 @@ class VenueKeeper:
             holder = lock_holder(pidfile)
             if holder is None:
                 continue
+            if not holder:  # held by a process that cannot be proven to be this venue: leave it alone
+                log.warning("%s is locked by a process that cannot be identified; not adopting it", pidfile)
+                continue
             v = self.venues.setdefault(pidfile.stem, Venue(pidfile.stem))
             v.pid, v.adopted, v.state, v.started_mono = holder, True, "running", time.monotonic()
             v.ready.set()
@@ -161,6 +164,8 @@ class VenueKeeper:
                 self._signal(v, signal.SIGKILL)
 
     def _signal(self, v: Venue, sig: int) -> None:
+        if v.pid <= 0:
+            return  # os.kill(0, ...) would signal our whole process group
         if v.adopted and lock_holder(self.paths.venue_pid(v.account)) != v.pid:
             return  # never signal a process not proven to be this venue
         try:

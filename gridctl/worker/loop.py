@@ -61,6 +61,7 @@ class WorkerLoop:
         self.started = clock()
         self.last_error: Optional[str] = None
         self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
+        self.beat: Callable[[], None] = lambda: None  # touches the heartbeat file the supervisor watches
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -237,6 +238,7 @@ class WorkerLoop:
                 ordered = _exits_first(actions)
                 await self._cancel_orders(ts, [a.order for a in ordered if isinstance(a, Cancel)])
                 for a in ordered:
+                    self.beat()  # each order sent is progress: placing a large grid is not a hang
                     if isinstance(a, Cancel):
                         continue
                     elif a.request.intent is Intent.ENTRY and (margin_short or getattr(self.ex, "safe_mode", None)):
@@ -424,6 +426,7 @@ class WorkerLoop:
         self.rec.engine_events(ts, self.d.on_price(PriceUpdate(ts, self.ex.price(), self.ex.mark())))
         await self.sync()
         while not self.done.is_set():
+            self.beat()  # once a turn: a loop that stops turning is aborted by the supervisor
             try:
                 events = await self.ex.events()
                 for ev in events:

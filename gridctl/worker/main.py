@@ -32,6 +32,7 @@ from gridctl.core.plan import build_grid
 from gridctl.exchange.venues import quirk
 from gridctl.exchange.base import AuthError as ExchangeAuthError, ExchangeError
 from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG
+from gridctl.process.heartbeat import Heartbeat
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock
 
@@ -254,6 +255,8 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     if not _flush_now(writer):
         rec.event(now_ms, "warn", "database unavailable: the grid is not stored yet; trading continues")
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
+    loop.beat = Heartbeat(StatePaths(state_dir).worker_heartbeat(name)).beat
+    loop.beat()  # recovery may take a few requests: the supervisor's timeout counts from here
     stored = None if fresh else StoredOrders.load(name, grid["started_ts"], writer)
     adoption = await loop.recover(last_ts, fresh, stored, grid["started_ts"])
     if report is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -25,10 +26,14 @@ def state(tmp_path_factory):
     db = open_database(d)
     realistic(db)
     db.close()
-    # sol-neutral's worker "runs": its PID file names a live process (this one)
+    # sol-neutral's worker "runs": its PID file names a live process (this one) that holds its lock
     (d / "run").mkdir()
-    (d / "run" / "sol-neutral.pid").write_text(f"{os.getpid()}\n")
-    return d
+    pidfile = d / "run" / "sol-neutral.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    fd = os.open(pidfile, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield d
+    os.close(fd)
 
 
 def test_status_shows_down_for_an_active_strategy_whose_worker_is_gone(tmp_path):

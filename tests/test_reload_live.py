@@ -68,8 +68,6 @@ def test_reload_applies_risk_at_once_and_keeps_refusing_a_grid_change(paper):
     assert p.workers()[NAME]["pid"] == pid and p.workers()[NAME]["state"] == "running"
     assert p.sql("SELECT grid_json FROM strategies WHERE name = ?", NAME)[0][0] == grid
     wait_until(lambda: entries_within_cap(p, 20), 15, "entries cancelled under the new max_position")
-    # each cancelled once: the reload's sync and the loop's never act on the same orders at once
-    assert "order_not_found" not in p.ok("logs", NAME, "--grep", "cancel of level"), "an order cancelled twice"
     st = p.status()[NAME]
     assert st["config_applied_ts"] > started and st["state"] == "running"
     logs = [json.loads(line) for line in p.ok("logs", NAME, "--type", "config", "--json").splitlines()]

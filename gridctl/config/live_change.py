@@ -1,7 +1,7 @@
 """What `gridctl reload` may change under a running grid, and how the worker applies it.
 
 Risk keys (stop and take-profit prices and percentages, money limits, on_stop,
-margin-ratio thresholds) and `max_position` change a running strategy at once:
+margin-ratio thresholds), `max_position` and `partial_fill_timeout` change a running strategy at once:
 the supervisor sends them to the worker (`apply_risk`), which rebuilds its
 engine's RiskLimits and EngineConfig fields in place. Anything else (range,
 grids, size, mode, symbol, account, ...) changes the grid's shape and waits until
@@ -17,9 +17,10 @@ from typing import Any, Optional
 from gridctl.config.model import AccountConfig, MarginRatioConfig, RiskConfig, StrategyConfig
 from gridctl.core.engine import EngineConfig
 from gridctl.core.market import MarketRules
+from gridctl.core.partial import describe_ms
 from gridctl.core.risk import RiskLimits, price_limits
 
-LIVE_KEYS = ("max_position",)  # top-level strategy keys that change at once; every risk.* key does too
+LIVE_KEYS = ("max_position", "partial_fill_timeout_ms")  # top-level strategy keys that change at once; every risk.* key does too
 
 
 def _flat(prefix: str, obj: Any) -> dict[str, Any]:
@@ -50,7 +51,10 @@ def diff(old: StrategyConfig, new: StrategyConfig, old_account: Optional[Account
     live, grid = [], []
     for key in a:
         if a[key] != b[key]:
-            text = f"{key} {_show(a[key])} -> {_show(b[key])}"
+            if key == "partial_fill_timeout_ms":  # shown as the file writes it
+                text = f"partial_fill_timeout {_timeout(a[key])} -> {_timeout(b[key])}"
+            else:
+                text = f"{key} {_show(a[key])} -> {_show(b[key])}"
             (live if key.startswith("risk.") or key in LIVE_KEYS else grid).append(text)
     if old_account is not None and new_account is not None and old_account != new_account:
         grid.append(f"account {old_account.name}'s settings")
@@ -59,7 +63,12 @@ def diff(old: StrategyConfig, new: StrategyConfig, old_account: Optional[Account
 
 def with_live_changes(running: StrategyConfig, new: StrategyConfig) -> StrategyConfig:
     """What runs after the live keys of `new` are applied to `running` (the grid stays)."""
-    return dataclasses.replace(running, risk=new.risk, max_position=new.max_position)
+    return dataclasses.replace(running, risk=new.risk, max_position=new.max_position,
+                               partial_fill_timeout_ms=new.partial_fill_timeout_ms)
+
+
+def _timeout(ms: Optional[int]) -> str:
+    return "off" if ms is None else describe_ms(ms)
 
 
 def _dec(v: Optional[Decimal]) -> Optional[str]:
@@ -74,7 +83,7 @@ def live_settings(s: StrategyConfig) -> dict:
             "max_loss": _dec(r.max_loss), "take_profit": _dec(r.take_profit),
             "max_level_loss": _dec(r.max_level_loss), "on_stop": r.on_stop,
             "margin_ratio": {k: _dec(getattr(r.margin_ratio, k)) for k in ("warn", "reduce", "close")},
-            "max_position": _dec(s.max_position)}
+            "max_position": _dec(s.max_position), "partial_fill_timeout_ms": s.partial_fill_timeout_ms}
 
 
 def _risk_config(settings: dict) -> RiskConfig:
@@ -98,9 +107,11 @@ def apply_live_settings(cfg: EngineConfig, rules: MarketRules, settings: dict) -
     prices = price_limits(cfg.mode, cfg.lower, cfg.upper, r.stop_loss_pct, ticks(r.stop_loss_price),
                           r.take_profit_pct, ticks(r.take_profit_price))
     max_position = settings.get("max_position")
+    timeout = settings.get("partial_fill_timeout_ms", cfg.partial_fill_timeout_ms)  # absent: a sender before it
     return dataclasses.replace(
         cfg, on_stop=r.on_stop,
         max_position=rules.qty_to_steps(Decimal(str(max_position))) if max_position is not None else None,
         limits=RiskLimits(**prices, max_loss=r.max_loss, take_profit=r.take_profit,
                           max_level_loss=r.max_level_loss),
-        margin_ratio=(r.margin_ratio.warn, r.margin_ratio.reduce, r.margin_ratio.close))
+        margin_ratio=(r.margin_ratio.warn, r.margin_ratio.reduce, r.margin_ratio.close),
+        partial_fill_timeout_ms=None if timeout is None else int(timeout))

@@ -89,6 +89,8 @@ class StrategyConfig:
     initial_position: bool = False
     trigger_price: Optional[Decimal] = None
     max_slippage_pct: Decimal = Decimal("0.5")  # initial_position's market orders: IOC limit this far from the price
+    # a partly filled entry's rest is cancelled this long after its first fill (ms; None: never)
+    partial_fill_timeout_ms: Optional[int] = 600_000
     risk: RiskConfig = field(default_factory=RiskConfig)
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Optional
 
 from gridctl.config.yamlsrc import Path, Source
+from gridctl.core.partial import describe_ms
 from gridctl.secrets.lookup import PREFIX as VAULT_PREFIX, LookupFailed, VaultLookup
 from gridctl.secrets.secret import Secret
 
@@ -230,3 +231,27 @@ class Reader:
                        f"{did_you_mean(value, choices)}")
             return default
         return value
+
+    def duration(self, m: dict, path: Path, key: str, default: Optional[int], minimum_ms: int = 1000,
+                 maximum_ms: int = 30 * 86_400_000) -> Optional[int]:
+        """A duration with its unit (90s, 10m, 1h; also ms and d) in ms; `off`, false or 0 → None
+        (switched off). Absent or null → `default`."""
+        p, raw = self._given(m, path, key, False)
+        if raw is None:
+            return default
+        if raw is False or raw == 0 or (isinstance(raw, str) and raw.strip().lower() in ("off", "0")):
+            return None
+        match = _DURATION.fullmatch(raw.strip()) if isinstance(raw, str) else None
+        if match is None:
+            self.error(p, f"must be a duration with its unit like 90s, 10m or 1h (or off), got {_show(raw)}")
+            return default
+        ms = int(Decimal(match.group(1)) * _UNIT_MS[match.group(2)])
+        if not minimum_ms <= ms <= maximum_ms:
+            self.error(p, f"must be between {describe_ms(minimum_ms)} and {describe_ms(maximum_ms)}, got {raw}")
+            return default
+        return ms
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+

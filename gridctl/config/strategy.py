@@ -101,4 +101,5 @@ def engine_config(rules: MarketRules, s: StrategyConfig, account: AccountConfig,
                           max_level_loss=r.max_level_loss),
         tag=clientid.strategy_tag(s.name), id_format=quirk(account.venue, "client_id"),
         margin_ratio=(r.margin_ratio.warn, r.margin_ratio.reduce, r.margin_ratio.close),
+        partial_fill_timeout_ms=s.partial_fill_timeout_ms,
     )

@@ -27,7 +27,7 @@ FEED_KEYS = ["replay", "synthetic", "live", "poll_ms", "speed", "mark", "funding
 SYNTHETIC_KEYS = ["seed", "price", "volatility"]
 STRATEGY_KEYS = ["account", "symbol", "mode", "spacing", "lower", "upper", "range_pct", "grids",
                  "investment", "amount", "leverage", "max_position", "post_only", "initial_position",
-                 "trigger_price", "max_slippage_pct", "refresh_interval_ms", "risk"]
+                 "trigger_price", "max_slippage_pct", "partial_fill_timeout", "refresh_interval_ms", "risk"]
 RISK_KEYS = ["stop_loss_pct", "stop_loss_price", "take_profit_pct", "take_profit_price", "max_loss",
              "take_profit", "max_level_loss", "on_stop", "margin_ratio"]
 REPORT_KEYS = ["cron", "period", "format", "dir", "strategies"]
@@ -219,6 +219,7 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         trigger_price=r.number(m, path, "trigger_price", positive=True),
         max_slippage_pct=r.number(m, path, "max_slippage_pct", default=Decimal("0.5"), positive=True)
         or Decimal("0.5"),
+        partial_fill_timeout_ms=r.duration(m, path, "partial_fill_timeout", default=600_000),
         risk=_risk(r, m.get("risk"), path + ("risk",)),
     )
     if "refresh_interval_ms" in m:

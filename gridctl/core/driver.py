@@ -128,7 +128,7 @@ class Driver:
             self.e.on_entry_cancelled(order.level)
 
     def on_price(self, u: PriceUpdate) -> list[Event]:
-        return self.e.on_price(u.last, u.mark, u.margin_ratio)
+        return self.e.on_price(u.last, u.mark, u.margin_ratio) + self.e.expire_partials(u.ts)
 
     def on_funding(self, p: FundingPayment) -> list[Event]:
         return self.e.on_funding(p)
@@ -163,6 +163,7 @@ class Driver:
             return e.stop_step(now_ms, orders())
         if e.status == STOPPED:
             return [], []
+        events = e.expire_partials(now_ms)  # before the skip: it changes what is desired
         if e.status == RUNNING and not e.opened:
             opening = e.opening_requests(market)
             if opening:
@@ -174,7 +175,7 @@ class Driver:
         self._fresh_rejects.clear()
         key = (base, self.wake_at is not None and now_ms >= self.wake_at)
         if key == self._synced:
-            return [], []
+            return [], events
         self._synced = key
         out: list[DriverAction] = []
         self.unmet, self.wake_at = False, None
@@ -192,7 +193,10 @@ class Driver:
                 out.append(Submit(e.request(action.order)))
             else:
                 out.append(action)
-        return out, []
+        deadline = e.partials.deadline(e.cfg.partial_fill_timeout_ms)  # a partly filled entry's rest is given up then (backtest: that candle)
+        if deadline is not None:
+            self.wake_at = deadline if self.wake_at is None else min(self.wake_at, deadline)
+        return out, events
 
     def settled(self, book_version: int) -> None:
         """The last actions all took effect and nothing else happened (no fill, no reject):

@@ -17,6 +17,7 @@ from gridctl.core.fills import DELEVERAGING, LIQUIDATION, Fill, FundingPayment
 from gridctl.core.grid import LevelSpec, Mode, Side
 from gridctl.core.ledger import UNASSIGNED, Ledger, Trade
 from gridctl.core.market import MarketRules
+from gridctl.core.partial import DEFAULT_TIMEOUT_MS, PartialEntries, describe_ms
 from gridctl.core.orders import (
     Action, Cancel, DesiredOrder, Intent, Level, OpenOrder, OrderPolicy, OrderRequest, Submit, desired_orders,
     reconcile,
@@ -55,6 +56,7 @@ class EngineConfig:
     # margin ratio (maintenance margin / equity) thresholds: warn, stop new entries, stop and close
     margin_ratio: Optional[tuple[Decimal, Decimal, Decimal]] = None
     close_wait_ms: int = 30_000  # how long a stop waits for its close to fill
+    partial_fill_timeout_ms: Optional[int] = DEFAULT_TIMEOUT_MS  # a partly filled entry's rest; None: waits
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class GridEngine:
         self._decoded: dict[object, Optional[clientid.ClientId]] = {}
         self._prices: Optional[list[int]] = None
         self.margin_level = 0  # 0 fine, 1 warned, 2 reducing (no new entries)
+        self.partials = PartialEntries()
 
     @property
     def status(self) -> str:
@@ -162,7 +165,8 @@ class GridEngine:
         if d.intent is Intent.ENTRY:
             self.ledger.entry(d.level, fill.side, fill.ts, fill.price, fill.qty, fill.fee)
             held = self.ledger.held(d.level)
-            self.levels[d.level] = replace(lv, held=held, exiting=held >= lv.spec.size)
+            # a level done with its entry stays done: a late fill of a cancelled remainder grows the exit
+            self.levels[d.level] = replace(lv, held=held, exiting=lv.exiting or held >= lv.spec.size)
         else:
             trade = self.ledger.exit(d.level, fill.ts, fill.price, fill.qty, fill.fee)
             held = self.ledger.held(d.level)
@@ -175,6 +179,7 @@ class GridEngine:
                     "entry_price": str(trade.entry_price.quantize(rules.tick)),
                     "exit_price": str(trade.exit_price.quantize(rules.tick)),
                     "entry_ts": trade.entry_ts, "exit_ts": trade.exit_ts, "hold_ms": trade.hold_ms}))
+        self.partials.update(self.levels[d.level], fill.ts)
         return events
 
     def _book_close(self, fill: Fill) -> None:
@@ -183,6 +188,7 @@ class GridEngine:
             held = self.ledger.held(i)
             if held != lv.held:
                 self.levels[i] = replace(lv, held=held, exiting=held > 0)
+                self.partials.end(i)
 
     def on_entry_cancelled(self, level: int) -> None:
         """An entry left the book unfilled or partly filled: a partial lot goes to its exit."""
@@ -190,6 +196,27 @@ class GridEngine:
         if lv is not None and lv.held and not lv.exiting:
             self.levels[level] = replace(lv, exiting=True)
             self.version += 1
+        self.partials.end(level)
+
+    def expire_partials(self, now_ms: int) -> list[Event]:
+        """Levels whose entry filled partly `partial_fill_timeout` ago give up the rest: the
+        reconcile cancels the remainder, the level continues with what it holds."""
+        if self.status in (STOPPING, STOPPED):
+            return []
+        events = []
+        for i in self.partials.due(now_ms, self.cfg.partial_fill_timeout_ms):
+            self.partials.end(i)
+            lv = self.levels[i]
+            if lv.exiting or not lv.held:
+                continue
+            self.levels[i] = replace(lv, exiting=True)
+            self.version += 1
+            timeout = describe_ms(self.cfg.partial_fill_timeout_ms or 0)
+            held, size = str(self.rules.qty(lv.held)), str(self.rules.qty(lv.spec.size))
+            events.append(Event("info", f"level {i} entry filled {held} of {size} in {timeout}: the rest is "
+                                f"cancelled, the level continues with {held}", i,
+                                {"partial_fill_timeout": timeout, "held": held, "size": size}))
+        return events
 
     def on_funding(self, payment: FundingPayment) -> list[Event]:
         self.ledger.add_funding(payment.amount)

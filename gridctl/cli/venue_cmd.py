@@ -23,6 +23,7 @@ Faults (--faults "NAME:k=v,...;NAME2" or POST /_admin/faults {"NAME": {...}}):
   empty           the order IS placed, the answer is an empty 200
   reject          the order is refused with the venue's code   (reason=insufficient_margin|...)
   partial         a resting order fills in several trades      (pieces=3)
+                  leave=F: only part fills, F of it keeps resting (leave=0.6)
   drop_streams    close every stream;  silent_streams: no pong, no data (on=true|false)
   expire_auth     listen keys expire now
 Each takes count=N (the next N requests) or p=P (probability, seeded by --seed),

@@ -9,7 +9,7 @@ happens so the caller can react between fills. See docs/simulation.md.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Optional
+from typing import Callable, Optional
 
 from gridctl.core.fills import LIQUIDATION as LIQUIDATION_KIND, Fill, FundingPayment
 from gridctl.core.grid import Side
@@ -47,6 +47,9 @@ class SimExchange:
         self._expired: list[SimOrder] = []
         # notional of resting orders that can add exposure, per (leg, side): the margin check
         self._open_notional: dict[tuple[str, Side], Decimal] = {}
+        # the local venue's partial fault: steps a resting order fills when the price first reaches
+        # it (the rest keeps resting at its price); None: it fills whole (the backtest)
+        self.maker_take: Optional[Callable[[SimOrder], int]] = None
 
     # -- prices ----------------------------------------------------------------
     @property
@@ -263,7 +266,8 @@ class SimExchange:
             if (stop < target) if side is Side.BUY else (stop > target):
                 self._price = target
                 return []
-            if stop == cur:  # cannot happen while the book/liquidation invariants hold
+            # only the rest of a partly filled order (the venue's partial fault) rests at the price
+            if stop == cur and not (self.maker_take is not None and self.book.best(side) == cur):
                 raise RuntimeError(f"sweep stuck at {cur}: band {lo, hi}")
             self._price = stop
             for order in self.book.take_level(side, stop):
@@ -364,6 +368,10 @@ class SimExchange:
         qty = order.remaining
         if self._reduces(order):
             qty = min(qty, self.account.closable(key, order.side))
+        # a first touch may fill only part (the price moving on through it fills the rest)
+        part = maker and self.maker_take is not None and order.filled == 0 and qty == order.remaining
+        if part:
+            qty = max(1, min(qty, self.maker_take(order)))  # type: ignore[misc]
         fills = []
         if qty > 0:
             rate = self.rules.maker_fee if maker else self.rules.taker_fee
@@ -372,7 +380,9 @@ class SimExchange:
             order.filled += qty
             fills.append(Fill(int(ts), order.client_id, order.order_id, order.side, price, qty, fee,
                               maker, order.reduce_only, self._trade_id(), self.rules.quote))
-        if order.remaining:
+        if order.remaining and part:
+            self._rest(order)
+        elif order.remaining:
             order.status = "expired"
             self._expired.append(order)
         else:

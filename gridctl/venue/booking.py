@@ -21,6 +21,11 @@ ZERO = Decimal(0)
 LIQUIDATION_PREFIX = "autoclose-"  # client ids of the venue's liquidation orders (as Binance names them)
 
 
+def _leaving(fault: Optional[dict]) -> bool:
+    """True for a partial fault that leaves part of the order resting (`leave`)."""
+    return bool(fault and fault.get("leave"))
+
+
 def legs_of(sim: SimExchange) -> dict:
     """A copy of the simulator's position legs (to tell each fill's realized PnL afterwards)."""
     return {k: Leg(v.qty, v.entry) for k, v in sim.account.legs.items()}
@@ -28,6 +33,8 @@ def legs_of(sim: SimExchange) -> dict:
 
 class VenueBooking:
     """Venue._book / _trades / _expired / _end (mixed into gridctl.venue.core.Venue)."""
+
+    _partial_fills: dict  # client id -> the partial fault that filled part of it (set by Venue)
 
     def _book(self, acc: VenueAccount, symbol: str, sim: SimExchange, legs: dict, fills: list[Fill],
               now: int) -> None:
@@ -53,12 +60,26 @@ class VenueBooking:
             realized = scratch.apply_fill(key, f.side, f.price, f.qty, f.fee)
             pieces = 1
             if f.maker and f.qty > 1:
-                fault = self.faults.take("partial", "any")
+                fault = self._partial_fills.pop(f.client_id, None)  # decided by _maker_take (leave)
+                if fault is None and not _leaving(self.faults.active.get("partial")):
+                    fault = self.faults.take("partial", "any")
                 if fault:
-                    pieces = max(1, min(int(fault.get("pieces", 3)), f.qty))
+                    pieces = max(1, min(int(fault.get("pieces", 1 if _leaving(fault) else 3)), f.qty))
             self._trades(acc, order, f, realized, pieces, now)
         acc.updated_ms = now
         self._publish(AccountEvent(acc.fingerprint, now, "order", (symbol,)))
+
+    def _maker_take(self, order) -> int:
+        """The steps a resting order fills when the price first reaches it (SimExchange.maker_take):
+        all of them, unless the partial fault with `leave` fires (that fraction keeps resting)."""
+        if order.remaining < 2 or not _leaving(self.faults.active.get("partial")):
+            return order.remaining
+        fault = self.faults.take("partial", "any")
+        if fault is None:
+            return order.remaining
+        self._partial_fills[order.client_id] = fault  # _book splits the part in the fault's pieces
+        left = max(1, min(order.remaining - 1, round(order.remaining * float(fault["leave"]))))
+        return order.remaining - left
 
     def _trades(self, acc: VenueAccount, order: VenueOrder, f: Fill, realized: Decimal, pieces: int,
                 now: int) -> None:

@@ -144,6 +144,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
         self.accounts: dict[str, VenueAccount] = {}
         self.ids = Counters()
         self.faults = Faults(seed)
+        self._partial_fills: dict = {}  # gridctl.venue.booking: parts filled by the partial fault
         self.extra_state: dict = {}
         self._journal_tail: list = []
         self._counts: dict = {}
@@ -353,6 +354,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
         now = self.now_ms()
         for acc in self.accounts.values():
             sim = acc.sims[m.symbol]
+            sim.maker_take = self._maker_take  # the partial fault may leave part of an order resting
             with acc.cross(m.symbol, maintenance=True):
                 while True:
                     legs = _legs(sim)

@@ -12,7 +12,10 @@ Faults and their parameters:
     empty           the request is executed, the answer is a 200 with an empty body
     reject          the order is refused with the venue's code for `reason`
                     (insufficient_margin | reduce_only_rejected | post_only_would_cross | ...)
-    partial         a resting order that is hit fills in `pieces` trades (default 3)
+    partial         a resting order that is hit fills in `pieces` trades (default 3); with
+                    `leave` (a fraction, 0 < leave < 1) only part fills when the price first
+                    reaches it (in `pieces` trades, default 1) and that fraction keeps resting
+                    at its price until the price trades through it or it is cancelled
     drop_streams    every stream is closed at the next opportunity
     silent_streams  streams stop sending and answering pings (a zombie socket)
     expire_auth     stream auth tokens (Binance listen keys) expire now
@@ -98,6 +101,15 @@ class Faults:
                     raise FaultError(f"faults: {name}: p must be between 0 and 1")
             else:
                 params["count"] = 1
+            if name == "partial" and "leave" in params:
+                try:
+                    leave = float(params["leave"])
+                except (TypeError, ValueError):
+                    leave = -1.0
+                if not 0 < leave < 1:
+                    raise FaultError(f"faults: partial: leave must be a fraction between 0 and 1 (exclusive), "
+                                     f"got {params['leave']!r}")
+                params["leave"] = leave
             self.active[name] = params
 
     def take(self, name: str, kind: str = "any") -> Optional[dict]:

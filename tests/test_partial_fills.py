@@ -232,3 +232,45 @@ def test_hedge_mode_exits_of_partial_lots_are_reduce_only():
     book.step(T + 1, 10260)
     book.step(T + 10 * MIN, 10260)
     assert [(o.qty, o.reduce_only) for o in book.at(2, Intent.EXIT)] == [(4, True)]
+
+
+# -- the backtest: the same driver; the simulator fills resting orders whole ----------------------------
+def test_the_backtest_fills_every_entry_whole_so_the_timeout_never_fires():
+    from backtest_helpers import SOL_1M, real_data, run_strategy, venue_rules
+    from shared_data import require
+    require(SOL_1M)
+    sol = venue_rules("SOL/USDT:USDT")
+    data = real_data(sol, SOL_1M, rows=3000)
+    for mode in ("long", "neutral"):
+        s = replace(strategy(mode, "140", "170", 30, symbol="SOL/USDT:USDT", investment="3000"),
+                    partial_fill_timeout_ms=1000)
+        for fast in (True, False):
+            bt = run_strategy(sol, s, data, fast=fast)
+            sizes = {lv.spec.index: sol.qty(lv.spec.size) for lv in bt.engine.levels.values()}
+            entries = [f for f in bt.fills if f.intent == "entry"]
+            assert entries and all(f.qty == sizes[f.level] for f in entries), (mode, fast)
+            assert not [e for e in bt.events if "the rest is cancelled" in e.message]
+
+
+def test_a_backtest_whose_simulator_fills_part_applies_the_same_rule():
+    """Were the simulator to leave a rest (as the local venue's partial fault does), the backtest's
+    driver gives it up at the candle the timeout ends, as the worker does."""
+    from backtest_helpers import MIN as BT_MIN, T0, candles
+    from gridctl.backtest import prepare
+    rows = [("102.50", "102.50", "102.50", "102.50"), ("102.50", "102.60", "102.00", "102.60")]
+    rows += [("102.60", "102.70", "102.55", "102.60")] * 20
+    data = candles(rows, R)
+    s = replace(strategy("long", "100", "103", 3, amount="1"), partial_fill_timeout_ms=10 * BT_MIN)
+    bt = prepare(R, s, account(), data, D(10000)).backtest
+    taken, fired = [], []
+    bt.sim.maker_take = lambda o: (taken.append(o.client_id), 4)[1] if not taken else o.remaining
+    expire = bt.engine.expire_partials
+    bt.engine.expire_partials = lambda now: (ev := expire(now)) and fired.append(now) or ev
+    bt.run(fast=False)
+    assert [(f.intent, str(f.qty)) for f in bt.fills] == [("entry", "0.4")]
+    (gone,) = [e for e in bt.events if "the rest is cancelled" in e.message]
+    assert gone.level == 2
+    book = [(o.side.value, o.price, o.remaining) for o in bt.sim.open_orders() if o.price >= 10200]
+    assert book == [("sell", 10300, 4)]  # the entry's rest is gone, the exit rests for the 0.4
+    assert bt.engine.levels[2].held == 4 and bt.engine.levels[2].exiting
+    assert fired == [T0 + 11 * BT_MIN] and bt.engine.partials.since == {}  # filled at T0 + 1 min

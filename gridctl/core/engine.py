@@ -15,9 +15,10 @@ from typing import Optional, Sequence
 from gridctl.core import clientid
 from gridctl.core.fills import DELEVERAGING, LIQUIDATION, Fill, FundingPayment
 from gridctl.core.grid import LevelSpec, Mode, Side
-from gridctl.core.ledger import UNASSIGNED, Ledger, Trade
+from gridctl.core.ledger import Ledger, Trade
 from gridctl.core.market import MarketRules
-from gridctl.core.partial import DEFAULT_TIMEOUT_MS, PartialEntries, describe_ms
+from gridctl.core.opening import opening_requests
+from gridctl.core.partial import DEFAULT_TIMEOUT_MS, PartialEntries, expire
 from gridctl.core.orders import (
     Action, Cancel, DesiredOrder, Intent, Level, OpenOrder, OrderPolicy, OrderRequest, Submit, desired_orders,
     reconcile,
@@ -27,14 +28,6 @@ from gridctl.core.risk import RiskLimits, money_stop, price_stop
 WAITING, RUNNING, PAUSED, STOPPING, STOPPED = "waiting", "running", "paused", "stopping", "stopped"
 CLOSE_TRIES = 3  # a close the venue refuses is sent again this many times in all
 CLOSE_ROUNDS = 5  # closes sent in all by one stop (a fill that raced a cancel leaves a remainder)
-
-
-@dataclass(frozen=True)
-class _Cover:
-    """What is left of an adopted unpaired lot while the initial position is planned."""
-
-    sign: int
-    qty: int
 
 
 @dataclass(frozen=True)
@@ -199,24 +192,12 @@ class GridEngine:
         self.partials.end(level)
 
     def expire_partials(self, now_ms: int) -> list[Event]:
-        """Levels whose entry filled partly `partial_fill_timeout` ago give up the rest: the
-        reconcile cancels the remainder, the level continues with what it holds."""
-        if self.status in (STOPPING, STOPPED):
+        """Levels whose entry filled partly `partial_fill_timeout` ago give up the rest (core/partial.py)."""
+        if self.status in (STOPPING, STOPPED) or not self.partials.since:  # a stop cancels everything anyway
             return []
-        events = []
-        for i in self.partials.due(now_ms, self.cfg.partial_fill_timeout_ms):
-            self.partials.end(i)
-            lv = self.levels[i]
-            if lv.exiting or not lv.held:
-                continue
-            self.levels[i] = replace(lv, exiting=True)
-            self.version += 1
-            timeout = describe_ms(self.cfg.partial_fill_timeout_ms or 0)
-            held, size = str(self.rules.qty(lv.held)), str(self.rules.qty(lv.spec.size))
-            events.append(Event("info", f"level {i} entry filled {held} of {size} in {timeout}: the rest is "
-                                f"cancelled, the level continues with {held}", i,
-                                {"partial_fill_timeout": timeout, "held": held, "size": size}))
-        return events
+        done = expire(self.levels, self.partials, now_ms, self.cfg.partial_fill_timeout_ms, self.rules)
+        self.version += bool(done)
+        return [Event("info", message, i, data) for i, message, data in done]
 
     def on_funding(self, payment: FundingPayment) -> list[Event]:
         self.ledger.add_funding(payment.amount)
@@ -373,35 +354,8 @@ class GridEngine:
         return "long" if self.levels[level].spec.side is Side.BUY else "short"
 
     def opening_requests(self, market: int) -> list[OrderRequest]:
-        """initial_position, once, when the grid first runs: market entries for the levels
-        the mode would hold at this price, nearest first, within max_position, never for
-        a level that already holds (an adopted position)."""
-        if self.opened:
-            return []
-        self.opened = True
-        if not self.cfg.initial_position or self.cfg.mode is Mode.NEUTRAL:
-            return []
-        cap = self.cfg.max_position
-        exposure = abs(self.ledger.position)
-        out = []
-        wanted = [lv for lv in self.levels.values() if lv.held == 0 and (
-            lv.spec.entry >= market if lv.spec.side is Side.BUY else lv.spec.entry <= market)]
-        unpaired = self.ledger.lots.get(UNASSIGNED)
-        for lv in sorted(wanted, key=lambda lv: abs(lv.spec.entry - market)):
-            s = lv.spec
-            sign = 1 if s.side is Side.BUY else -1
-            cover = unpaired.qty if unpaired is not None and unpaired.sign == sign else 0
-            if cover > 0:  # an adopted unpaired lot already holds (part of) this level's lot
-                if unpaired is not None:
-                    unpaired = None if cover <= s.size else _Cover(sign, cover - s.size)
-                continue
-            if cap is not None and exposure + s.size > cap:
-                break
-            exposure += s.size
-            self.levels[s.index] = replace(lv, gen=lv.gen + 1)
-            out.append(OrderRequest(self.client_id(s.index, Intent.ENTRY, lv.gen + 1), s.side, s.size, None,
-                                    position_side=self.position_side(s.index), level=s.index, intent=Intent.ENTRY))
-        return out
+        """initial_position's market entries, once, when the grid first runs (core/opening.py)."""
+        return opening_requests(self, market)
 
     # -- orders --------------------------------------------------------------
     def policy(self) -> OrderPolicy:

@@ -10,8 +10,10 @@ the fills' timestamps and the caller's `now_ms`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
+from gridctl.core.market import MarketRules
 from gridctl.core.orders import Level
 
 DEFAULT_TIMEOUT_MS = 600_000  # 10 minutes
@@ -54,6 +56,25 @@ class PartialEntries:
 
     def end(self, level: int) -> None:
         self.since.pop(level, None)
+
+
+def expire(levels: dict[int, Level], partials: PartialEntries, now_ms: int, timeout_ms: Optional[int],
+           rules: MarketRules) -> list[tuple[int, str, dict]]:
+    """Each level whose wait is over stops wanting its entry (`levels` is updated), so the
+    reconcile cancels the rest and the level continues with what it holds.
+    Returns (level, message, data) for each, for the engine's events."""
+    out = []
+    for i in partials.due(now_ms, timeout_ms):
+        partials.end(i)
+        lv = levels[i]
+        if lv.exiting or not lv.held:
+            continue
+        levels[i] = replace(lv, exiting=True)
+        timeout = describe_ms(timeout_ms or 0)
+        held, size = str(rules.qty(lv.held)), str(rules.qty(lv.spec.size))
+        out.append((i, f"level {i} entry filled {held} of {size} in {timeout}: the rest is cancelled, the level "
+                       f"continues with {held}", {"partial_fill_timeout": timeout, "held": held, "size": size}))
+    return out
 
 
 def describe_ms(ms: int) -> str:

@@ -2,12 +2,15 @@
 `gridctl venue binanceusdm` process; the venue's partial fault (leave=0.6) fills 0.40 of an entry
 of 1.00 and leaves 0.60 resting. The exit for the 0.40 rests at once, the entry's rest keeps its
 one order until the (short) timeout, then it is cancelled: its order row ends `cancelled` with
-0.40 filled, the exit stays sized 0.40, and after the exit the level's next entry is 1.00 again."""
+0.40 filled, the exit stays sized 0.40, and after the exit the level's next entry is 1.00 again.
+A worker killed while the rest waits counts the timeout from the stored fill when it restarts."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -101,5 +104,33 @@ def test_a_partly_filled_entry_is_given_up_after_partial_fill_timeout(tmp_path, 
 
         assert "stopped sol" in p.ok("stop", "sol", "-c", str(p.config))
         assert venue.open_orders() == [] and venue.position() == 0
+    finally:
+        p.cleanup()
+
+
+def test_a_worker_killed_while_the_rest_waits_gives_it_up_after_its_restart(tmp_path, venue):
+    p = Paper(tmp_path, config(tmp_path, venue))
+    p.env["GRIDCTL_CCXT_TIMING"] = FAST
+    try:
+        p.start()
+        wait_until(lambda: len(own_orders(venue)) == 4, 30, "the 4 buys below 170 on the venue")
+        venue.admin("/_admin/faults", {"partial": {"count": 1, "leave": 0.6}})
+        venue.price("169.00")
+        venue.price("169.50")
+        entry, exit_ = wait_until(lambda: len(b := level_orders(venue, 3)) == 2 and b, 20, "the exit of the 0.40")
+        wait_until(lambda: p.count("fills", "sol") == 1, 20, "the fill stored")
+        old = p.workers()["sol"]["pid"]
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: (w := p.workers()["sol"])["state"] == "running" and w["pid"] != old, 30, "sol restarted")
+        (left,) = wait_until(lambda: len(b := level_orders(venue, 3)) == 1 and b[0]["intent"] == "exit" and b,
+                             TIMEOUT_S + 30, "the entry's rest cancelled after the restart")
+        assert Decimal(left["qty"]) == Decimal("0.4") and len(own_orders(venue)) == 4
+        assert venue.position() == Decimal("0.4")
+        row = wait_until(lambda: next((r for r in order_rows(p) if r["client_id"] == entry["client_id"]
+                                       and r["status"] == "cancelled"), None), 20, "the entry's row cancelled")
+        assert Decimal(row["filled"]) == Decimal("0.4")
+        # one entry order at level 3 in all: the rest was never placed again
+        assert [r["client_id"] for r in order_rows(p) if r["level"] == "3" and r["intent"] == "entry"] == \
+            [entry["client_id"]]
     finally:
         p.cleanup()

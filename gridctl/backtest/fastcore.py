@@ -319,7 +319,7 @@ class FastCore:
             self.lcqty[i] += q
             self.lccost[i] += p * q
             self.lefee[i] += fee_d
-            self.exiting[i] = self.held[i] >= st.size[i]
+            self.exiting[i] = self.exiting[i] or self.held[i] >= st.size[i]  # as GridEngine.on_fill
         else:
             if q != self.held[i]:
                 raise Fallback  # a partial take: the ledger divides

@@ -20,7 +20,8 @@ from gridctl.core.market import MarketRules
 from gridctl.core.partial import describe_ms
 from gridctl.core.risk import RiskLimits, price_limits
 
-LIVE_KEYS = ("max_position", "partial_fill_timeout_ms")  # top-level strategy keys that change at once; every risk.* key does too
+# top-level strategy keys that change at once; every risk.* key does too
+LIVE_KEYS = ("max_position", "partial_fill_timeout_ms")
 
 
 def _flat(prefix: str, obj: Any) -> dict[str, Any]:

@@ -193,7 +193,8 @@ class Driver:
                 out.append(Submit(e.request(action.order)))
             else:
                 out.append(action)
-        deadline = e.partials.deadline(e.cfg.partial_fill_timeout_ms)  # a partly filled entry's rest is given up then (backtest: that candle)
+        # a partly filled entry's rest is given up then: the backtest stops at that candle
+        deadline = e.partials.deadline(e.cfg.partial_fill_timeout_ms)
         if deadline is not None:
             self.wake_at = deadline if self.wake_at is None else min(self.wake_at, deadline)
         return out, events

@@ -18,11 +18,11 @@ from gridctl.core.grid import LevelSpec, Mode, Side
 from gridctl.core.ledger import Ledger, Trade
 from gridctl.core.market import MarketRules
 from gridctl.core.opening import opening_requests
-from gridctl.core.partial import DEFAULT_TIMEOUT_MS, PartialEntries, expire
 from gridctl.core.orders import (
     Action, Cancel, DesiredOrder, Intent, Level, OpenOrder, OrderPolicy, OrderRequest, Submit, desired_orders,
     reconcile,
 )
+from gridctl.core.partial import DEFAULT_TIMEOUT_MS, PartialEntries, expire
 from gridctl.core.risk import RiskLimits, money_stop, price_stop
 
 WAITING, RUNNING, PAUSED, STOPPING, STOPPED = "waiting", "running", "paused", "stopping", "stopped"

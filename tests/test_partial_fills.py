@@ -274,3 +274,24 @@ def test_a_backtest_whose_simulator_fills_part_applies_the_same_rule():
     assert book == [("sell", 10300, 4)]  # the entry's rest is gone, the exit rests for the 0.4
     assert bt.engine.levels[2].held == 4 and bt.engine.levels[2].exiting
     assert fired == [T0 + 11 * BT_MIN] and bt.engine.partials.since == {}  # filled at T0 + 1 min
+
+
+def test_a_fill_the_venue_reports_before_its_trade_is_booked_places_no_second_entry():
+    """The timer's REST confirm sees level 2's entry filled 0.4 while the trade is still on its way
+    over the stream: the level's order keeps what the ledger sees left of it (was: cancelled and
+    replaced by a second entry of 1.0, which could then fill beside the late 0.4)."""
+    from gridctl.exchange.base import ExchangeOrder, OrderMirror
+    d = make()
+    m = OrderMirror(d.e.is_ours)
+    actions, _ = d.actions(T, START, m.version, lambda: d.own_orders(m.orders()))
+    for a in actions:
+        r = a.request
+        m.put(ExchangeOrder(r.client_id, str(r.level), r.side, r.price, r.qty, 0))
+    cid = next(a.request.client_id for a in actions if a.request.level == 2)
+    m.confirm([o if o.client_id != cid else replace(o, filled=4) for o in m.orders()], T + 1)
+    assert d.actions(T + 2, 10260, m.version, lambda: d.own_orders(m.orders()))[0] == []
+    fill = Fill(T + 3, cid, "2", Side.BUY, 10200, 4, D("0.001"), trade_id="t1")
+    m.apply(fill)
+    d.on_fill(fill)
+    actions, _ = d.actions(T + 4, 10260, m.version, lambda: d.own_orders(m.orders()))
+    assert kinds(actions) == [("place", 2, "exit", 4)]

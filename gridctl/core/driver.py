@@ -30,6 +30,7 @@ class VenueOrder(Protocol):
     order_id: str
     side: Side
     price: Optional[int]
+    qty: int
     reduce_only: bool
 
     @property
@@ -136,12 +137,15 @@ class Driver:
     def own_orders(self, venue_orders: Iterable[VenueOrder]) -> list[OpenOrder]:
         """The strategy's resting orders among the venue's, as the reconcile sees them
         (decoded from their client ids; cached, since most syncs see the same book)."""
-        out, cache = [], self._open_cache
+        out, cache, partials = [], self._open_cache, self.e.partials
         for o in venue_orders:
-            key = (o.client_id, o.remaining)
+            # what is left as the ledger sees it (a fill reported before its trade is booked)
+            left = partials.remaining(o.client_id, o.qty, o.remaining) if o.client_id in partials.booked \
+                else o.qty
+            key = (o.client_id, left)
             oo = cache.get(key)
             if oo is None:
-                oo = self.e.open_order(o.client_id, o.order_id, o.side, o.price, o.remaining, o.reduce_only)
+                oo = self.e.open_order(o.client_id, o.order_id, o.side, o.price, left, o.reduce_only)
                 if len(cache) > 10_000:
                     cache.clear()
                 cache[key] = oo

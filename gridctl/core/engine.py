@@ -172,6 +172,7 @@ class GridEngine:
                     "entry_price": str(trade.entry_price.quantize(rules.tick)),
                     "exit_price": str(trade.exit_price.quantize(rules.tick)),
                     "entry_ts": trade.entry_ts, "exit_ts": trade.exit_ts, "hold_ms": trade.hold_ms}))
+        self.partials.book(fill.client_id, fill.qty)
         self.partials.update(self.levels[d.level], fill.ts)
         return events
 

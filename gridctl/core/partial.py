@@ -17,6 +17,7 @@ from gridctl.core.market import MarketRules
 from gridctl.core.orders import Level
 
 DEFAULT_TIMEOUT_MS = 600_000  # 10 minutes
+BOOKED_KEPT = 50_000
 
 
 def waiting_for_rest(lv: Level) -> bool:
@@ -33,6 +34,22 @@ class PartialEntries:
 
     def __init__(self) -> None:
         self.since: dict[int, int] = {}  # level -> ts of the fill that made it partial
+        # steps booked of each own level order: what is left of it as the ledger sees it
+        self.booked: dict[object, int] = {}
+
+    def book(self, client_id: object, qty: int) -> None:
+        """A fill of an own level order was booked."""
+        if len(self.booked) > BOOKED_KEPT:  # bounded: only recent orders still rest
+            self.booked.pop(next(iter(self.booked)))
+        self.booked[client_id] = self.booked.get(client_id, 0) + qty
+
+    def remaining(self, client_id: object, qty: int, venue_remaining: int) -> int:
+        """What is left of an own order of `qty` steps as the ledger sees it: a fill the venue
+        reports (a REST snapshot) before its trade reaches the ledger must not make the
+        level's order look too small, or it is replaced by a second one while that fill
+        is on its way. The venue's figure when the ledger has booked it all."""
+        left = qty - self.booked.get(client_id, 0)
+        return left if left > 0 else venue_remaining
 
     def update(self, lv: Level, ts: int) -> None:
         """After a fill (or a cancel) changed the level: start, keep or end its wait."""

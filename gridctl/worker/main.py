@@ -183,6 +183,14 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     if rules is None and account.is_paper:  # a venue without a bundled snapshot: its own rules at connect
         raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
     db = open_database(state_dir, config.database)
+    from gridctl.process.host import host_name
+    from gridctl.store.ownership import OwnedElsewhere, claim
+
+    try:  # a database several hosts may share (a URL): never run another host's strategy
+        if config.database:
+            claim(db, name, host_name())
+    except OwnedElsewhere as exc:
+        raise WorkerConfigError(str(exc)) from None
     # orders and fills past the writer's memory bound go to this journal until the database is back
     writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name), **_writer_tuning())
     writer.start_background(1.0)
@@ -244,6 +252,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
                                              "investment": str(s.investment) if s.investment is not None else None,
                                              "leverage": s.leverage, "grids": s.grids}),
                  config_hash=settings_hash(config, name), status="stopping" if flatten else "starting",
+                 host=host_name(),
                  started_ts=grid["started_ts"],
                  **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +

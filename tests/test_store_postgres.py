@@ -162,6 +162,18 @@ def test_the_writer_reconnects_after_a_server_restart(pg_server, db):
     assert w.pending == 0 and FillRow.select().count() == 1
 
 
+def test_a_connection_idle_through_a_restart_is_replaced_on_first_use(pg_server, db):
+    # regression: the worker's last flush (in its main thread, whose connection sat idle since
+    # before a server crash) failed on the dead connection, so its final fills went to the journal
+    Strategy.insert(name="s").execute()
+    pg_server.stop("immediate")
+    pg_server.start()
+    w = BufferedWriter(db, now=Clock(), wall_ms=lambda: BIG_TS, strategy="s")
+    w.add("fills", {"strategy": "s", "ts": 1, "side": "buy", "price": Decimal(1), "qty": Decimal(1), "trade_id": "x"})
+    assert w.flush(force=True) is True and w.failures == 0
+    assert Strategy.select().count() == 1  # and a plain read outside a transaction too
+
+
 def test_a_socket_directory_url_without_a_password_in_it(pg_server, pg_url, tmp_path, monkeypatch):
     bare = pg_url.replace(f":{pg_server.password}@", "@")
     assert "@/" in bare and "?host=/" in bare

@@ -174,6 +174,33 @@ def test_a_connection_idle_through_a_restart_is_replaced_on_first_use(pg_server,
     assert Strategy.select().count() == 1  # and a plain read outside a transaction too
 
 
+class ServerCrash:
+    """The outage: the server stopped like a crash (every connection dies), then started again."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def begin(self) -> None:
+        self.server.stop("immediate")
+
+    def end(self) -> None:
+        self.server.start()
+
+
+def test_a_crashed_server_under_load_loses_no_fill_and_no_order(pg_server, pg_url, tmp_path):
+    # tests/test_store_outage.py's scenario (a producer thread at an even pace, the writer
+    # flushing from its thread, a memory bound that sends orders and fills to the journal)
+    from outage_scenario import run_outage
+
+    r = run_outage(tmp_path, outage_s=3.0, fills=5000, orders=1000, maxsize=200, url=pg_url,
+                   outage=ServerCrash(pg_server), db_timeout_s=1.0)
+    assert r["failed_flushes"] >= 3 and r["unavailable_since_ms"] is not None, r
+    assert r["peak_journaled"] > r["maxsize"], r
+    assert r["fills_stored"] == r["distinct_trade_ids"] == 5000, r
+    assert r["orders_stored"] == r["orders_filled"] == 1000, r
+    assert r["pending_after"] == 0 and not r["journal_left"] and r["closed_clean"], r
+
+
 def test_a_socket_directory_url_without_a_password_in_it(pg_server, pg_url, tmp_path, monkeypatch):
     bare = pg_url.replace(f":{pg_server.password}@", "@")
     assert "@/" in bare and "?host=/" in bare

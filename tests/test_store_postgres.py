@@ -221,3 +221,72 @@ def test_the_password_never_appears_in_an_error(pg_server, pg_url, tmp_path):
     assert "names no database" in str(err.value) and "Secret-Wrong-9" not in str(err.value)
     assert redact("postgresql://u:p%40ss@h:5/db?x=1") == "postgresql://u:***@h:5/db?x=1"
     assert connect_params("postgresql://u:p%40ss@/db?host=/run/pg")["password"] == "p@ss"
+
+
+BASE = """\
+version: 1
+database: {url}
+accounts:
+  paper:
+    exchange: paper
+    like: binanceusdm
+    feed: {{replay: "builtin:SOLUSDT_1m"}}
+strategies:
+  sol:
+    account: paper
+    symbol: SOL/USDT:USDT
+    mode: long
+    lower: 160
+    upper: 180
+    grids: 10
+    investment: 500
+    leverage: 2
+"""
+
+
+@pytest.mark.parametrize("url, message", [
+    ("mysql://u:Secret-9@db/grid", "database (line 2): mysql://u:***@db/grid is not a PostgreSQL URL"),
+    ("postgresql://u:Secret-9@db/", "database (line 2): database URL postgresql://u:***@db/ names no database"),
+    ("postgresql://u:Secret-9@db:x/grid", "database (line 2): database URL postgresql://u:***@db:x/grid: the port is not a number"),
+])
+def test_validate_refuses_an_unusable_database_url_without_showing_its_password(tmp_path, url, message):
+    from click.testing import CliRunner
+
+    import gridctl.cli.commands  # noqa: F401  (registers the commands)
+    from gridctl.cli import cli
+
+    cfg = tmp_path / "strategies.yaml"
+    cfg.write_text(BASE.format(url=url))
+    r = CliRunner().invoke(cli, ["validate", "-c", str(cfg)])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Secret-9" not in r.output and "Traceback" not in r.output
+
+
+def test_status_logs_export_report_against_a_postgres_database(pg_url, tmp_path):
+    from click.testing import CliRunner
+
+    import gridctl.cli.commands  # noqa: F401  (registers the commands)
+    from gridctl.cli import cli
+
+    db = open_database(tmp_path, pg_url)
+    w = BufferedWriter(db, strategy="sol")
+    w.upsert("strategies", {"name": "sol", "status": "stopped", "started_ts": BIG_TS - 3_600_000, "host": "h1",
+                            "config_json": '{"symbol": "SOL/USDT:USDT"}'})
+    w.add("fills", {"strategy": "sol", "ts": BIG_TS, "side": "buy", "price": Decimal("150.25"), "qty": Decimal("0.3"),
+                    "trade_id": "t1"})
+    w.event("sol", "info", "hello from postgres", ts=BIG_TS)
+    assert w.flush() is True
+    db.close()
+    cfg = tmp_path / "strategies.yaml"
+    cfg.write_text(BASE.format(url=pg_url))
+    run = CliRunner().invoke
+    st = run(cli, ["--state-dir", str(tmp_path / "st"), "status", "-c", str(cfg), "--json"])
+    assert st.exit_code == 0, st.output
+    (row,) = __import__("json").loads(st.output)
+    assert (row["name"], row["state"], row["host"]) == ("sol", "stopped", "h1")
+    logs = run(cli, ["logs", "-c", str(cfg), "sol"])
+    assert logs.exit_code == 0 and "hello from postgres" in logs.output, logs.output
+    csv = run(cli, ["export", "-c", str(cfg), "sol", "fills"])
+    assert csv.exit_code == 0 and "150.25" in csv.output, csv.output
+    rep = run(cli, ["report", "-c", str(cfg), "sol", "--period", "all"])
+    assert rep.exit_code == 0, rep.output

@@ -6,7 +6,9 @@ producer thread adds fills, order upserts (placed, then filled) and events at an
 even pace over the outage. The writer flushes from its background thread. Once the
 lock is released, the scenario waits until the writer has nothing pending and
 counts what reached the database. Used by tests/test_store_outage.py (seconds) and
-tests/bench/soak_db_outage.py (the 150 s version).
+tests/bench/soak_db_outage.py (the 150 s version). With `url` and `outage` (begin()/end(),
+e.g. a PostgreSQL server crashed and started again) tests/test_store_postgres.py runs it
+on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from gridctl.store.db import db_path, open_database
 from gridctl.store.journal import journal_path
@@ -26,19 +28,34 @@ from gridctl.store.writer import BufferedWriter
 NAME = "soak"
 
 
+class _Lock:
+    """The SQLite outage: another connection holds BEGIN EXCLUSIVE until end()."""
+
+    def __init__(self, path: Path):
+        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN EXCLUSIVE")
+
+    def end(self) -> None:
+        self.con.execute("COMMIT")
+        self.con.close()
+
+
 def run_outage(state_dir: Path, outage_s: float = 3.0, fills: int = 5000, orders: int = 1000,
                maxsize: int = 200, interval_s: float = 0.02, retry_s: float = 0.1, db_timeout_s: float = 0.05,
-               drain_timeout_s: float = 120.0) -> dict[str, Any]:
+               drain_timeout_s: float = 120.0, url: Optional[str] = None, outage: Any = None) -> dict[str, Any]:
     """Run the scenario in `state_dir`; returns the figures (see the module doc).
 
     Every `fills // orders`-th fill (at least every 2nd) also places an order and
     the next one fills it, so each order is upserted twice and must end up `filled`.
     """
-    db = open_database(state_dir, timeout=db_timeout_s)
+    db = open_database(state_dir, url, timeout=db_timeout_s)
     jpath = journal_path(state_dir, NAME)
     w = BufferedWriter(db, maxsize=maxsize, retry_s=retry_s, strategy=NAME, journal_path=jpath)
-    locker = sqlite3.connect(db_path(state_dir), isolation_level=None, check_same_thread=False)
-    locker.execute("BEGIN EXCLUSIVE")
+    if outage is None:
+        outage = _Lock(db_path(state_dir))
+    outage.begin()
     t0 = time.monotonic()
     w.start_background(interval_s)
     every = max(2, fills // max(1, orders))  # order j is placed at fill j*every, filled at the next one
@@ -75,7 +92,7 @@ def run_outage(state_dir: Path, outage_s: float = 3.0, fills: int = 5000, orders
         time.sleep(0.01)
     producer.join()
     during = w.stats()
-    locker.execute("COMMIT")
+    outage.end()
     released = time.monotonic()
     while w.pending and time.monotonic() - released < drain_timeout_s:
         time.sleep(0.01)
@@ -86,7 +103,6 @@ def run_outage(state_dir: Path, outage_s: float = 3.0, fills: int = 5000, orders
     distinct = (FillRow.select(FillRow.trade_id).where(FillRow.strategy == NAME).distinct().count())
     stored_orders = Order.select().where(Order.strategy == NAME).count()
     filled_orders = Order.select().where((Order.strategy == NAME) & (Order.status == "filled")).count()
-    locker.close()
     db.close()
     return {
         "outage_s": outage_s, "fills_added": fills, "orders_added": orders, "maxsize": maxsize,

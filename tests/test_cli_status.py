@@ -218,3 +218,25 @@ def test_report_by_day_splits_pnl_per_utc_day(state):
                                 "1.013085", "1", "0.5"]
     md = report(state, "sol-neutral", "--period", "1d", "--format", "md").stdout
     assert md.startswith("# gridctl report by day (UTC)") and "| 2024-08-02  | sol-neutral |" in md
+
+
+def test_a_strategy_of_another_host_shows_its_host_and_is_never_judged_here(state, monkeypatch):
+    # a shared database: sol-neutral "running" on host beta, whose PID file is not here
+    import sqlite3
+
+    con = sqlite3.connect(state / "gridctl.db")
+    con.execute("UPDATE strategies SET host = 'beta' WHERE name = 'sol-neutral'")
+    con.execute("UPDATE strategies SET host = 'alpha' WHERE name = 'sol-long'")
+    con.commit()
+    con.close()
+    (state / "run" / "sol-neutral.pid").unlink()  # no lock holder here: this host would call it "down"
+    monkeypatch.setenv("GRIDCTL_HOST", "alpha")
+    r = run(state, columns="200")
+    assert r.exit_code == 0, r.output
+    head, _, *lines = r.stdout.splitlines()
+    assert head.split()[:3] == ["strategy", "host", "state"], r.stdout
+    assert lines[0].split()[:3] == ["sol-long", "alpha", "stopped"]
+    assert lines[1].split()[:3] == ["sol-neutral", "beta", "running"]  # from the database, not "down"
+    rows = {x["name"]: x for x in json.loads(run(state, "--json").stdout)}
+    assert (rows["sol-neutral"]["host"], rows["sol-neutral"]["remote"]) == ("beta", True)
+    assert (rows["sol-long"]["host"], rows["sol-long"]["remote"]) == ("alpha", False)

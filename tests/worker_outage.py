@@ -16,6 +16,11 @@ table by trade id, the venue's order ids against the `orders` table, the ledger
 position the worker reports (`status --json`) against the venue's position, and
 finally `gridctl stop NAME` against a flat venue. Used by
 tests/test_e2e_db_outage.py (seconds) and tests/bench/soak_worker_db_outage.py (150 s).
+
+With `database` (a PostgreSQL URL) and `outage` (an object with begin() and end(), e.g.
+the server stopped with `pg_ctl stop -m immediate` and started again) the same scenario
+runs on PostgreSQL (tests/test_e2e_postgres_outage.py); nothing is readable during that
+outage, so `stored_during_outage` is None and `status` is expected to fail clearly.
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ def wait_until(pred: Callable[[], object], timeout: float = 20.0, what: str = "c
         time.sleep(step)
 
 
-def config(speed: int, lower: float, upper: float, levels: int) -> dict:
-    return {"version": 1,
+def config(speed: int, lower: float, upper: float, levels: int, database: Optional[str] = None) -> dict:
+    return {"version": 1, **({"database": database} if database else {}),
             "accounts": {"paper": {"exchange": "paper", "like": "binanceusdm", "balance": 100000,
                                    "feed": {"replay": "builtin:SOLUSDT_1m", "speed": speed}}},
             "strategies": {NAME: {"account": "paper", "symbol": "SOL/USDT:USDT", "mode": "neutral",
@@ -69,6 +74,7 @@ class Fleet:
     """One state dir, one strategy; every process it starts dies in cleanup()."""
 
     def __init__(self, root: Path, cfg: dict, maxsize: int, backoff: float = 0.3):
+        self.database = cfg.get("database")
         self.root = root
         self.state = root / "st"
         self.config = root / "strategies.yaml"
@@ -117,6 +123,18 @@ class Fleet:
         return self.venue().snapshot()["position"]
 
     def sql(self, query: str, *params) -> list[tuple]:
+        if self.database:
+            from gridctl.store.postgres import connect_params
+            import psycopg2
+
+            kw = connect_params(self.database)
+            con = psycopg2.connect(dbname=kw.pop("database"), **kw)
+            try:
+                with con.cursor() as cur:
+                    cur.execute(query.replace("%", "%%").replace("?", "%s"), params)
+                    return cur.fetchall()
+            finally:
+                con.close()
         con = sqlite3.connect(db_path(self.state), timeout=30)
         try:
             return con.execute(query, params).fetchall()
@@ -164,7 +182,8 @@ def consistent_positions(f: Fleet, timeout: float = 20.0) -> tuple[Decimal, Deci
 def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, levels: int = 90,
                       lower: float = 165, upper: float = 174, maxsize: int = 200,
                       kill: Union[bool, str] = False, min_fills_before: int = 10,
-                      log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                      log: Callable[[str], None] = lambda m: None, database: Optional[str] = None,
+                      outage: Any = None) -> dict[str, Any]:
     """Run the scenario in `root` (see the module doc); returns its figures.
 
     kill: False, True (kill -9 halfway through the outage, restart after the release)
@@ -172,7 +191,7 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
     """
     # a restart after the release: the supervisor's first backoff outlasts the rest of the outage
     backoff = outage_s / 2 + 3 if kill is True else 0.3
-    f = Fleet(root, config(speed, lower, upper, levels), maxsize, backoff=backoff)
+    f = Fleet(root, config(speed, lower, upper, levels, database), maxsize, backoff=backoff)
     r: dict[str, Any] = {"outage_s": outage_s, "speed": speed, "levels": levels, "maxsize": maxsize,
                          "kill": kill}
     try:
@@ -184,11 +203,12 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
         wait_until(lambda: f.sql("SELECT COUNT(*) FROM fills WHERE strategy = ?", NAME)[0][0] >= min_fills_before,
                    60, f"{min_fills_before} fills stored before the outage")
 
-        locker = sqlite3.connect(db_path(f.state), timeout=30, isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")
+        if outage is None:
+            outage = SqliteLock(db_path(f.state))
+        stored_at_lock = f.sql("SELECT COUNT(*) FROM fills WHERE strategy = ?", NAME)[0][0]  # WAL: readers go on
+        outage.begin()
         t0 = time.monotonic()
         venue_at_lock = len(f.trades())
-        stored_at_lock = f.sql("SELECT COUNT(*) FROM fills WHERE strategy = ?", NAME)[0][0]  # WAL: readers go on
         log(f"database locked: venue {venue_at_lock} fills, {stored_at_lock} stored")
         status_line, status_ok, status_tries, journal_peak = None, 0, 0, 0
         killed_pid: Optional[int] = None
@@ -212,6 +232,8 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
             if status_line is None or (time.monotonic() - t0) % 10 < 1:
                 status_tries += 1
                 s = f.gridctl("status", "-c", str(f.config), timeout=60)
+                if s.returncode:  # PostgreSQL down: status says why (kept to check it names no password)
+                    r.setdefault("status_errors", set()).add(s.stderr.strip()[:300])
                 if s.returncode == 0:
                     status_ok += 1
                     line = next((ln for ln in s.stdout.splitlines()
@@ -221,12 +243,13 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
         if "venue_fills_at_restart" in r:  # the restarted worker traded on inside the outage
             r["venue_fills_after_restart_in_outage"] = len(f.trades()) - r["venue_fills_at_restart"]
         r["venue_fills_during_outage"] = len(f.trades()) - venue_at_lock
-        r["stored_during_outage"] = f.sql("SELECT COUNT(*) FROM fills WHERE strategy = ?", NAME)[0][0] - stored_at_lock
+        r["stored_during_outage"] = (None if f.database else  # nothing is readable while the server is down
+                                     f.sql("SELECT COUNT(*) FROM fills WHERE strategy = ?", NAME)[0][0] - stored_at_lock)
         r["journal_peak"] = max(journal_peak, f.journal_rows())
         r["status_answered"] = f"{status_ok}/{status_tries}"
         r["status_line"] = status_line
-        locker.execute("COMMIT")
-        locker.close()
+        r["status_errors"] = sorted(r.get("status_errors", ()))
+        outage.end()
         released = time.monotonic()
         log(f"database released after {released - t0:.1f} s: venue made {r['venue_fills_during_outage']} "
             f"fills meanwhile, journal peak {r['journal_peak']} rows")
@@ -303,6 +326,20 @@ def run_worker_outage(root: Path, outage_s: float = 20.0, speed: int = 600, leve
         f.cleanup()
 
 
+class SqliteLock:
+    """The SQLite outage: another connection holds BEGIN EXCLUSIVE until end()."""
+
+    def __init__(self, path: Path):
+        self.con = sqlite3.connect(path, timeout=30, isolation_level=None)
+
+    def begin(self) -> None:
+        self.con.execute("BEGIN EXCLUSIVE")
+
+    def end(self) -> None:
+        self.con.execute("COMMIT")
+        self.con.close()
+
+
 def problems(r: dict[str, Any]) -> list[str]:
     """What is wrong in a run's figures (empty: nothing lost, nothing doubled, positions agree)."""
     out = []
@@ -317,7 +354,7 @@ def problems(r: dict[str, Any]) -> list[str]:
         out.append(f"venue not flat after stop: {r['venue_position_after_stop']}")
     if Decimal(r["position_from_stored_fills_after_stop"]) != 0:
         out.append(f"stored fills sum to {r['position_from_stored_fills_after_stop']} after stop, not 0")
-    if not r["status_line"]:
+    if not r["status_line"] and r["stored_during_outage"] is not None:  # a PostgreSQL outage: status cannot read
         out.append("status never showed 'database unavailable since'")
     if r["db_unavailable_since_after"] is not None:
         out.append(f"status still shows the database unavailable since {r['db_unavailable_since_after']}")

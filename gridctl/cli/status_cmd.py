@@ -72,6 +72,7 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
         if not name or name not in known:
             fail(str(exc), EXIT_USAGE)  # a misspelled name is a usage error
         rows = []
+    _mark_remote(rows)
     _overlay_live(rows, state_dir, sup, now, only=name)
     for r in rows:
         derive(r, now)
@@ -103,6 +104,16 @@ def _json_row(r: dict) -> dict:
     return out
 
 
+def _mark_remote(rows: list[dict]) -> None:
+    """A strategy another host runs (a shared database): `remote`, shown from the database as
+    it is, never judged by this host's supervisor or PID files."""
+    from gridctl.process.host import host_name
+
+    here = host_name()
+    for r in rows:
+        r["remote"] = bool(r.get("host")) and r["host"] != here
+
+
 def _supervisor(state_dir) -> Optional[dict]:
     from gridctl.control import client
 
@@ -117,7 +128,14 @@ def _empty_row(w: dict) -> dict:
             "equity": None, "as_of_ts": None, "stale": False, "entry_price": None, "mode": None, "lower": None,
             "upper": None, "grids": None, "levels": 0, "investment": None, "leverage": None, "cycles": 0,
             "cycles_24h": 0, "uptime_s": None, "pid": w.get("pid"), "started_ts": None, "stop_reason": None,
-            "last_error": None, "db_unavailable_since": None, "in_database": False}
+            "last_error": None, "db_unavailable_since": None, "in_database": False, "host": _here(),
+            "remote": False}
+
+
+def _here() -> str:
+    from gridctl.process.host import host_name
+
+    return host_name()
 
 
 def _overlay_live(rows: list[dict], state_dir, sup: Optional[dict], now: int, only: Optional[str] = None) -> None:
@@ -137,6 +155,8 @@ def _overlay_live(rows: list[dict], state_dir, sup: Optional[dict], now: int, on
         if not w.get("name") or (only and w["name"] != only):
             continue
         row = by_name.get(w["name"])
+        if row is not None and row.get("remote"):
+            continue  # the same name on another host (this host's worker refused to run it)
         if row is None:
             row = by_name[w["name"]] = _empty_row(w)
             row.update(live=False, reason=None)
@@ -180,7 +200,7 @@ def _mark_dead_workers(rows: list[dict], state_dir) -> None:
 
     paths = StatePaths(state_dir)
     for row in rows:
-        if row["state"] in ACTIVE:
+        if row["state"] in ACTIVE and not row.get("remote"):
             # alive only if some process is proven to hold its lock: the PID file may name anyone
             if not lock_owner(paths.worker_pid(row["name"])):
                 row["state"] = "down"

@@ -115,18 +115,23 @@ def _render(rows: list[dict], cols: list[Column], now: int) -> str:
                     disable_numparse=True, stralign="right")
 
 
+# shown when another host runs some of the strategies (a shared PostgreSQL database)
+HOST_COLUMN: Column = ("host", lambda r, n: r.get("host") or "-", 0)
+
+
 def table(rows: list[dict], now: int, width: int, wide: bool = False) -> str:
     """The dashboard: every column with `wide`, else the most important that fit in `width`."""
+    columns = [COLUMNS[0], HOST_COLUMN, *COLUMNS[1:]] if any(r.get("remote") for r in rows) else COLUMNS
     if wide:
-        return _render(rows, COLUMNS, now)
+        return _render(rows, columns, now)
     chosen: set[int] = set()
-    for i in sorted(range(len(COLUMNS)), key=lambda i: (COLUMNS[i][2], i)):
+    for i in sorted(range(len(columns)), key=lambda i: (columns[i][2], i)):
         trial = chosen | {i}
-        text = _render(rows, [COLUMNS[j] for j in sorted(trial)], now)
-        if COLUMNS[i][2] > 0 and max(len(line) for line in text.splitlines()) > width:
+        text = _render(rows, [columns[j] for j in sorted(trial)], now)
+        if columns[i][2] > 0 and max(len(line) for line in text.splitlines()) > width:
             continue
         chosen = trial
-    return _render(rows, [COLUMNS[j] for j in sorted(chosen)], now)
+    return _render(rows, [columns[j] for j in sorted(chosen)], now)
 
 
 def notes(rows: list[dict]) -> list[str]:
@@ -153,7 +158,7 @@ def detail(r: dict, levels: list[dict], now: int) -> str:
     pairs = [
         ("state", r["state"] + (f" ({r['reason']})" if r.get("reason") and r["state"] in
                                 ("fatal", "backoff", "exited") else "")),
-        ("symbol", r.get("symbol") or "-"), ("as of", as_of_text),
+        ("symbol", r.get("symbol") or "-"), ("host", r.get("host") or "-"), ("as of", as_of_text),
         ("price", d(r["price"])), ("range", grid_range(r)), ("mode", r.get("mode") or "-"),
         ("investment", d(r.get("investment"))), ("leverage", str(r.get("leverage") or "-")),
         ("position", position(r)), ("average entry", d(r.get("entry_price"))),

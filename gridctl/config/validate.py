@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gridctl import datasets
-from gridctl.config import credentials, market_check
+from gridctl.config import credentials, database_url, market_check
 from gridctl.config.model import (
     AccountConfig, Config, EventsConfig, FeedConfig, MarginRatioConfig, ReportConfig, RiskConfig, StrategyConfig,
 )
@@ -351,6 +351,8 @@ def from_source(src: Source, path: Path, environ: Optional[dict[str, str]] = Non
     events = _events(r, top.get("events"))
     if check_markets:
         market_check.check_strategies(r, accounts, strategies, live_markets)
+    if isinstance(top.get("database"), str) and (why := database_url.problem(top["database"])):
+        r.error(("database",), why)
     if r.problems:
         raise ConfigError(r.problems)
     state_dir = r.text(top, (), "state_dir")

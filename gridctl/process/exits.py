@@ -8,12 +8,14 @@ from __future__ import annotations
 
 # Reserved worker exit codes (BSD sysexits values, so they mean something to admins too).
 EX_OK = 0
+EX_DB_UNAVAILABLE = 69    # the database cannot be opened at start (a PostgreSQL server down): retried, never fatal
 EX_SOFTWARE = 70          # an unhandled exception in the worker
 EX_ALREADY_RUNNING = 75   # another process holds the strategy's PID-file lock
 EX_AUTH = 77              # the exchange refused the API keys: restarting will not help
 EX_CONFIG = 78            # the strategy's configuration is unusable: restarting will not help
 
 EXIT_MEANING = {
+    EX_DB_UNAVAILABLE: "database unavailable",
     EX_SOFTWARE: "internal error",
     EX_ALREADY_RUNNING: "already running",
     EX_AUTH: "authentication error",

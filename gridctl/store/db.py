@@ -41,9 +41,7 @@ def open_database(state_dir: Union[str, Path], url: Optional[str] = None, timeou
     playhouse.db_url. `timeout` is how long a write waits for another writer's lock.
     """
     if url:
-        from playhouse.db_url import connect
-
-        db = connect(url)
+        return _open_url(url, timeout)
     else:
         path = db_path(state_dir)
         if not path.exists():
@@ -63,6 +61,39 @@ def open_database(state_dir: Union[str, Path], url: Optional[str] = None, timeou
     _connect(db, timeout)
     migrate(db)
     return db
+
+
+def _open_url(url: str, timeout: float) -> Database:
+    """A URL database (PostgreSQL through gridctl.store.postgres), connected and migrated.
+
+    Every error raised from here has the URL's password replaced by ***.
+    """
+    from gridctl.store import postgres
+
+    try:
+        if postgres.is_postgres(url):
+            db = postgres.open_postgres(url)
+        else:
+            from playhouse.db_url import connect
+
+            db = connect(url)
+        bind(db)
+        _connect(db, timeout)
+        migrate(db)
+        return db
+    except Exception as exc:
+        text = postgres.scrub(str(exc), url)
+        if text == str(exc):
+            raise
+        raise type(exc)(text) if _rebuildable(exc) else postgres.UrlError(text) from None
+
+
+def _rebuildable(exc: Exception) -> bool:
+    try:
+        type(exc)("x")
+        return True
+    except Exception:
+        return False
 
 
 def _connect(db: Database, timeout: float) -> None:

@@ -10,10 +10,11 @@ schema changes are new numbered functions that check before they alter (e.g.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
-from peewee import CharField, Database, SqliteDatabase, TextField
+from peewee import CharField, Database, PostgresqlDatabase, SqliteDatabase, TextField
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
@@ -50,11 +51,23 @@ def _m4_market_cache(db: Database) -> None:
     db.create_tables([MarketCache], safe=True)
 
 
+def _m5_strategy_host(db: Database) -> None:
+    """strategies.host: the host whose supervisor runs the strategy (several hosts may share
+    one PostgreSQL database; null in older rows: this host's, as before)."""
+    if "host" not in {c.name for c in db.get_columns("strategies")}:
+        migrator = SchemaMigrator.from_database(db)
+        run_migrations(migrator.add_column("strategies", "host", CharField(null=True)))
+
+
+# "gridctl" in ASCII: the advisory lock id of the migrations on PostgreSQL
+MIGRATION_LOCK = 0x67726964_63746C
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
     2: _m2_fill_trade_id,
     3: _m3_equity_exchange_position,
     4: _m4_market_cache,
+    5: _m5_strategy_host,
 }
 LATEST = max(MIGRATIONS)
 
@@ -67,17 +80,25 @@ def current_version(db: Database) -> int:
     return row.version if row else 0
 
 
+@contextlib.contextmanager
 def _write_transaction(db: Database):
     """A transaction holding the write lock from its start.
 
     On SQLite a plain (deferred) transaction that reads and then writes fails at
     once with "database is locked", without waiting, when another connection
     committed in between; the workers a supervisor forks together all migrate a
-    new database at the same moment.
+    new database at the same moment. On PostgreSQL (where workers of several hosts
+    may start together) a transaction-scoped advisory lock serializes the migrations:
+    CREATE TABLE IF NOT EXISTS is not safe against a concurrent one.
     """
     if isinstance(db, SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+        with db.atomic("IMMEDIATE"):
+            yield
+        return
+    with db.atomic():
+        if isinstance(db, PostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        yield
 
 
 def migrate(db: Database) -> int:

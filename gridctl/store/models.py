@@ -75,6 +75,8 @@ class Strategy(BaseModel):
     stop_reason = TextField(null=True)
     last_error = TextField(null=True)
     pid = IntegerField(null=True)
+    # the host whose supervisor runs it (gridctl.process.host); hosts sharing a database never touch another's
+    host = CharField(null=True)
     started_ts = BigIntegerField(null=True)
     updated_ts = BigIntegerField(null=True)
 

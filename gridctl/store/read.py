@@ -118,6 +118,8 @@ def status(db: Database, names: Optional[Sequence[str]] = None, now: Optional[in
             **grid_facts(s, now),
             "uptime_s": max(0, (now - s.started_ts) // 1000) if live else None,
             "pid": s.pid,
+            # the host whose supervisor runs it (several hosts may share a PostgreSQL database)
+            "host": s.host,
             "started_ts": s.started_ts,
             # the configuration in force: its hash, and when it was applied (start or `gridctl reload`)
             "config_hash": s.config_hash,

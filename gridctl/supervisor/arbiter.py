@@ -27,7 +27,8 @@ from gridctl.config.model import EventsConfig
 from gridctl.config.strategy import settings_hash
 from gridctl.control.client import ControlError, NotRunning, worker_call
 from gridctl.process.heartbeat import DEFAULT_TIMEOUT as HEARTBEAT_TIMEOUT
-from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EXIT_MEANING, describe_exit
+from gridctl.process.exits import (EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EX_DB_UNAVAILABLE, EXIT_MEANING,
+                                   describe_exit)
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, SupervisorLock, lock_holder, read_pid
 from gridctl.supervisor import child
@@ -353,6 +354,14 @@ class Arbiter(Operations, Watchdog):
         elif code == EX_ALREADY_RUNNING:
             other = lock_holder(self.paths.worker_pid(w.name))  # the proven holder, not the file's text
             self.set_state(w, WorkerState.EXITED, f"{w.name} is already running" + (f" (pid {other})" if other else ""))
+        elif code == EX_DB_UNAVAILABLE:
+            # the database is down (a PostgreSQL server): wait for it however long it takes, with
+            # back-off, never a crash loop; the worker's orders rest on the venue meanwhile
+            w.crashes = min(self.policy.next_count(w.crashes, ran), max(1, self.policy.max_crashes - 1))
+            delay = self.policy.delay(w.crashes)
+            w.retry_at = time.monotonic() + delay
+            self.set_state(w, WorkerState.BACKOFF, f"pid {last_pid} {desc}; restarting in {delay:g} s"
+                                                   f"{self._log_tail(w.name)}")
         elif code in (EX_CONFIG, EX_AUTH):
             self.set_state(w, WorkerState.FATAL, f"{EXIT_MEANING[code]} (exit {code}){self._log_tail(w.name)}")
         else:

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Optional
 
+from peewee import PeeweeException
+
 from gridctl.config import ConfigError, load
 from gridctl.config.model import AccountConfig, StrategyConfig
 from gridctl.config.strategy import engine_config, grid_params, rules_for, settings_hash
@@ -31,7 +33,7 @@ from gridctl.core.market import MarketRules
 from gridctl.core.plan import build_grid
 from gridctl.exchange.venues import quirk
 from gridctl.exchange.base import AuthError as ExchangeAuthError, ExchangeError
-from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG
+from gridctl.process.exits import EX_ALREADY_RUNNING, EX_AUTH, EX_CONFIG, EX_DB_UNAVAILABLE
 from gridctl.process.heartbeat import Heartbeat
 from gridctl.process.paths import StatePaths
 from gridctl.process.pidfile import AlreadyRunning, acquire_worker_lock
@@ -45,6 +47,10 @@ class WorkerConfigError(Exception):
 
 class WorkerAuthError(Exception):
     """The venue refused the account's API keys (exit 77)."""
+
+
+class WorkerDatabaseError(Exception):
+    """The database cannot be opened at start (exit 69): the supervisor retries, never gives up."""
 
 
 class WorkerVenueError(Exception):
@@ -182,7 +188,18 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     rules = rules_for(account, s.symbol)
     if rules is None and account.is_paper:  # a venue without a bundled snapshot: its own rules at connect
         raise WorkerConfigError(f"no market rules for {s.symbol} on {account.venue}")
-    db = open_database(state_dir, config.database)
+    try:  # the stored grid is needed before anything trades: without the database, wait outside
+        db = open_database(state_dir, config.database)
+    except (PeeweeException, OSError) as exc:
+        raise WorkerDatabaseError(f"cannot open the database: {' '.join(str(exc).split())}") from None
+    from gridctl.process.host import host_name
+    from gridctl.store.ownership import OwnedElsewhere, claim
+
+    try:  # a database several hosts may share (a URL): never run another host's strategy
+        if config.database:
+            claim(db, name, host_name())
+    except OwnedElsewhere as exc:
+        raise WorkerConfigError(str(exc)) from None
     # orders and fills past the writer's memory bound go to this journal until the database is back
     writer = BufferedWriter(db, strategy=name, journal_path=journal_path(state_dir, name), **_writer_tuning())
     writer.start_background(1.0)
@@ -244,6 +261,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
                                              "investment": str(s.investment) if s.investment is not None else None,
                                              "leverage": s.leverage, "grids": s.grids}),
                  config_hash=settings_hash(config, name), status="stopping" if flatten else "starting",
+                 host=host_name(),
                  started_ts=grid["started_ts"],
                  **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
     rec.event(now_ms, "status", ("new grid" if fresh else "continuing grid") +
@@ -340,3 +358,6 @@ def run_worker(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     except WorkerVenueError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
+    except WorkerDatabaseError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EX_DB_UNAVAILABLE

@@ -203,7 +203,7 @@ class WorkerLoop(ControlHandler):
                 self.rec.order_status(ev.ts, ev.client_id, ev.status, ev.reason or None)
         elif isinstance(ev, FundingPayment):
             self.rec.engine_events(ev.ts, self.d.on_funding(ev))
-            self.rec.funding(ev)
+            self.rec.funding(self.d.last_funding or ev)  # this strategy's share (gridctl.core.virtual)
         elif isinstance(ev, StreamState):
             self.rec.event(ev.ts, "warn" if ev.state == "lost" else "info", f"exchange stream {ev.state}"
                            + (f": {ev.detail}" if ev.detail else ""))

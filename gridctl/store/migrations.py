@@ -17,7 +17,7 @@ from peewee import CharField, Database, SqliteDatabase, TextField
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
-from gridctl.store.models import MODELS, MarketCache, SchemaVersion
+from gridctl.store.models import MODELS, VIRTUAL_MODELS, MarketCache, SchemaVersion
 
 
 def _m1_create_everything(db: Database) -> None:
@@ -50,11 +50,18 @@ def _m4_market_cache(db: Database) -> None:
     db.create_tables([MarketCache], safe=True)
 
 
+def _m5_virtual_positions(db: Database) -> None:
+    """Several strategies on one account and symbol: their virtual positions, the leg checks,
+    the assignments of `gridctl reconcile` and the UNASSIGNED buckets (gridctl.core.virtual)."""
+    db.create_tables(VIRTUAL_MODELS, safe=True)
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
     2: _m2_fill_trade_id,
     3: _m3_equity_exchange_position,
     4: _m4_market_cache,
+    5: _m5_virtual_positions,
 }
 LATEST = max(MIGRATIONS)
 

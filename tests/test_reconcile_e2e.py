@@ -73,8 +73,8 @@ def test_a_manual_trade_on_a_shared_leg_is_shown_and_assigned(tmp_path: Path):
         assert D(leg["difference"]) == D("0.50") and D(leg["unassigned"]) == 0
         table = p.ok("status", "-c", str(p.config))
         assert "MISMATCH" in table and f"see gridctl reconcile shared {SYMBOL}" in table, table
-        logs = p.ok("logs", "-c", str(p.config), "near")
-        assert "position mismatch: SOL/USDT:USDT on account 'shared', long leg" in logs, logs
+        wait_until(lambda: "position mismatch: SOL/USDT:USDT on account 'shared', long leg: venue"
+                   in p.ok("logs", "-c", str(p.config), "near"), 30, "the mismatch logged")
 
         shown = reconcile(p, "--json")
         assert shown.returncode == 0, shown.stderr

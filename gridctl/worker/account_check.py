@@ -79,13 +79,13 @@ class AccountCheck:
             return None
         venue = virtual.venue_legs(reports, self.hedge)
         checks = virtual.check_legs(venue, [self.own(), *others], unassigned, self.legs)
-        for c in checks:
-            self._store(ts, c)
         seen = tuple((c.leg, c.difference) for c in checks if c.difference)
         if seen and seen != self._suspect:
-            self._suspect, self.confirm_soon = seen, True  # seen once: checked again before it is reported
+            self._suspect, self.confirm_soon = seen, True  # seen once: checked again before it is shown
             return checks
         self._suspect = seen or None
+        for c in checks:
+            self._store(ts, c)
         if report:
             for c in checks:
                 self._report(ts, c)

@@ -154,7 +154,7 @@ class WorkerLoop(ControlHandler):
             return
         acc.pick_up(ts)
         checks = acc.check(ts, reports, report=acc.shared)
-        if acc.confirm_soon:  # the next reconcile comes within CONFIRM_S
+        if acc.confirm_soon and acc.shared:  # the next reconcile comes within CONFIRM_S
             self.last_reconcile = min(self.last_reconcile, self.clock() - self.reconcile_every_s + CONFIRM_S)
         if not acc.shared:
             if checks is not None:

@@ -69,4 +69,5 @@ cli.lazy_commands = {
     "status": "gridctl.cli.status_cmd", "plan": "gridctl.cli.plan_cmds", "validate": "gridctl.cli.plan_cmds",
     "backtest": "gridctl.cli.backtest_cmd", "sweep": "gridctl.cli.sweep_cmd", "markets": "gridctl.cli.markets_cmd",
     "venue": "gridctl.cli.venue_cmd", "secrets": "gridctl.cli.secrets_cmd",
+    "reconcile": "gridctl.cli.reconcile_cmd",
 }

@@ -76,6 +76,7 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
     _overlay_live(rows, state_dir, sup, now, only=name)
     for r in rows:
         derive(r, now)
+    legs, resets = _shared_legs(db, rows)
     if as_json:
         print_json([_json_row(r) for r in rows])
         return
@@ -91,6 +92,28 @@ def status(app: AppContext, config_path: str, name: Optional[str], as_json: bool
     click.echo(status_view.table(rows, now, _width(), wide))
     for line in status_view.notes(rows):
         click.echo(line)
+    from gridctl.cli.legs_view import legs_table, reset_note
+
+    for r in rows:
+        if r["name"] in resets:
+            click.echo(reset_note(r["name"], resets[r["name"]]))
+    for line in legs_table(legs):
+        click.echo(line)
+
+
+def _shared_legs(db, rows: list[dict]) -> tuple[list[dict], dict]:
+    """Several strategies on one account's leg (gridctl.core.virtual): the legs checked, and the
+    strategies' reset marks; put on each row too (`shared_legs`, `position_reset`, for --json)."""
+    from gridctl.store.virtual_read import account_legs, accounts_of, resets as read_resets
+
+    try:
+        legs, resets, accounts = account_legs(db), read_resets(db), accounts_of([r["name"] for r in rows])
+    except Exception:  # an older database, or one that is busy: the table above is the status
+        return [], {}
+    for r in rows:
+        r["position_reset"] = resets.get(r["name"])
+        r["shared_legs"] = [g for g in legs if g["symbol"] == r.get("symbol") and g["account"] == accounts.get(r["name"])]
+    return legs, resets
 
 
 def _json_row(r: dict) -> dict:

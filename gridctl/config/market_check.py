@@ -185,34 +185,23 @@ def _check_tags(r: Reader, accounts: dict[str, AccountConfig], strategies: dict[
         seen[key] = s.name
 
 
-def _legs(s: StrategyConfig) -> set[str]:
-    return {"long", "short"} if s.mode.value == "neutral" else {s.mode.value}
-
-
 def _check_shared_symbols(r: Reader, accounts: dict[str, AccountConfig],
                           strategies: dict[str, StrategyConfig]) -> None:
-    """Strategies on one account and symbol must not share a position on the venue: the
-    venue keeps one (one-way) or one per leg (hedge), and each worker takes it as its own."""
-    seen: dict[tuple[str, str, str], str] = {}
+    """One-way accounts take one strategy per symbol: the venue nets their positions into one,
+    and a reduceOnly exit of one can be rejected because of the other's position. Hedge
+    accounts take any number per leg: each keeps its own virtual position, and their sum is
+    reconciled against the leg's (gridctl.core.virtual)."""
+    seen: dict[tuple[str, str], str] = {}
     for s in strategies.values():
         acc = accounts.get(s.account)
-        if acc is None or not s.symbol:
+        if acc is None or not s.symbol or acc.position_mode == "hedge":
             continue
-        hedge = acc.position_mode == "hedge"
-        for leg in sorted(_legs(s)) if hedge else ["net"]:
-            other = seen.get((s.account, s.symbol, leg))
-            if other is None:
-                seen[(s.account, s.symbol, leg)] = s.name
-            elif hedge:
-                r.error(("strategies", s.name), f"it and strategy '{other}' both trade the {leg} leg of {s.symbol} "
-                        f"on account '{s.account}': the venue keeps one position per leg, so theirs would mix; "
-                        f"give each leg one strategy (a long and a short one), or use separate accounts")
-                break
-            else:
-                r.error(("strategies", s.name), f"it and strategy '{other}' both trade {s.symbol} on account "
-                        f"'{s.account}' in one-way mode: the venue nets their positions into one, and a reduceOnly "
-                        f"exit of one can be rejected because of the other's position; use separate accounts, or "
-                        f"position_mode: hedge with one long and one short strategy")
+        other = seen.setdefault((s.account, s.symbol), s.name)
+        if other != s.name:
+            r.error(("strategies", s.name), f"it and strategy '{other}' both trade {s.symbol} on account "
+                    f"'{s.account}' in one-way mode: the venue nets their positions into one, and a reduceOnly "
+                    f"exit of one can be rejected because of the other's position; use position_mode: hedge "
+                    f"(any number of strategies per leg, each with its own virtual position) or separate accounts")
 
 
 def check_strategies(r: Reader, accounts: dict[str, AccountConfig], strategies: dict[str, StrategyConfig],

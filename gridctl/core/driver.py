@@ -10,7 +10,7 @@ anything, and steps the stop procedure. Pure: time is passed in (epoch ms).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Callable, Iterable, Optional, Protocol, Sequence, Union
 
@@ -19,6 +19,7 @@ from gridctl.core.fills import FILLED, FOREIGN, GONE, OWN, Fill, FundingPayment,
 from gridctl.core.grid import Side
 from gridctl.core.ledger import Trade
 from gridctl.core.orders import Cancel, Intent, OpenOrder, OrderRequest, Place, Submit
+from gridctl.core.virtual import funding_share
 
 DriverAction = Union[Submit, Cancel]
 
@@ -72,6 +73,7 @@ class Driver:
         self.unmet = False  # the last reconcile left a wanted order off the book
         self._synced: Optional[tuple] = None
         self._open_cache: dict[tuple, Optional[OpenOrder]] = {}
+        self.last_funding: Optional[FundingPayment] = None  # this strategy's share of the last payment
 
     # -- events in ---------------------------------------------------------------
     def remember(self, fill: Fill) -> None:
@@ -132,7 +134,11 @@ class Driver:
         return self.e.on_price(u.last, u.mark, u.margin_ratio) + self.e.expire_partials(u.ts)
 
     def on_funding(self, p: FundingPayment) -> list[Event]:
-        return self.e.on_funding(p)
+        """Book this strategy's share of a payment on the account's position (siblings on the
+        symbol hold the rest: gridctl.core.virtual.funding_share); the share booked is kept
+        in `last_funding`, for the store."""
+        self.last_funding = replace(p, amount=funding_share(p, self.e.ledger.position, self.e.rules))
+        return self.e.on_funding(self.last_funding)
 
     def own_orders(self, venue_orders: Iterable[VenueOrder]) -> list[OpenOrder]:
         """The strategy's resting orders among the venue's, as the reconcile sees them

@@ -159,6 +159,11 @@ class Ledger:
             if qty > take:
                 lot.sign, lot.qty, lot.cost = sign, qty - take, self._value(price, qty - take)
 
+    def assign(self, sign: int, price: int, qty: int) -> None:
+        """A quantity `gridctl reconcile --assign` gave this strategy (no fill, no fee): into
+        the lot no level explains, at `price` (gridctl.core.virtual)."""
+        self._unassigned(sign, price, qty)
+
     def close(self, side: Side, price: int, qty: int, fee: Decimal) -> None:
         """A fill that belongs to no level (close, liquidation): realize lots at its price.
 

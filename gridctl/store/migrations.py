@@ -18,7 +18,7 @@ from peewee import CharField, Database, PostgresqlDatabase, SqliteDatabase, Text
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
-from gridctl.store.models import MODELS, MarketCache, SchemaVersion
+from gridctl.store.models import MODELS, VIRTUAL_MODELS, MarketCache, SchemaVersion
 
 
 def _m1_create_everything(db: Database) -> None:
@@ -62,12 +62,20 @@ def _m5_strategy_host(db: Database) -> None:
 # "gridctl" in ASCII: the advisory lock id of the migrations on PostgreSQL
 MIGRATION_LOCK = 0x67726964_63746C
 
+
+def _m6_virtual_positions(db: Database) -> None:
+    """Several strategies on one account and symbol: their virtual positions, the leg checks,
+    the assignments of `gridctl reconcile` and the UNASSIGNED buckets (gridctl.core.virtual)."""
+    db.create_tables(VIRTUAL_MODELS, safe=True)
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
     2: _m2_fill_trade_id,
     3: _m3_equity_exchange_position,
     4: _m4_market_cache,
     5: _m5_strategy_host,
+    6: _m6_virtual_positions,
 }
 LATEST = max(MIGRATIONS)
 

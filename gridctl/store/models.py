@@ -245,18 +245,95 @@ class MarketCache(BaseModel):
         indexes = ((("venue", "endpoint", "symbol"), True),)
 
 
+class VirtualPosition(BaseModel):
+    """A strategy's virtual position per venue leg (gridctl.core.virtual), upserted by its worker
+    when it changes: its siblings on the account and symbol sum them against the venue's."""
+
+    id = AutoField()
+    strategy = CharField(unique=True)
+    account = CharField(index=True)
+    symbol = CharField()
+    long_qty = DecimalText(default=Decimal(0))  # hedge: the long leg; one-way: the net position
+    short_qty = DecimalText(default=Decimal(0))  # hedge: the short leg (<= 0); one-way: 0
+    hedge = BooleanField(default=False)
+    reset_ts = BigIntegerField(null=True)  # the last assignment applied: PnL continues from there
+    ts = BigIntegerField()
+
+    class Meta:
+        table_name = "virtual_positions"
+
+
+class PositionCheck(BaseModel):
+    """The last check of one account's leg: the venue's position against the strategies' sum
+    and the UNASSIGNED bucket (written by any worker on the leg, and by `gridctl reconcile`)."""
+
+    id = AutoField()
+    account = CharField()
+    symbol = CharField()
+    leg = CharField()  # long / short / net
+    venue_qty = DecimalText()
+    virtual_qty = DecimalText()
+    unassigned_qty = DecimalText(default=Decimal(0))
+    difference = DecimalText()
+    ts = BigIntegerField()
+    by = CharField(null=True)  # the strategy (or "reconcile") that checked
+
+    class Meta:
+        table_name = "position_checks"
+        indexes = ((("account", "symbol", "leg"), True),)
+
+
+class PositionAssignment(BaseModel):
+    """A quantity `gridctl reconcile --assign` gave a strategy (signed, at `price`): its worker
+    books it once (by id) and again from the store on every restart of the grid."""
+
+    id = AutoField()
+    strategy = CharField(index=True)
+    account = CharField()
+    symbol = CharField()
+    leg = CharField()
+    qty = DecimalText()
+    price = DecimalText()
+    ts = BigIntegerField()
+
+    class Meta:
+        table_name = "position_assignments"
+
+
+class UnassignedPosition(BaseModel):
+    """The UNASSIGNED bucket of one account's leg: what `reconcile --assign` gave no strategy."""
+
+    id = AutoField()
+    account = CharField()
+    symbol = CharField()
+    leg = CharField()
+    qty = DecimalText(default=Decimal(0))
+    price = DecimalText(null=True)
+    ts = BigIntegerField()
+
+    class Meta:
+        table_name = "unassigned_positions"
+        indexes = ((("account", "symbol", "leg"), True),)
+
+
+VIRTUAL_MODELS = [VirtualPosition, PositionCheck, PositionAssignment, UnassignedPosition]
+
+
 # Table name -> model: the names the writer and the exports use.
 # `runs` and `market_rules` were defined by schema 1 but never written: they are no
 # longer models. Databases created before keep the empty tables; nothing reads them.
 TABLES: dict[str, type[BaseModel]] = {
     "strategies": Strategy, "levels": Level, "orders": Order, "fills": FillRow,
     "trades": Trade, "funding": Funding, "equity": Equity, "events": Event,
+    "virtual_positions": VirtualPosition, "position_checks": PositionCheck,  # written by workers (virtual.py)
 }
 # The market cache is no strategy's record: not in TABLES (the writer and the exports).
-MODELS: list[type[BaseModel]] = [SchemaVersion, *TABLES.values(), MarketCache]
+MODELS: list[type[BaseModel]] = [SchemaVersion, *TABLES.values(), MarketCache, PositionAssignment,
+                                  UnassignedPosition]
 # The natural key each upsert-able table is updated by.
 UPSERT_KEYS: dict[str, tuple[str, ...]] = {
     "strategies": ("name",), "levels": ("strategy", "idx"), "orders": ("strategy", "client_id"),
+    "virtual_positions": ("strategy",), "position_checks": ("account", "symbol", "leg"),
 }
 # Plain inserts that are skipped when a row with the same key exists (replaying the journal twice).
 INSERT_ONCE_KEYS: dict[str, tuple[str, ...]] = {"fills": ("strategy", "trade_id")}

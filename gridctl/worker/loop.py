@@ -26,6 +26,7 @@ from gridctl.exchange.base import (
     AuthError, ExchangeError, InsufficientMargin, RateLimited, Rejected, Temporary, UnknownOutcome,
 )
 from gridctl.process.exits import EX_AUTH
+from gridctl.worker.account_check import CONFIRM_S, AccountCheck
 from gridctl.worker.handler import ControlHandler
 from gridctl.worker.order_rows import StoredOrders
 from gridctl.worker.order_rows import settle as settle_order_rows
@@ -64,6 +65,8 @@ class WorkerLoop(ControlHandler):
         self.last_error: Optional[str] = None
         self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
         self.beat: Callable[[], None] = lambda: None  # touches the heartbeat file the supervisor watches
+        self.accounts: Optional[AccountCheck] = None  # siblings on the account's legs (worker.account_check)
+        self.reconcile_every_s: float = RECONCILE_EVERY_S
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -132,14 +135,31 @@ class WorkerLoop(ControlHandler):
         net = sum(r.qty for r in reports)
         led = self.e.ledger
         adoption: Optional[dict] = None
-        if fresh and not led.fills and led.position == 0 and ours:
+        alone = self.accounts is None or not self.accounts.shared  # siblings on the leg: never adopt theirs
+        if fresh and not led.fills and led.position == 0 and ours and alone:
             adoption = {"ts": ts, "legs": []}
             for (leg, sign), r in ours.items():
                 self.rec.engine_events(ts, self.e.adopt(ts, sign, abs(r.qty), r.entry_price, self.ex.price()))
                 adoption["legs"].append([sign, abs(r.qty), str(r.entry_price)])
             self.e.opened = False  # initial_position still buys what the adopted position does not cover
-        self._compare(ts, net)
+        self._position_check(ts, reports, net)
         return adoption
+
+    def _position_check(self, ts: int, reports: list, net: int) -> None:
+        """Alone on its legs: the ledger against the venue (less the UNASSIGNED bucket). With
+        siblings: the leg against all their virtual positions (gridctl.worker.account_check)."""
+        acc = self.accounts
+        if acc is None:
+            self._compare(ts, net)
+            return
+        acc.pick_up(ts)
+        checks = acc.check(ts, reports, report=acc.shared)
+        if acc.confirm_soon and acc.shared:  # the next reconcile comes within CONFIRM_S
+            self.last_reconcile = min(self.last_reconcile, self.clock() - self.reconcile_every_s + CONFIRM_S)
+        if not acc.shared:
+            if checks is not None:
+                net = self.e.ledger.position + sum(c.difference for c in checks)
+            self._compare(ts, net)
 
     def _compare(self, ts: int, net: int) -> None:
         if net == self.e.ledger.position:
@@ -166,6 +186,8 @@ class WorkerLoop(ControlHandler):
                            f"{self.e.rules.qty(f.qty)} @ {self.e.rules.price(f.price)} ({f.client_id})")
             return
         self._track_fill(f)
+        if self.accounts is not None:
+            self.accounts.publish(f.ts)  # siblings sum it against the venue's leg
         self.rec.engine_events(f.ts, booked.events)
         self.rec.fill(f, booked.level, booked.intent, booked.realized)
         for t in booked.trades:
@@ -203,7 +225,7 @@ class WorkerLoop(ControlHandler):
                 self.rec.order_status(ev.ts, ev.client_id, ev.status, ev.reason or None)
         elif isinstance(ev, FundingPayment):
             self.rec.engine_events(ev.ts, self.d.on_funding(ev))
-            self.rec.funding(ev)
+            self.rec.funding(self.d.last_funding or ev)  # this strategy's share (gridctl.core.virtual)
         elif isinstance(ev, StreamState):
             self.rec.event(ev.ts, "warn" if ev.state == "lost" else "info", f"exchange stream {ev.state}"
                            + (f": {ev.detail}" if ev.detail else ""))
@@ -401,14 +423,15 @@ class WorkerLoop(ControlHandler):
 
     async def reconcile(self, force: bool = False) -> None:
         """Confirm the mirror of open orders and the position against the venue, on a timer."""
-        every = RECONCILE_EVERY_S * getattr(self.ex, "poll_factor", 1)  # slower after repeated rate limits
+        every = self.reconcile_every_s * getattr(self.ex, "poll_factor", 1)  # slower after repeated rate limits
         if not force and self.clock() - self.last_reconcile < every:
             return
         self.last_reconcile = self.clock()
         for ev in await self.ex.reconcile_orders():
             self.apply(ev)
         if not self.ex.pending():  # a fill still to be read would show as a difference
-            self._compare(self.now_ms(), sum(r.qty for r in await self.ex.positions()))
+            reports = await self.ex.positions()
+            self._position_check(self.now_ms(), reports, sum(r.qty for r in reports))
 
     # -- the loop ------------------------------------------------------------------
     async def run(self) -> int:

@@ -255,6 +255,7 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
             engine.on_fill(f)
             last_ts = max(last_ts, r.ts)
         _restore_generations(engine, name, grid["started_ts"], writer)
+    _account_check(loop, config, name, grid["started_ts"])
     if flatten:
         engine.stop("emergency", keep=False)
     rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
@@ -303,6 +304,22 @@ def _record_config(loop, ts: int, s: StrategyConfig, config_hash: str) -> None:
     loop.config_applied_ts = ts
     loop.rec.event(ts, "config", f"started with configuration {config_hash}",
                    data={"config_hash": config_hash, "settings": live_settings(s)})
+
+
+def _account_check(loop, config, name: str, since_ts: int) -> None:
+    """Siblings on the account's legs (gridctl.worker.account_check): assignments of this grid
+    booked again; GRIDCTL_RECONCILE_EVERY_S, a testing knob, shortens the 60 s check."""
+    from gridctl.worker.account_check import AccountCheck, siblings_of
+
+    s = config.strategies[name]
+    acc = AccountCheck(name, s.account, s.symbol, s.mode.value, config.accounts[s.account].position_mode == "hedge",
+                       siblings_of(name, config), loop.e, loop.rec)
+    acc.since_ts = since_ts
+    acc.pick_up(0)
+    loop.accounts = acc
+    raw = os.environ.get("GRIDCTL_RECONCILE_EVERY_S")
+    if raw:
+        loop.reconcile_every_s = max(0.5, float(raw))
 
 
 def _writer_tuning() -> dict:

@@ -1,0 +1,111 @@
+"""A worker's account check (gridctl.worker.account_check): the venue's leg against the SUM of
+all strategies' virtual positions on it, and the assignments it books from the store."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gridctl.config import load
+from gridctl.core.ledger import UNASSIGNED
+from gridctl.exchange.base import PositionReport
+from gridctl.store.db import open_database
+from gridctl.store.models import Event, PositionAssignment, PositionCheck, VirtualPosition
+from gridctl.store.writer import BufferedWriter
+from gridctl.worker.account_check import AccountCheck, siblings_of
+from gridctl.worker.recorder import Recorder
+from test_virtual_positions import sibling
+
+D = Decimal
+SYM = "TST/USDT:USDT"
+
+
+def make(tmp_path, held: int = 10):
+    db = open_database(tmp_path)
+    d = sibling("a", held)
+    writer = BufferedWriter(db, strategy="a")
+    acc = AccountCheck("a", "shared", SYM, "long", True, ["b"], d.e, Recorder(writer, d.e, "a"))
+    return acc, writer, d
+
+
+def legs(long_steps: int, short_steps: int = 0) -> list[PositionReport]:
+    return [PositionReport("long", long_steps, D(100)), PositionReport("short", short_steps, D(0))]
+
+
+def messages(writer: BufferedWriter) -> list[str]:
+    writer.flush(force=True)
+    return [e.message for e in Event.select().where(Event.strategy == "a").order_by(Event.id)]
+
+
+def test_the_leg_is_compared_with_the_sum_of_all_siblings_not_with_the_own_position(tmp_path):
+    acc, writer, _ = make(tmp_path)  # a holds 1.0
+    VirtualPosition.create(strategy="b", account="shared", symbol=SYM, long_qty=D("0.5"), short_qty=D(0), hedge=True,
+                           ts=1)
+    checks = acc.check(1000, legs(15))  # the venue's 1.5 = a 1.0 + b 0.5: matched, nothing said
+    assert [c.difference for c in checks] == [0] and not acc.confirm_soon
+    assert not [m for m in messages(writer) if "mismatch" in m]
+    writer.flush(force=True)
+    assert VirtualPosition.get(VirtualPosition.strategy == "a").long_qty == D("1.0")  # published for b
+
+
+def test_a_difference_is_reported_once_seen_twice(tmp_path):
+    acc, writer, _ = make(tmp_path)
+    VirtualPosition.create(strategy="b", account="shared", symbol=SYM, long_qty=D("0.5"), short_qty=D(0), hedge=True,
+                           ts=1)
+    acc.check(1000, legs(20))
+    assert acc.confirm_soon and not [m for m in messages(writer) if "mismatch" in m]
+    assert PositionCheck.select().count() == 0  # not shown before it is confirmed
+    acc.check(6000, legs(20))
+    assert not acc.confirm_soon
+    assert [m for m in messages(writer) if "mismatch" in m] == [
+        "position mismatch: TST/USDT:USDT on account 'shared', long leg: venue 2.0, strategies 1.5, UNASSIGNED 0.0, "
+        "difference 0.5 (see gridctl reconcile shared TST/USDT:USDT)"]
+    row = PositionCheck.get(PositionCheck.leg == "long")
+    assert (row.venue_qty, row.virtual_qty, row.difference, row.by) == (D("2.0"), D("1.5"), D("0.5"), "a")
+    acc.check(66000, legs(20))  # the same difference a minute later: said once
+    assert len([m for m in messages(writer) if "mismatch" in m]) == 1
+
+
+def test_an_assignment_is_booked_once_with_a_reset_mark_and_the_leg_matches(tmp_path):
+    acc, writer, d = make(tmp_path)
+    PositionAssignment.create(strategy="a", account="shared", symbol=SYM, leg="long", qty=D("0.5"),
+                              price=D("101.00"), ts=5)
+    PositionAssignment.create(strategy="b", account="shared", symbol=SYM, leg="long", qty=D("0.3"),
+                              price=D("101.00"), ts=5)
+    assert acc.pick_up(7000) == 1 and acc.pick_up(8000) == 0
+    assert d.e.ledger.position == 15
+    lot = d.e.ledger.lots[UNASSIGNED]  # the assigned part's PnL counts from 101.00
+    assert (lot.sign, lot.qty, lot.cost) == (1, 5, D("50.5"))
+    assert "position assigned by gridctl reconcile: 0.5 on the long leg at 101.00; PnL continues from there (reset)" \
+        in messages(writer)
+    assert VirtualPosition.get(VirtualPosition.strategy == "a").reset_ts == 5
+
+
+def test_a_restart_books_the_grids_assignments_again_silently(tmp_path):
+    acc, writer, d = make(tmp_path)
+    PositionAssignment.create(strategy="a", account="shared", symbol=SYM, leg="long", qty=D("0.5"),
+                              price=D("101.00"), ts=5)
+    acc.since_ts = 0
+    assert acc.pick_up(0) == 1 and d.e.ledger.position == 15
+    assert not [m for m in messages(writer) if "assigned" in m]
+    d2 = sibling("a", 10)
+    later = AccountCheck("a", "shared", SYM, "long", True, ["b"], d2.e, Recorder(writer, d2.e, "a"))
+    later.since_ts = 10  # a new grid started after it: not its position
+    assert later.pick_up(0) == 0 and d2.e.ledger.position == 10
+
+
+def test_siblings_are_the_strategies_sharing_a_leg(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("""\
+version: 1
+accounts:
+  h: {exchange: paper, like: binanceusdm, position_mode: hedge, feed: {replay: "builtin:SOLUSDT_1m"}}
+strategies:
+  up: {account: h, symbol: SOL/USDT:USDT, mode: long, lower: 160, upper: 180, grids: 10, investment: 500}
+  up2: {account: h, symbol: SOL/USDT:USDT, mode: long, lower: 150, upper: 180, grids: 6, investment: 500}
+  down: {account: h, symbol: SOL/USDT:USDT, mode: short, lower: 160, upper: 180, grids: 10, investment: 500}
+  both: {account: h, symbol: ETH/USDT:USDT, mode: neutral, lower: 3000, upper: 3500, grids: 10, investment: 500}
+""")
+    config = load(cfg, check_markets=False)
+    assert siblings_of("up", config) == ["up2"]
+    assert siblings_of("down", config) == []  # alone on the short leg: adopts a kept position as before
+    assert siblings_of("both", config) == []

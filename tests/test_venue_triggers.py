@@ -103,3 +103,50 @@ def test_binance_stop_cancel_lookup_and_refusals(venue):
     assert codes == [-2021, -4120, -2011]
     venue.price(BTC, "63000")
     assert net(venue) == Decimal("0.01")  # the cancelled stop did not fire
+
+
+# -- Backpack ------------------------------------------------------------------------------------
+def test_backpack_trigger_order_rests_fires_and_flattens():
+    from backpack_helpers import SOL, SOL_ID, backpack_client, loaded
+
+    with LocalVenue("backpack") as v:
+        v.price(SOL_ID, "170")
+
+        async def arm():
+            ex = await loaded(backpack_client(v.url))
+            try:
+                await ex.create_order(SOL, "market", "buy", 1)
+                o = await ex.create_order(SOL, "market", "sell", 1, None,
+                                          {"triggerPrice": 160, "reduceOnly": True, "clientOrderId": 4242})
+                listed = await ex.fetch_open_orders(SOL)
+                found = await ex.privateGetApiV1Order({"symbol": SOL_ID, "clientId": 4242})
+                return ex.apiKey, ex.secret, o, listed, found
+            finally:
+                await ex.close()
+        key, secret, o, listed, found = asyncio.run(arm())
+        assert o["info"]["status"] == "TriggerPending" and o["status"] == "open"
+        assert o["triggerPrice"] == 160 and o["amount"] == 1 and o["clientOrderId"] == "4242"
+        assert [x["clientOrderId"] for x in listed] == ["4242"]
+        assert found["triggerPrice"] == "160" and found["reduceOnly"] is True
+        v.price(SOL_ID, "159")  # nobody connected: the venue fires it
+        acc = next(iter(v.state()["accounts"].values()))
+        assert Decimal(acc["positions"][SOL]["net"]) == 0
+
+        async def after():
+            ex = await loaded(backpack_client(v.url, key, secret))
+            try:
+                fills = await ex.fetch_my_trades(SOL)
+                left = await ex.fetch_open_orders(SOL)
+                # a second stop, cancelled by clientId as the adapter cancels
+                await ex.create_order(SOL, "market", "buy", 1)
+                await ex.create_order(SOL, "market", "sell", 1, None,
+                                      {"triggerPrice": 150, "reduceOnly": True, "clientOrderId": 4243})
+                gone = await ex.privateDeleteApiV1Order({"symbol": SOL_ID, "clientId": 4243})
+                left2 = await ex.fetch_open_orders(SOL)
+                return fills, left, gone, left2
+            finally:
+                await ex.close()
+        fills, left, gone, left2 = asyncio.run(after())
+        assert fills[-1]["side"] == "sell" and fills[-1]["amount"] == 1 and fills[-1]["price"] == 159
+        assert str(fills[-1]["info"]["clientId"]) == "4242"
+        assert left == [] and gone["status"] == "Cancelled" and left2 == []

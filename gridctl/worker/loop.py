@@ -64,6 +64,7 @@ class WorkerLoop(ControlHandler):
         self.last_error: Optional[str] = None
         self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
         self.beat: Callable[[], None] = lambda: None  # touches the heartbeat file the supervisor watches
+        self.safety = None  # gridctl.worker.safety_stop.SafetyStop with risk.exchange_stop
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -167,6 +168,8 @@ class WorkerLoop(ControlHandler):
             return
         self._track_fill(f)
         self.rec.engine_events(f.ts, booked.events)
+        if self.safety is not None:  # the position changed; the venue's stop may have fired
+            self.rec.engine_events(f.ts, self.safety.on_fill(f))
         self.rec.fill(f, booked.level, booked.intent, booked.realized)
         for t in booked.trades:
             self.rec.trade(t)
@@ -434,6 +437,8 @@ class WorkerLoop(ControlHandler):
                 for ev in events:
                     self.apply(ev)
                 await self.sync()
+                if self.safety is not None:
+                    await self.safety.tick()
                 await self.reconcile()  # after the events are booked: else a fill just read looks like a difference
             except Temporary as exc:
                 self._error(self.now_ms(), f"exchange: {exc}")
@@ -443,6 +448,8 @@ class WorkerLoop(ControlHandler):
                 await asyncio.sleep(1)
                 continue
             self.snapshot()
+        if self.safety is not None:
+            await self.safety.tick()  # stopped: its stop orders are cancelled
         return 0
 
 

@@ -21,12 +21,12 @@ from decimal import Decimal
 from aiohttp import web
 
 from gridctl.venue import binance_wire as W
+from gridctl.venue.binance_rest import CLIENT_ID, _Missing
 from gridctl.venue.records import VenueReject
 from gridctl.venue.triggers import TriggerEvent, TriggerOrder
 
 TYPES = {"STOP_MARKET": "stop", "TAKE_PROFIT_MARKET": "take_profit"}
 TYPE_OUT = {v: k for k, v in TYPES.items()}
-CONDITIONAL = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
 ALGO_STATUS = {"new": "NEW", "triggered": "TRIGGERED", "finished": "FINISHED", "cancelled": "CANCELED",
                "rejected": "REJECTED", "expired": "EXPIRED"}
 WORKING = {"MARK_PRICE": "mark", "CONTRACT_PRICE": "last"}
@@ -36,11 +36,6 @@ MAX_ALGO_ORDERS = 10  # exchangeInfo MAX_NUM_ALGO_ORDERS per symbol
 
 def _err(code: int, msg: str, status: int = 400) -> web.Response:
     return web.Response(status=status, content_type="application/json", text=json.dumps({"code": code, "msg": msg}))
-
-
-def not_algo_endpoint() -> web.Response:
-    """POST /fapi/v1/order with a conditional type (Binance since 2025-12)."""
-    return _err(-4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
 
 
 def algo_json(t: TriggerOrder, rules) -> dict:
@@ -117,24 +112,18 @@ class BinanceAlgo:
         if len(self.venue.open_triggers(acc, m.symbol)) >= MAX_ALGO_ORDERS:
             return _err(-4045, "Reach max stop order limit.")
         cid = call.get("clientAlgoId") or None
-        from gridctl.venue.binance_rest import CLIENT_ID
         if cid is not None and not CLIENT_ID.fullmatch(cid):
             return _err(-1100, "Illegal characters found in parameter 'clientAlgoId'; legal range is "
                                "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
-        try:
-            t = self.venue.place_trigger(acc, m.symbol, side, qty, trigger, cid, TYPES[typ], call.flag("reduceOnly"),
-                                         close_position, ps, working)
-        except VenueReject as exc:
-            if exc.reason == "would_trigger":
-                return _err(-2021, "Order would immediately trigger.")
-            raise
+        # a stop already crossed: VenueReject("would_trigger") -> -2021, as Binance answers it
+        t = self.venue.place_trigger(acc, m.symbol, side, qty, trigger, cid, TYPES[typ], call.flag("reduceOnly"),
+                                     close_position, ps, working)
         return web.json_response(algo_json(t, m.rules))
 
     def _algo_ref(self, call):
         m = self.venue.market(call.need("symbol"))
         aid, cid = call.get("algoId"), call.get("clientAlgoId")
         if aid is None and cid is None:
-            from gridctl.venue.binance_rest import _Missing
             raise _Missing("algoId")
         return m, (int(aid) if aid is not None else None), cid
 

@@ -12,7 +12,6 @@ from typing import Optional
 from aiohttp import web
 
 from gridctl.venue import binance_wire as W
-from gridctl.venue.binance_algo import CONDITIONAL, not_algo_endpoint
 from gridctl.venue.account import VenueAccount
 from gridctl.venue.records import VenueReject
 
@@ -262,8 +261,8 @@ class BinanceRest:
         m = self.venue.market(call.need("symbol"))
         side = call.need("side").lower()
         typ = call.need("type").upper()
-        if typ in CONDITIONAL:  # since 2025-12 only through POST /fapi/v1/algoOrder
-            return not_algo_endpoint()
+        if typ in W.CONDITIONAL:  # since 2025-12 only through POST /fapi/v1/algoOrder
+            return W.error("algo_endpoint")
         if typ not in ("LIMIT", "MARKET"):
             raise VenueReject("invalid_order")
         qty = Decimal(call.need("quantity"))

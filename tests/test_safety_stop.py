@@ -188,3 +188,21 @@ def test_the_stops_fill_stops_the_grid_with_reason_exchange_stop():
     events = safety.on_fill(f)
     assert e.status == STOPPING and e.stop_reason == "exchange_stop" and e.ledger.position == 0
     assert [ev.message for ev in events][:2] == ["exchange stop filled: sell 1.0 @ 98.90", "stopping: exchange_stop"]
+
+
+def test_a_venue_outage_is_noted_once_a_minute_and_retried_every_turn():
+    from gridctl.exchange.base import Temporary
+
+    e, ex, clock, rec, safety = setup()
+    safety.on_fill(buy(e, 1, "t1"))
+    calls = []
+
+    async def down():
+        calls.append(1)
+        raise Temporary("binanceusdm: 503")
+    ex.open_stops = down
+    for _ in range(5):
+        tick(safety)
+        clock.t += 1
+    assert len(calls) == 5 and ex.calls == []
+    assert sum("exchange stop not updated" in m for _, m in rec.rows) == 1

@@ -437,7 +437,7 @@ class WorkerLoop(ControlHandler):
                 for ev in events:
                     self.apply(ev)
                 await self.sync()
-                if self.safety is not None:
+                if self.safety is not None and self.clock() >= self.global_cooldown:  # rate limited: wait
                     await self.safety.tick()
                 await self.reconcile()  # after the events are booked: else a fill just read looks like a difference
             except Temporary as exc:

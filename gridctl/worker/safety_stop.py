@@ -74,6 +74,7 @@ class SafetyStop:
         self.retry_at = 0.0
         self.said: set[str] = set()  # one-time notes
         self.fired = False
+        self.warned_at = -REFRESH_S
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -146,7 +147,9 @@ class SafetyStop:
             log.warning("exchange stop: outcome unknown (%s); reading the venue's stops again", exc)
         except ExchangeError as exc:  # temporary or refused: the next tick tries again
             self.next_refresh = 0.0
-            self._note("warn", f"exchange stop not updated: {exc}")
+            if now - self.warned_at >= REFRESH_S:  # an outage must not write an event every turn
+                self.warned_at = now
+                self._note("warn", f"exchange stop not updated: {exc}; trying again")
 
     async def _align(self, now: float) -> None:
         want, hold = self.desired()

@@ -206,3 +206,25 @@ def test_a_venue_outage_is_noted_once_a_minute_and_retried_every_turn():
         clock.t += 1
     assert len(calls) == 5 and ex.calls == []
     assert sum("exchange stop not updated" in m for _, m in rec.rows) == 1
+
+
+def test_hedge_mode_keeps_one_stop_per_leg():
+    from dataclasses import replace
+
+    s = strategy("neutral", "100", "103", 3, amount="1", stop_loss_pct="1", exchange_stop=True)
+    params = grid_params(R, s, 10150)
+    acc = replace(account(), position_mode="hedge")
+    e = GridEngine(R, build_grid(R, params, 10150), engine_config(R, s, acc, params))
+    ex, clock, rec = FakeVenue(10150), Clock(), Events()
+    safety = SafetyStop(e, ex, rec, clock)
+    sides = {lv.spec.side: i for i, lv in e.levels.items()}
+    for side, trade in ((Side.BUY, "t1"), (Side.SELL, "t2")):
+        i = sides[side]
+        f = Fill(T, e.client_id(i, Intent.ENTRY, 1), "o", side, e.levels[i].spec.entry, 10, D("0.01"), trade_id=trade)
+        e.on_fill(f)
+        safety.on_fill(f)
+    tick(safety)
+    placed = sorted((c[2].value, c[3], c[4]) for c in ex.calls if c[0] == "place")
+    lim = e.cfg.limits
+    assert placed == [("buy", 10, lim.stop_above), ("sell", 10, lim.stop_below)]
+    assert {st.position_side for st in ex.stops.values()} == {"long", "short"}

@@ -143,3 +143,57 @@ def test_a_restart_re_arms_the_stop_flat_cancels_it_and_stop_cancels_it(tmp_path
     finally:
         p.cleanup()
         venue.stop()
+
+
+def test_a_paper_account_s_venue_fires_the_stop_after_the_supervisor_and_worker_are_killed(tmp_path):
+    """Paper: the venue process the supervisor started outlives it (and the worker) and fires the stop."""
+    import os
+    import signal
+
+    from gridctl.process.pidfile import read_pid
+
+    sym = "SOL/USDT:USDT"
+    text = f"""version: 1
+accounts:
+  paper:
+    exchange: paper
+    like: binanceusdm
+    balance: 10000
+    feed: {{synthetic: {{seed: 3, price: 170, volatility: 0.00001}}}}
+strategies:
+  sol:
+    account: paper
+    symbol: {sym}
+    mode: long
+    lower: 166
+    upper: 174
+    grids: 8
+    investment: 400
+    leverage: 2
+    risk: {{stop_loss_price: 164, exchange_stop: true}}
+"""
+    (tmp_path / "given.yaml").write_text(text)
+    p = Paper(tmp_path, tmp_path / "given.yaml")
+    p.env["GRIDCTL_CCXT_TIMING"] = FAST
+
+    def admin_account() -> dict:
+        accounts = p.venue_admin("sol", "/_admin/state")["accounts"]
+        return next(iter(accounts.values()), {})
+
+    def net() -> Decimal:
+        return Decimal(admin_account().get("positions", {}).get(sym, {}).get("net", "0"))
+
+    try:
+        p.start()
+        wait_until(lambda: len(p.book("sol")) >= 4, 30, "the grid's buys on the venue")
+        p.venue_admin("sol", "/_admin/price", {"symbol": sym, "price": "167.50"})  # pinned: two buys fill
+        wait_until(lambda: net() > 0 and admin_account().get("triggers"), 30, "the stop on the venue")
+        venue_pids = {read_pid(f) for f in (p.state / "run" / "venue").glob("*.pid")}
+        for pid in (read_pid(p.state / "supervisor.pid"), p.workers()["sol"]["pid"]):
+            os.kill(pid, signal.SIGKILL)
+        p.venue_admin("sol", "/_admin/price", {"symbol": sym, "price": "163.50"})
+        assert net() == 0 and admin_account()["triggers"] == []
+        assert all(pid and os.path.exists(f"/proc/{pid}") for pid in venue_pids)  # the venue did it alone
+    finally:
+        p.kill_all()
+        p.cleanup()

@@ -68,6 +68,7 @@ class RiskConfig:
     max_level_loss: Optional[Decimal] = None
     on_stop: str = "close"
     margin_ratio: MarginRatioConfig = field(default_factory=MarginRatioConfig)
+    exchange_stop: bool = False  # keep a reduce-only stop-market order on the venue (gridctl.worker.safety_stop)
 
 
 @dataclass(frozen=True)

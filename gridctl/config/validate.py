@@ -17,6 +17,7 @@ from gridctl.config.listen import ListenError, events_config
 from gridctl.config.reader import Problem, Reader, did_you_mean
 from gridctl.config.yamlsrc import Source, YamlLimitError, YamlSyntaxError, parse, read_text
 from gridctl.core.grid import Mode, Spacing
+from gridctl.exchange.venues import quirk
 from gridctl.markets import bundled_venues
 
 TOP_KEYS = ["version", "state_dir", "database", "accounts", "strategies", "reports", "events"]
@@ -29,7 +30,7 @@ STRATEGY_KEYS = ["account", "symbol", "mode", "spacing", "lower", "upper", "rang
                  "investment", "amount", "leverage", "max_position", "post_only", "initial_position",
                  "trigger_price", "max_slippage_pct", "partial_fill_timeout", "refresh_interval_ms", "risk"]
 RISK_KEYS = ["stop_loss_pct", "stop_loss_price", "take_profit_pct", "take_profit_price", "max_loss",
-             "take_profit", "max_level_loss", "on_stop", "margin_ratio"]
+             "take_profit", "max_level_loss", "on_stop", "margin_ratio", "exchange_stop"]
 REPORT_KEYS = ["cron", "period", "format", "dir", "strategies"]
 PERIODS = ["1h", "1d", "7d", "30d", "all"]
 REPORT_FORMATS = ["csv", "md", "json", "table"]
@@ -177,7 +178,17 @@ def _risk(r: Reader, m: Any, path: Path) -> RiskConfig:
         max_loss=num("max_loss"), take_profit=num("take_profit"), max_level_loss=num("max_level_loss"),
         on_stop=r.choice(m, path, "on_stop", ["close", "keep"], "close") or "close",
         margin_ratio=ratio,
+        exchange_stop=_exchange_stop(r, m, path),
     )
+
+
+def _exchange_stop(r: Reader, m: dict, path: Path) -> bool:
+    """risk.exchange_stop: rests at the stop-loss price, so it needs one."""
+    on = r.boolean(m, path, "exchange_stop", default=False)
+    if on and m.get("stop_loss_price") is None and m.get("stop_loss_pct") is None:
+        r.error(path + ("exchange_stop",), "needs risk.stop_loss_price or risk.stop_loss_pct: the stop order "
+                "rests at the stop-loss price")
+    return on
 
 
 def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) -> Optional[StrategyConfig]:
@@ -228,6 +239,9 @@ def _strategy(r: Reader, name: str, m: Any, accounts: dict[str, AccountConfig]) 
         # the engine opens nothing for a neutral grid; accepting it would silently ignore it
         r.error(path + ("initial_position",), "has no effect on a neutral grid: it holds no position at start "
                 "(buys below the start price, sells above); remove it, or use mode long or short")
+    if cfg.risk.exchange_stop and account in accounts and quirk(accounts[account].venue, "stop_order") is None:
+        r.error(path + ("risk", "exchange_stop"), f"is not supported on {accounts[account].venue} (binanceusdm and "
+                "backpack take stop-market orders)")
     if cfg.max_slippage_pct >= 100:
         r.error(path + ("max_slippage_pct",), f"must be below 100, got {cfg.max_slippage_pct}")
     if cfg.range_pct is not None and cfg.range_pct >= 100:

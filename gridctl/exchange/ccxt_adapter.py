@@ -27,7 +27,7 @@ from gridctl.config.model import AccountConfig
 from gridctl.core.fills import CANCELLED, Fill, OrderUpdate, StreamState
 from gridctl.core.market import MarketRules
 from gridctl.core.orders import Intent, OrderRequest
-from gridctl.exchange import ccxt_rest, ccxt_orders as co
+from gridctl.exchange import ccxt_rest, ccxt_stops, ccxt_orders as co
 from gridctl.exchange.base import (
     ExchangeError, ExchangeEvent, ExchangeOrder, InsufficientMargin, OrderMirror, PositionReport, RateLimited,
     Rejected, Temporary, UnknownOutcome,
@@ -297,6 +297,16 @@ class CcxtExchange(StreamEvents):
                 self._oid_cid[eo.order_id] = eo.client_id
             out += self.mirror.confirm(venue, self.now_ms())
             return out
+
+    # -- the exchange-side safety stop (gridctl.exchange.ccxt_stops) --------------------------
+    async def place_stop(self, cid: object, side, qty: int, trigger: int, position_side: Optional[str] = None):
+        return await ccxt_stops.place_stop(self, cid, side, qty, trigger, position_side)
+
+    async def cancel_stop(self, cid: object) -> None:
+        await ccxt_stops.cancel_stop(self, cid)
+
+    async def open_stops(self) -> list:
+        return await ccxt_stops.open_stops(self)
 
     async def positions(self) -> list[PositionReport]:
         reports = await ccxt_rest.positions(self)

@@ -28,6 +28,11 @@ venue is configured rather than programmed. Keys (DEFAULTS holds every one):
 - options: ccxt constructor options that avoid extra calls (see live_ccxt.md §1.1)
 - load_markets_params: params for load_markets (Backpack: perps only)
 - quote_fee_assets: fee assets booked as quote (others are converted or flagged)
+- stop_order: how a reduce-only stop-market order rests on the venue (risk.exchange_stop),
+  or None (not supported): trigger_param (the create param that makes ccxt send a trigger
+  order), params (extra create params: the trigger's price source), lookup (params that
+  address the trigger endpoints on list/cancel), resting (the raw statuses of a trigger that
+  has not fired). See gridctl.exchange.ccxt_stops.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "options": {},
     "load_markets_params": {},
     "fetch_currencies": True,
+    "stop_order": None,
 }
 
 VENUES: dict[str, dict[str, Any]] = {
@@ -69,11 +75,17 @@ VENUES: dict[str, dict[str, Any]] = {
             "recvWindow": 10_000,
         },
         "fetch_currencies": False,
+        # ccxt sends stopPrice as an algo order (POST /fapi/v1/algoOrder, STOP_MARKET); the trigger
+        # watches the last price, as the engine's own stop does
+        "stop_order": {"trigger_param": "stopPrice", "params": {"workingType": "CONTRACT_PRICE"},
+                       "lookup": {"trigger": True}, "resting": ("NEW",)},
     },
     "backpack": {
         "client_id": "backpack", "client_id_param": "clientId", "cid_lookup_param": None,
         "hedge": None, "position_mode": None, "leverage": "account", "watch_my_trades": False, "ws_clients": 1,
         "load_markets_params": {"marketType": "PERP"}, "fetch_currencies": False,
+        # triggerPrice + triggerQuantity on the order endpoint; triggers are listed among open orders
+        "stop_order": {"trigger_param": "triggerPrice", "params": {}, "lookup": {}, "resting": ("TriggerPending",)},
     },
     "bybit": {
         "client_id": "binance", "client_id_param": "orderLinkId", "cid_lookup_param": "orderLinkId",

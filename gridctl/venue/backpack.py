@@ -26,6 +26,7 @@ from gridctl.venue import backpack_views as views
 from gridctl.venue import backpack_wire as wire
 from gridctl.venue.account import VenueAccount
 from gridctl.venue.backpack_auth import INSTRUCTIONS, check_key_pair
+from gridctl.venue.backpack_triggers import BackpackTriggers, trigger_json
 from gridctl.venue.backpack_wire import BackpackError, ok
 from gridctl.venue.records import VenueReject
 from gridctl.venue.server import Protocol
@@ -37,7 +38,7 @@ HOURLY_RATE = Decimal("0.0000125")  # 0.01 % per 8 h, per hour: BTC_USDC_PERP's 
 PrivateHandler = Callable[[VenueAccount, dict], Awaitable[object]]
 
 
-class BackpackProtocol(Protocol):
+class BackpackProtocol(BackpackTriggers, Protocol):
     """The Backpack REST endpoints ccxt uses (research §1.3 and §5.3)."""
 
     name = "backpack"
@@ -273,6 +274,8 @@ class BackpackProtocol(Protocol):
 
     # -- orders ---------------------------------------------------------------------------------
     async def order_execute(self, acc: VenueAccount, params: dict) -> dict:
+        if "triggerPrice" in params:  # a stop / take-profit market order (gridctl.venue.backpack_triggers)
+            return self.trigger_execute(acc, params, self._symbol(params))
         return self._order(self.venue.place_order(acc, **self._order_args(params)))
 
     async def orders_execute(self, acc: VenueAccount, orders: list) -> list:
@@ -320,6 +323,9 @@ class BackpackProtocol(Protocol):
     async def order_cancel(self, acc: VenueAccount, params: dict) -> dict:
         sym = self._symbol(params)
         order_id, cid = wire.one_order_ref(params)
+        trigger = self.trigger_of(acc, sym, order_id, cid)
+        if trigger is not None:
+            return self.trigger_cancel(acc, sym, trigger)
         if order_id is not None and not order_id.isdigit():
             raise BackpackError("RESOURCE_NOT_FOUND", "Order not found")
         return self._order(self.venue.cancel_order(acc, sym, None if order_id is None else int(order_id), cid))
@@ -331,13 +337,18 @@ class BackpackProtocol(Protocol):
         for o in self.venue.open_orders(acc, sym):
             if (order_id is not None and str(o.order_id) == order_id) or (cid is not None and o.client_id == cid):
                 return self._order(o)
+        trigger = self.trigger_of(acc, sym, order_id, cid)
+        if trigger is not None:
+            return trigger_json(trigger, self.venue.markets[sym].rules)
         raise BackpackError("RESOURCE_NOT_FOUND", "Order not found")
 
     async def orders_open(self, acc: VenueAccount, params: dict) -> list:
-        return [self._order(o) for o in self.venue.open_orders(acc, self._symbol(params, False))]
+        sym = self._symbol(params, False)
+        return [self._order(o) for o in self.venue.open_orders(acc, sym)] + self.open_trigger_rows(acc, sym)
 
     async def orders_cancel_all(self, acc: VenueAccount, params: dict) -> list:
-        return [self._order(o) for o in self.venue.cancel_all(acc, self._symbol(params))]
+        sym = self._symbol(params)
+        return [self._order(o) for o in self.venue.cancel_all(acc, sym)] + self.cancel_all_trigger_rows(acc, sym)
 
     # -- history --------------------------------------------------------------------------------
     async def history_orders(self, acc: VenueAccount, params: dict) -> list:

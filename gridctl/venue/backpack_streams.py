@@ -28,6 +28,8 @@ from gridctl.venue import backpack_events as events
 from gridctl.venue import backpack_views as views
 from gridctl.venue import backpack_wire as wire
 from gridctl.venue.records import AccountEvent, MarketEvent, OrderEvent, fingerprint
+from gridctl.venue.triggers import TriggerEvent
+from gridctl.venue.backpack_triggers import trigger_event
 
 log = logging.getLogger(__name__)
 MARK_EVERY_S = 1.0
@@ -175,6 +177,11 @@ class BackpackStreams:
                                      fill, rules.tick, rules.step)
             return [("account.orderUpdate." + rules.venue_id, ev.account, data),
                     ("account.orderUpdate", ev.account, data)]
+        if isinstance(ev, TriggerEvent):
+            rules = self.venue.markets[ev.trigger.symbol].rules
+            data = trigger_event(ev.trigger, rules, now_us)
+            return [] if data is None else [("account.orderUpdate." + rules.venue_id, ev.account, data),
+                                            ("account.orderUpdate", ev.account, data)]
         if isinstance(ev, AccountEvent):
             return self._position_messages(ev, now_us)
         if isinstance(ev, MarketEvent):

@@ -20,6 +20,7 @@ from aiohttp import web
 from gridctl.venue import binance_wire as W
 from gridctl.venue.account import VenueAccount
 from gridctl.venue.records import VenueReject
+from gridctl.venue.binance_algo import BinanceAlgo
 from gridctl.venue.binance_rest import BinanceRest, Call, _Missing
 from gridctl.venue.server import Protocol
 
@@ -27,7 +28,7 @@ DEFAULT_RECV_WINDOW = 5000
 Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
 
 
-class BinanceProtocol(BinanceRest, Protocol):
+class BinanceProtocol(BinanceAlgo, BinanceRest, Protocol):
     """The fapi REST endpoints ccxt's binanceusdm uses (research §1.2 and §5.3)."""
 
     name = "binanceusdm"
@@ -75,6 +76,7 @@ class BinanceProtocol(BinanceRest, Protocol):
             web.post("/fapi/v1/listenKey", self._keyed(self.streams.create_key)),
             web.put("/fapi/v1/listenKey", self._keyed(self.streams.keep_alive)),
             web.delete("/fapi/v1/listenKey", self._keyed(self.streams.delete_key)),
+            *self.algo_routes(priv),
             *self.streams.routes(),
         ]
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 from gridctl.venue import binance_wire as W
 from gridctl.venue.records import AccountEvent, OrderEvent
+from gridctl.venue.triggers import TriggerEvent
 
 EXEC = {"new": "NEW", "trade": "TRADE", "cancelled": "CANCELED", "expired": "EXPIRED"}
 
@@ -52,6 +53,9 @@ def user_message(venue, ev) -> Optional[dict]:
         return order_update(venue, ev)
     if isinstance(ev, AccountEvent):
         return account_update(venue, ev)
+    if isinstance(ev, TriggerEvent):
+        from gridctl.venue.binance_algo import algo_update
+        return algo_update(venue, ev)
     return None
 
 

@@ -261,6 +261,8 @@ class BinanceRest:
         m = self.venue.market(call.need("symbol"))
         side = call.need("side").lower()
         typ = call.need("type").upper()
+        if typ in W.CONDITIONAL:  # since 2025-12 only through POST /fapi/v1/algoOrder
+            return W.error("algo_endpoint")
         if typ not in ("LIMIT", "MARKET"):
             raise VenueReject("invalid_order")
         qty = Decimal(call.need("quantity"))

@@ -17,6 +17,8 @@ STATUS = {"new": "NEW", "partially_filled": "PARTIALLY_FILLED", "filled": "FILLE
           "expired": "EXPIRED"}
 TIF_OUT = {"PO": "GTX"}
 POSITION_SIDE = {None: "BOTH", "both": "BOTH", "long": "LONG", "short": "SHORT"}
+# conditional types: since 2025-12 only through POST /fapi/v1/algoOrder (gridctl.venue.binance_algo)
+CONDITIONAL = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
 
 # venue reason -> (HTTP status, code, message)
 ERRORS = {
@@ -55,6 +57,9 @@ ERRORS = {
     "server_error": (503, -1001, "Internal error; unable to process your request. Please try again."),
     "listen_key_missing": (400, -1125, "This listenKey does not exist."),
     "batch_too_long": (400, -1130, "Data sent for parameter '{name}' is not valid."),
+    "algo_endpoint": (400, -4120, "Order type not supported for this endpoint. Please use the Algo Order API "
+                                  "endpoints instead."),
+    "would_trigger": (400, -2021, "Order would immediately trigger."),
 }
 
 

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 
 from gridctl.venue import binance_wire as W
 from gridctl.venue.records import AccountEvent, MarketEvent, OrderEvent
+from gridctl.venue.triggers import TriggerEvent
 
 log = logging.getLogger(__name__)
 LISTEN_KEY_TTL_MS = 60 * 60 * 1000
@@ -221,7 +222,7 @@ class BinanceStreams:
                     continue
                 if isinstance(ev, MarketEvent):
                     await self._market_event(ev)
-                elif isinstance(ev, (OrderEvent, AccountEvent)):
+                elif isinstance(ev, (OrderEvent, AccountEvent, TriggerEvent)):
                     await self._user_event(ev)
             except Exception:
                 log.exception("stream event %r", ev)

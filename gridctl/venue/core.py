@@ -31,6 +31,8 @@ position_side None in one-way mode, "long"/"short" in hedge mode):
     venue.cancel_all(acc, symbol) -> list[VenueOrder]
     venue.get_order(acc, symbol, order_id=None, client_id=None) -> VenueOrder (any status) # unknown_order
     venue.open_orders(acc, symbol=None) / venue.all_orders(acc, symbol=None) -> list[VenueOrder]
+    venue.place_trigger(...) / cancel_trigger / get_trigger / open_triggers   # stop-market orders
+                                        # (gridctl.venue.triggers; fired by the price walk)
     venue.fills(acc, symbol=None, from_id=None, start_ms=None, end_ms=None, limit=None) -> list[VenueFill]
     venue.income(acc, symbol=None, start_ms=None, end_ms=None, limit=None) -> list[FundingIncome]
     # views
@@ -92,7 +94,9 @@ from gridctl.core.grid import Side
 from gridctl.markets import find_market, load_snapshot
 from gridctl.sim import Reject
 from gridctl.venue.account import VenueAccount
+from gridctl.venue.events import VenueEvents
 from gridctl.venue.faults import Faults
+from gridctl.venue.triggers import VenueTriggers
 from gridctl.venue.market import FeedSpec, Market
 from gridctl.venue.booking import LIQUIDATION_PREFIX, VenueBooking, legs_of as _legs  # noqa: F401 (API)
 from gridctl.venue.state import STATE_VERSION, VenueState, VenueStateError  # noqa: F401 (API)
@@ -115,7 +119,7 @@ SIM_REASONS = {  # gridctl.sim Reject reasons -> venue reasons
 }
 
 
-class Venue(VenueBooking, VenueViews, VenueState):
+class Venue(VenueTriggers, VenueEvents, VenueBooking, VenueViews, VenueState):
     """Markets, accounts and the price clock of one local venue (see module docs)."""
 
     def __init__(self, like: str, symbols: list[str], specs: Optional[dict[str, FeedSpec]] = None,
@@ -149,6 +153,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
         self._journal_tail: list = []
         self._counts: dict = {}
         self._queues: list[asyncio.Queue] = []
+        self.triggers: dict = {}  # account -> {trigger id: TriggerOrder} (gridctl.venue.triggers)
         self._tasks: list[asyncio.Task] = []
         self._save_scheduled = False
         self._loaded = False
@@ -365,6 +370,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
             self._expired(acc, m.symbol, now)
         m.last = ticks
         m.observe(now, ticks)
+        self.fire_triggers(m.symbol)  # stop orders turn into market orders at the new price
         self._publish(MarketEvent(m.symbol, now))
 
     def pin(self, symbol: str, price: Decimal) -> None:
@@ -402,24 +408,6 @@ class Venue(VenueBooking, VenueViews, VenueState):
             self._publish(AccountEvent(acc.fingerprint, now, "funding", (m.symbol,), inc))
         self.dirty()
         return out
-
-    # -- events ----------------------------------------------------------------------------------
-    def subscribe(self, maxsize: int = 0) -> asyncio.Queue:
-        """A queue that receives every event from now on (unsubscribe() when done)."""
-        q: asyncio.Queue = asyncio.Queue(maxsize)
-        self._queues.append(q)
-        return q
-
-    def unsubscribe(self, q: asyncio.Queue) -> None:
-        if q in self._queues:
-            self._queues.remove(q)
-
-    def _publish(self, event) -> None:
-        for q in self._queues:
-            try:
-                q.put_nowait(event)
-            except asyncio.QueueFull:  # a stuck consumer must not stop the venue
-                pass
 
     # -- the price clock -----------------------------------------------------------------------------
     async def start(self) -> None:

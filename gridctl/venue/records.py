@@ -34,7 +34,8 @@ class VenueReject(Exception):
     reduce_only_rejected, position_side_mismatch, insufficient_margin,
     notional_below_min, qty_below_min, qty_precision, price_tick, invalid_price,
     invalid_qty, bad_leverage, mode_no_change, mode_open_orders, mode_open_positions,
-    margin_type_no_change, margin_type_open_position, no_price, injected (a fault).
+    margin_type_no_change, margin_type_open_position, no_price, would_trigger (a trigger order
+    already crossed), injected (a fault).
     """
 
     def __init__(self, reason: str, message: str = "") -> None:

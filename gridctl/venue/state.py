@@ -46,6 +46,7 @@ class VenueState:
             "markets": {s: m.state() for s, m in self.markets.items()},
             "accounts": {fp: a.to_dict() for fp, a in self.accounts.items()},
             "extra": self.extra_state, "saved_ms": self.now_ms(), "tail": self._journal_tail,
+            "triggers": self.trigger_state(),
         }
 
     def journal(self, kind: str, account: str, record: dict) -> None:
@@ -159,6 +160,7 @@ class VenueState:
         self.accounts = {fp: VenueAccount.from_dict(ad, rules) for fp, ad in d["accounts"].items()}
         self._counts = {fp: ad.get("counts", {}) for fp, ad in d["accounts"].items()}
         self.extra_state = dict(d.get("extra") or {})
+        self.restore_triggers(d.get("triggers"))
 
     def save(self, durable: bool = False) -> None:
         """Atomic write of the whole state (no-op without a state path).
@@ -217,6 +219,10 @@ class VenueState:
                                  "side": o.side, "price": None if o.price is None else str(o.price),
                                  "qty": str(o.qty), "filled": str(o.filled), "reduce_only": o.reduce_only,
                                  "position_side": o.position_side} for o in self.open_orders(acc)],
+                "triggers": [{"trigger_id": t.trigger_id, "client_id": t.client_id, "symbol": t.symbol, "side": t.side,
+                              "qty": None if t.qty is None else str(t.qty), "trigger_price": str(t.trigger_price),
+                              "kind": t.kind, "reduce_only": t.reduce_only, "close_position": t.close_position,
+                              "position_side": t.position_side} for t in self.open_triggers(acc)],
                 "fills": len(acc.fills), "orders": len(acc.orders), "funding": len(acc.income),
             }
         return {"like": self.like, "markets": markets, "accounts": accounts, "faults": self.faults.describe()}

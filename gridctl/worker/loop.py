@@ -67,6 +67,7 @@ class WorkerLoop(ControlHandler):
         self.beat: Callable[[], None] = lambda: None  # touches the heartbeat file the supervisor watches
         self.accounts: Optional[AccountCheck] = None  # siblings on the account's legs (worker.account_check)
         self.reconcile_every_s: float = RECONCILE_EVERY_S
+        self.safety = None  # gridctl.worker.safety_stop.SafetyStop with risk.exchange_stop
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -189,6 +190,8 @@ class WorkerLoop(ControlHandler):
         if self.accounts is not None:
             self.accounts.publish(f.ts)  # siblings sum it against the venue's leg
         self.rec.engine_events(f.ts, booked.events)
+        if self.safety is not None:  # the position changed; the venue's stop may have fired
+            self.rec.engine_events(f.ts, self.safety.on_fill(f))
         self.rec.fill(f, booked.level, booked.intent, booked.realized)
         for t in booked.trades:
             self.rec.trade(t)
@@ -457,6 +460,8 @@ class WorkerLoop(ControlHandler):
                 for ev in events:
                     self.apply(ev)
                 await self.sync()
+                if self.safety is not None and self.clock() >= self.global_cooldown:  # rate limited: wait
+                    await self.safety.tick()
                 await self.reconcile()  # after the events are booked: else a fill just read looks like a difference
             except Temporary as exc:
                 self._error(self.now_ms(), f"exchange: {exc}")
@@ -466,6 +471,8 @@ class WorkerLoop(ControlHandler):
                 await asyncio.sleep(1)
                 continue
             self.snapshot()
+        if self.safety is not None:
+            await self.safety.tick()  # stopped: its stop orders are cancelled
         return 0
 
 

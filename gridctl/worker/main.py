@@ -245,6 +245,9 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     rec = Recorder(writer, engine, name)
     loop = WorkerLoop(name, engine, exchange, rec, account.balance,
                       reject_cooldown_ms=LIVE_REJECT_COOLDOWN_MS)
+    if s.risk.exchange_stop and hasattr(exchange, "place_stop"):
+        from gridctl.worker.safety_stop import SafetyStop
+        loop.safety = SafetyStop(engine, exchange, rec, loop.clock)
     last_ts = grid["started_ts"]
     if not fresh:
         engine.opened = True  # the initial position was taken when this grid started

@@ -86,7 +86,8 @@ class WorkerLoop(ControlHandler):
             self.apply(ev)
         written = self._store_filled_orders(ts, missed)
         if stored is not None:
-            stored.rows.update({str(c): {"status": "filled", "filled": None, "created_ts": None} for c in written})
+            stored.rows.update({str(c): {"status": "filled", "filled": None, "created_ts": None, "from_fills": True}
+                                for c in written})
             summary = await settle_order_rows(ts, stored, self.ex, self.e, self.rec, grid_started_ts)
             if summary:
                 self.rec.event(ts, "warn" if summary.startswith("order rows not checked") else "info", summary)

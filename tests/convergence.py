@@ -8,7 +8,9 @@ The store's side is the SQLite database (orders, fills, the stored grid). Checke
 
 - every order row of the strategy equals the venue's order with its client id: status,
   filled quantity, side, price, and the level and intent its client id encodes; a row
-  the venue never saw is a rejected placement or a row closed as not on the venue;
+  the venue never saw is a rejected placement or a row closed as not on the venue (a
+  market request, stored with no price, may rest on the venue as an IOC limit: its
+  protection against slippage);
 - every venue order of the strategy has a row;
 - every venue fill of the strategy is booked exactly once, by trade id, with its
   quantity and price; no stored fill the venue does not have;
@@ -112,7 +114,8 @@ def violations(view: VenueAccountView, db: Path, config: Path, name: str, id_for
             out.append(f"order {cid}: row filled {row['filled']}, venue {o['filled']}")
         if row["side"] != o["side"]:
             out.append(f"order {cid}: row side {row['side']}, venue {o['side']}")
-        if _dec(row["price"]) != _dec(o["price"]) and o["price"] is not None:
+        market = row["price"] is None and (o["type"] == "market" or o.get("time_in_force") in ("IOC", "FOK"))
+        if _dec(row["price"]) != _dec(o["price"]) and not market:  # (a market request goes out as an IOC limit)
             out.append(f"order {cid}: row price {row['price']}, venue {o['price']}")
         d = decode_cid(id_format, _cid(cid))
         level = None if d.intent is Intent.CLOSE else d.level

@@ -64,6 +64,10 @@ class WorkerLoop(ControlHandler):
         self.last_error: Optional[str] = None
         self.config_applied_ts: Optional[int] = None  # when the running settings were applied (start or reload)
         self.beat: Callable[[], None] = lambda: None  # touches the heartbeat file the supervisor watches
+        # stores a stop that has begun (reason, keep) at once: a process killed mid-stop is
+        # followed by one that finishes it (gridctl.worker.main)
+        self.stop_started: Callable[[str, bool], None] = lambda reason, keep: None
+        self._stop_marked: Optional[tuple] = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -228,6 +232,9 @@ class WorkerLoop(ControlHandler):
             await self._sync()
 
     async def _sync(self) -> None:
+        if self.e.status == STOPPING and self._stop_marked != (self.e.stop_reason, self.e.keep_position):
+            self._stop_marked = (self.e.stop_reason, self.e.keep_position)  # before its first cancel
+            self.stop_started(self.e.stop_reason or "user", self.e.keep_position)
         for _ in range(MAX_ROUNDS):
             ts = self.now_ms()
             if self.clock() < self.global_cooldown and self.e.status != STOPPING:

@@ -78,3 +78,43 @@ def test_rows_lost_stale_or_never_on_the_venue_end_equal_to_the_venue(venue, tmp
     assert rows[cancelled][0] == "cancelled"
     assert rows[ghost][0] == "cancelled" and rows[ghost][4] == "not on the venue"
     assert engine.levels[2].gen == 3  # the lost order's id (generation 3) is never used again
+
+
+def test_an_order_known_only_from_its_taker_fill_gets_its_limit_price_from_the_venue(venue, tmp_path):
+    """A worker killed between sending an order and recording it, the order filled at once as a
+    taker (a sell below the market): recovery writes its row from the fill (no price: a taker's
+    fill price is not the order's), then the venue's record completes it (regression: the row
+    kept price None for good)."""
+    acc = account(venue.url)
+    rules = rules_for(acc, SOL)
+    s = strategy("long", "160", "169", 9, symbol=SOL, amount="0.1", name=NAME)
+    engine = GridEngine(rules, build_grid(rules, grid_params(rules, s, 17000), 17000),
+                        engine_config(rules, s, acc, grid_params(rules, s, 17000)))
+    writer = BufferedWriter(open_database(tmp_path), strategy=NAME)
+    rec = Recorder(writer, engine, NAME)
+
+    async def scenario():
+        ex = CcxtExchange(acc, SOL, rules, leverage=1, timing=FAST, owns=engine.is_ours)
+        await ex.connect()
+        try:
+            buy = OrderRequest(engine.client_id(1, Intent.ENTRY, 1), Side.BUY, 10, None, level=1, intent=Intent.ENTRY)
+            sell = OrderRequest(engine.client_id(1, Intent.EXIT, 2), Side.SELL, 10, 16500, level=1, intent=Intent.EXIT)
+            await ex.place(buy)
+            await ex.place(sell)  # 165.00 under the market: a taker at 170.00
+            fills = [f for f in await ex.fills_since(0) if f.client_id == sell.client_id]
+            assert fills and not fills[0].maker
+            rec.order_filled(T0, fills, 1, "exit")
+            writer.flush()
+            stored = StoredOrders.load(NAME, 0, writer)
+            stored.rows[str(sell.client_id)] = {"status": "filled", "filled": None, "created_ts": None,
+                                                "from_fills": True}
+            await settle(T0 + 1, stored, ex, engine, rec, 0)
+            writer.flush()
+            return str(sell.client_id)
+        finally:
+            await ex.close()
+    cid = asyncio.run(scenario())
+    from gridctl.store.models import Order
+    o = Order.get(Order.client_id == cid)
+    assert (o.status, o.side, Decimal(str(o.price)), Decimal(str(o.filled)), o.level, o.intent) == \
+        ("filled", "sell", Decimal("165.00"), Decimal("0.1"), 1, "exit")

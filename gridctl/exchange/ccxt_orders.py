@@ -143,7 +143,9 @@ def exchange_order(venue: str, rules: MarketRules, o: dict) -> ExchangeOrder:
     side = Side(o["side"]) if o.get("side") in ("buy", "sell") else Side.BUY
     leg = info.get("positionSide") or info.get("posSide")
     leg = str(leg).lower() if leg and str(leg).upper() not in ("BOTH", "NET") else None
-    return ExchangeOrder(client_id_of(venue, cid), str(o.get("id") or ""), side, to_ticks(rules, o.get("price")),
+    # a market order has no price of its own (ccxt reports its average fill price in `price`)
+    price = None if str(o.get("type") or "").lower() == "market" else to_ticks(rules, o.get("price"))
+    return ExchangeOrder(client_id_of(venue, cid), str(o.get("id") or ""), side, price,
                          to_steps(rules, o.get("amount")), to_steps(rules, o.get("filled") or 0),
                          bool(o.get("reduceOnly") or info.get("reduceOnly") in (True, "true")), status, leg)
 

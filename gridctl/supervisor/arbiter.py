@@ -79,6 +79,7 @@ class Worker:
     probing: bool = False
     aborted_at: float = 0.0          # monotonic time of the SIGABRT sent for a missed heartbeat
     hung: str = ""                   # why it was aborted, for the exit's description
+    forced: bool = False             # the supervisor itself signalled it to end a stop
 
 
 class Arbiter(Operations, Watchdog):
@@ -289,7 +290,7 @@ class Arbiter(Operations, Watchdog):
         assert main is not None
         pid = self._fork(lambda: child.worker_child(w.name, self.config_path, self.paths.root, main))
         w.pid, w.adopted, w.stop_requested, w.probing = pid, False, False, False
-        w.aborted_at, w.hung = 0.0, ""
+        w.aborted_at, w.hung, w.forced = 0.0, "", False
         w.started_at, w.started_mono = time.time(), time.monotonic()
         self.set_state(w, WorkerState.STARTING, f"pid {pid}")
 
@@ -346,7 +347,19 @@ class Arbiter(Operations, Watchdog):
         w.aborted_at, w.hung = 0.0, ""
         ran = time.monotonic() - w.started_mono
         w.last_exit, last_pid, w.pid, w.adopted = desc, w.pid, 0, False
-        if w.stop_requested or w.state == WorkerState.STOPPING or self.shutting_down:
+        stopping = w.stop_requested or w.state == WorkerState.STOPPING
+        if stopping and not self.shutting_down and not w.forced and code not in (0, EX_CONFIG, EX_AUTH,
+                                                                                   EX_ALREADY_RUNNING):
+            # killed in the middle of its stop (not by us): a new process finishes the stop the
+            # old one stored as begun (gridctl.worker.main), unless it crash-loops
+            w.crashes = self.policy.next_count(w.crashes, ran)
+            if not self.policy.is_loop(w.crashes):
+                w.restarts += 1
+                self._spawn(w)
+                w.stop_requested = True
+                self.set_state(w, WorkerState.STOPPING, f"finishing the stop: pid {last_pid} {desc}")
+                return
+        if stopping or self.shutting_down:
             w.stop_requested = False
             self.set_state(w, WorkerState.STOPPED, "stopped" if code == 0 else f"stopped ({desc})")
         elif code == 0:

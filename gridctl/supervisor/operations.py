@@ -106,7 +106,15 @@ class Operations:
         except (NotRunning, ControlError, OSError) as exc:
             log.warning("%s did not take the %s request (%s); sending SIGTERM", name, verb, exc)
         forced = ""
-        if reply is None or not await self.wait_for(lambda: not w.state.alive or w.pid != pid, self.stop_timeout):
+        if reply is None:  # no answer: it may have died taking the request (then a successor finishes the stop)
+            await self.wait_for(lambda: not w.state.alive or w.pid != pid, 1.0)
+        done = (reply is not None or w.pid != pid) and \
+            await self.wait_for(lambda: not w.state.alive or w.pid != pid, self.stop_timeout)
+        while done and w.state == S.STOPPING and w.pid and w.pid != pid:  # killed mid-stop: its successor finishes
+            pid = w.pid
+            done = await self.wait_for(lambda: not w.state.alive or w.pid != pid, self.stop_timeout)
+        if not done:
+            w.forced = True
             forced = "SIGTERM"
             self.send_signal(w, signal.SIGTERM)
             if not await self.wait_for(lambda: not w.state.alive or w.pid != pid, self.kill_timeout):

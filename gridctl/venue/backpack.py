@@ -129,6 +129,7 @@ class BackpackProtocol(BackpackTriggers, Protocol):
             early = self._before(kind)
             if early is not None:
                 return early
+            order_type = None
             try:
                 key, params = await wire.authenticate(request, self.venue.now_ms())
                 account = self.venue.account_for(key)
@@ -138,6 +139,8 @@ class BackpackProtocol(BackpackTriggers, Protocol):
                     f = self.venue.faults.take("reject", kind)
                     if f:
                         raise VenueReject(str(f.get("reason", "insufficient_margin")), "injected")
+                order_type = _order_type(params) if kind == "place" else None
+                await self.before_faults(kind, order_type)
                 body = await handler(account, params)
             except BackpackError as e:
                 body = e.response()
@@ -145,7 +148,7 @@ class BackpackProtocol(BackpackTriggers, Protocol):
                 body = _reject(e)
             self.venue.flush()  # what the answer confirms is on disk before it goes out
             response = body if isinstance(body, web.StreamResponse) else ok(body)
-            return await self.after_faults(kind, response)
+            return await self.after_faults(kind, response, order_type)
         return run
 
     def _symbol(self, params: dict, required: bool = True) -> Optional[str]:
@@ -385,3 +388,10 @@ class BackpackProtocol(BackpackTriggers, Protocol):
 def _reject(e: VenueReject) -> web.Response:
     status, body = codec.reject_error(e.reason, e.message)
     return web.json_response(body, status=status)
+
+
+def _order_type(params) -> Optional[str]:
+    """"market" / "limit" of a placement (a batch: of its first order), for the kill fault."""
+    first = params[0] if isinstance(params, list) and params else params
+    value = first.get("orderType") if isinstance(first, dict) else None
+    return str(value).lower() if value else None

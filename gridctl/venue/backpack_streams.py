@@ -151,6 +151,8 @@ class BackpackStreams:
                     if self.venue.faults.is_on("silent_streams"):
                         break
                     await self._publish(stream, fp, message)
+                if getattr(ev, "fill", None) is not None:  # a fill pushed: the `kill` fault's mid-fill moment
+                    await self.venue.faults.kill_point("stream_fill")
             except Exception:  # one bad event must not end the streams
                 log.exception("backpack stream event %r", ev)
 

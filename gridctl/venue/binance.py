@@ -121,10 +121,12 @@ class BinanceProtocol(BinanceAlgo, BinanceRest, Protocol):
                 f = self.venue.faults.take("reject", kind)
                 if f:
                     return W.error(str(f.get("reason", "insufficient_margin")))
+            order_type = (str(params.get("type", "")).lower() or None) if kind == "place" else None
+            await self.before_faults(kind, order_type)
             response = await self._dispatch(handler, Call(request, params, account))
             if kind != "read":
                 self.venue.flush()  # on disk before the answer: a killed venue keeps what it confirmed
-            response = await self.after_faults(kind, response)
+            response = await self.after_faults(kind, response, order_type)
             if self.venue.timing is not None and kind in ("place", "cancel"):
                 self._time_ack(kind, params, account, response)
             return response

@@ -224,6 +224,8 @@ class BinanceStreams:
                     await self._market_event(ev)
                 elif isinstance(ev, (OrderEvent, AccountEvent, TriggerEvent)):
                     await self._user_event(ev)
+                    if getattr(ev, "fill", None) is not None:  # a fill pushed: the `kill` fault's mid-fill moment
+                        await self.venue.faults.kill_point("stream_fill")
             except Exception:
                 log.exception("stream event %r", ev)
 

@@ -19,6 +19,13 @@ Faults and their parameters:
     drop_streams    every stream is closed at the next opportunity
     silent_streams  streams stop sending and answering pings (a zombie socket)
     expire_auth     stream auth tokens (Binance listen keys) expire now
+    kill            SIGKILL process `pid` (default: the venue itself) at a chosen moment:
+                    `on` place | cancel | read | order | any, `when` after (default: the
+                    request executed and saved, its answer not sent yet: a client killed
+                    between sending an order and recording it) | before (nothing executed);
+                    or `on` stream_fill: right after a fill was pushed on a user stream.
+                    `type` (market | limit) narrows a place to that order type (a stop's close).
+                    The venue waits (<= 2 s) until the process is gone before it goes on.
 
 Each fault takes `on` (which requests: any | place | cancel | read | order = place or
 cancel; default "any" for rate_limit/server_error, "place" for timeout/empty/reject),
@@ -32,15 +39,21 @@ JSON (POST /_admin/faults): {"rate_limit": {"count": 1, "retry_after": 2}, "part
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import signal
+import time
 from typing import Any, Optional
 
 FAULTS = ("rate_limit", "server_error", "timeout", "empty", "reject", "partial", "drop_streams",
-          "silent_streams", "expire_auth")
+          "silent_streams", "expire_auth", "kill")
 DEFAULT_ON = {"rate_limit": "any", "server_error": "any", "timeout": "place", "empty": "place",
               "reject": "place", "partial": "any", "drop_streams": "any", "silent_streams": "any",
-              "expire_auth": "any"}
+              "expire_auth": "any", "kill": "place"}
 KINDS = ("any", "place", "cancel", "read", "order")
+KILL_KINDS = KINDS + ("stream_fill",)  # where a kill can be set (a fill pushed on a user stream)
+KILL_WHEN = ("after", "before")
 
 
 class FaultError(ValueError):
@@ -84,9 +97,12 @@ class Faults:
                     self.active[name] = {"on": True}
                 continue
             on = params.get("on", DEFAULT_ON[name])
-            if on not in KINDS:
-                raise FaultError(f"faults: {name}: on must be one of {', '.join(KINDS)}, got {on!r}")
+            kinds = KILL_KINDS if name == "kill" else KINDS
+            if on not in kinds:
+                raise FaultError(f"faults: {name}: on must be one of {', '.join(kinds)}, got {on!r}")
             params["on"] = on
+            if name == "kill":
+                _kill_params(params)
             if "count" in params:
                 try:
                     params["count"] = int(params["count"])
@@ -112,11 +128,14 @@ class Faults:
                 params["leave"] = leave
             self.active[name] = params
 
-    def take(self, name: str, kind: str = "any") -> Optional[dict]:
-        """The fault's parameters if it fires for a request of `kind` now (a count is used up)."""
+    def take(self, name: str, kind: str = "any", **facts: Any) -> Optional[dict]:
+        """The fault's parameters if it fires for a request of `kind` now (a count is used up).
+        `facts` (when=..., type=...) must equal the fault's parameters of those names, if set."""
         params = self.active.get(name)
         if params is None or not _matches(params.get("on", "any"), kind):
             return None
+        if any(k in params and params[k] != v for k, v in facts.items()):
+            return None  # e.g. a kill narrowed to market orders, asked about a cancel
         if "count" in params:
             if params["count"] <= 0:
                 return None
@@ -126,12 +145,56 @@ class Faults:
             return params
         return params if self.rng.random() < params.get("p", 0) else None
 
+    async def kill_point(self, kind: str, when: str = "after", order_type: Optional[str] = None) -> None:
+        """SIGKILL the `kill` fault's process if it is set for this moment, and wait until it is
+        gone (so that what follows, an answer or the next stream message, never reaches it)."""
+        f = self.take("kill", kind, when=when, type=order_type)
+        if f is None:
+            return
+        pid = int(f.get("pid") or os.getpid())
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 2
+        while _running(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
     def is_on(self, name: str) -> bool:
         """True while a state-like fault (silent_streams) is switched on."""
         return name in self.active
 
     def describe(self) -> dict:
         return {k: dict(v) for k, v in self.active.items()}
+
+
+def _kill_params(params: dict) -> None:
+    """Check and default a kill fault's own parameters (pid, when, type)."""
+    params.setdefault("when", "after")
+    if params["when"] not in KILL_WHEN:
+        raise FaultError(f"faults: kill: when must be one of {', '.join(KILL_WHEN)}, got {params['when']!r}")
+    if "pid" in params:
+        try:
+            params["pid"] = int(params["pid"])
+        except (TypeError, ValueError):
+            raise FaultError("faults: kill: pid must be an integer") from None
+        if params["pid"] <= 1:
+            raise FaultError("faults: kill: pid must be a process id above 1")
+    if params.get("type") not in (None, "market", "limit"):
+        raise FaultError(f"faults: kill: type must be market or limit, got {params['type']!r}")
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a killed child its parent has not reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
 
 
 def parse_spec(text: str) -> dict:

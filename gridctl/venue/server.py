@@ -77,9 +77,16 @@ class Protocol:
         """What the venue sends for the `empty` fault (an executed request answered with no body)."""
         return web.Response(status=int(fault.get("status", 200)), body=b"", content_type="application/json")
 
-    async def after_faults(self, kind: str, response: web.StreamResponse) -> web.StreamResponse:
-        """Faults that hit once the venue executed a placement or cancel (its outcome unknown
-        to the client): an answer that comes too late, or an empty one."""
+    async def before_faults(self, kind: str, order_type: Optional[str] = None) -> None:
+        """Faults that hit a request before the venue executes it (a `kill` with when=before)."""
+        await self.venue.faults.kill_point(kind, "before", order_type)
+
+    async def after_faults(self, kind: str, response: web.StreamResponse,
+                           order_type: Optional[str] = None) -> web.StreamResponse:
+        """Faults that hit once the venue executed a request and saved its outcome, before the
+        answer goes out: a `kill` (the client never learns the outcome), then, for a placement
+        or cancel, an answer that comes too late, or an empty one."""
+        await self.venue.faults.kill_point(kind, "after", order_type)
         if kind not in ("place", "cancel") or response.status != 200:
             return response
         f = self.venue.faults.take("timeout", kind)

@@ -68,6 +68,10 @@ class WorkerLoop(ControlHandler):
         self.accounts: Optional[AccountCheck] = None  # siblings on the account's legs (worker.account_check)
         self.reconcile_every_s: float = RECONCILE_EVERY_S
         self.safety = None  # gridctl.worker.safety_stop.SafetyStop with risk.exchange_stop
+        # stores a stop that has begun (reason, keep) at once: a process killed mid-stop is
+        # followed by one that finishes it (gridctl.worker.main)
+        self.stop_started: Callable[[str, bool], None] = lambda reason, keep: None
+        self._stop_marked: Optional[tuple] = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -90,7 +94,8 @@ class WorkerLoop(ControlHandler):
             self.apply(ev)
         written = self._store_filled_orders(ts, missed)
         if stored is not None:
-            stored.rows.update({str(c): {"status": "filled", "filled": None, "created_ts": None} for c in written})
+            stored.rows.update({str(c): {"status": "filled", "filled": None, "created_ts": None, "from_fills": True}
+                                for c in written})
             summary = await settle_order_rows(ts, stored, self.ex, self.e, self.rec, grid_started_ts)
             if summary:
                 self.rec.event(ts, "warn" if summary.startswith("order rows not checked") else "info", summary)
@@ -252,6 +257,9 @@ class WorkerLoop(ControlHandler):
             await self._sync()
 
     async def _sync(self) -> None:
+        if self.e.status == STOPPING and self._stop_marked != (self.e.stop_reason, self.e.keep_position):
+            self._stop_marked = (self.e.stop_reason, self.e.keep_position)  # before its first cancel
+            self.stop_started(self.e.stop_reason or "user", self.e.keep_position)
         for _ in range(MAX_ROUNDS):
             ts = self.now_ms()
             if self.clock() < self.global_cooldown and self.e.status != STOPPING:

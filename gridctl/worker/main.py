@@ -259,12 +259,16 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
             last_ts = max(last_ts, r.ts)
         _restore_generations(engine, name, grid["started_ts"], writer)
     _account_check(loop, config, name, grid["started_ts"])
+    stopping = grid.get("stopping") if not fresh else None
+    if stopping:  # the previous process was killed in the middle of a stop: this one finishes it
+        engine.stop(stopping["reason"], keep=bool(stopping["keep"]))
     if flatten:
         engine.stop("emergency", keep=False)
     rec.strategy(now_ms, config_json=json.dumps({"symbol": s.symbol, "mode": s.mode.value, "account": s.account,
                                              "investment": str(s.investment) if s.investment is not None else None,
                                              "leverage": s.leverage, "grids": s.grids}),
-                 config_hash=settings_hash(config, name), status="stopping" if flatten else "starting",
+                 config_hash=settings_hash(config, name),
+                 status="stopping" if flatten or stopping else "starting",
                  host=host_name(),
                  started_ts=grid["started_ts"],
                  **({"grid_json": json.dumps(grid), "stop_reason": None, "last_error": None} if fresh else {}))
@@ -276,6 +280,9 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     # first second would otherwise restart as a new grid beside the old one's orders
     if not _flush_now(writer):
         rec.event(now_ms, "warn", "database unavailable: the grid is not stored yet; trading continues")
+    if stopping:
+        rec.event(now_ms, "status", f"finishing the stop ({stopping['reason']}) the previous process began")
+    loop.stop_started = functools.partial(_mark_stop, rec, writer, grid)
     server = await serve_worker(StatePaths(state_dir).worker_socket(name), loop)
     loop.beat = Heartbeat(StatePaths(state_dir).worker_heartbeat(name)).beat
     loop.beat()  # recovery may take a few requests: the supervisor's timeout counts from here
@@ -298,6 +305,14 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
         await exchange.close()
         writer.close()
     return code
+
+
+def _mark_stop(rec, writer, grid: dict, reason: str, keep: bool) -> None:
+    """A stop has begun: stored with the grid at once (not in a second, with the writer), so a
+    process killed during its cancels or its close is followed by one that finishes it."""
+    grid["stopping"] = {"reason": reason, "keep": bool(keep)}
+    rec.strategy(int(time.time() * 1000), status="stopping", stop_reason=reason, grid_json=json.dumps(grid))
+    _flush_now(writer)
 
 
 def _record_config(loop, ts: int, s: StrategyConfig, config_hash: str) -> None:

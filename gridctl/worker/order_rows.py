@@ -75,7 +75,7 @@ async def settle(ts: int, stored: Optional[StoredOrders], exchange, engine: Grid
     try:
         venue = {str(o.client_id): o for o in await history(stored.history_since(grid_started_ts))}
         for cid, row in stored.rows.items():  # open rows the venue's recent record does not show
-            if row["status"] == "open" and cid not in venue:
+            if (row["status"] == "open" or row.get("from_fills")) and cid not in venue:
                 found = await exchange.fetch_order(stored_cid(cid))
                 if found is not None:
                     venue[cid] = found
@@ -90,10 +90,12 @@ async def settle(ts: int, stored: Optional[StoredOrders], exchange, engine: Grid
         engine.continue_generations(d.level, d.gen)  # an id the venue has seen is never sent again
         row = stored.rows.get(cid)
         status = o.status if o.status in TERMINAL else "open"
-        if row is None:
+        if row is None or row.get("from_fills"):
+            # lost, or just rebuilt from its fills alone (which know neither a taker's limit
+            # price nor a partial order's size): written whole from the venue's record
             level = d.level if d.intent is not Intent.CLOSE else None
             rec.order_recovered(ts, o, level, d.intent.value, status)
-            written += 1
+            written += row is None
         elif row["status"] != status or (row["filled"] is not None and row["filled"] != qty(o.filled)):
             rec.order_status(ts, o.client_id, status, filled=o.filled)
             corrected += 1

@@ -58,6 +58,7 @@ class VenueBooking:
                     pieces = max(1, min(int(fault.get("pieces", 3)), f.qty))
             self._trades(acc, order, f, realized, pieces, now)
         acc.updated_ms = now
+        self.audit.positions(acc.fingerprint, symbol, sim)
         self._publish(AccountEvent(acc.fingerprint, now, "order", (symbol,)))
 
     def _trades(self, acc: VenueAccount, order: VenueOrder, f: Fill, realized: Decimal, pieces: int,

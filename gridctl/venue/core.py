@@ -92,6 +92,7 @@ from gridctl.core.grid import Side
 from gridctl.markets import find_market, load_snapshot
 from gridctl.sim import Reject
 from gridctl.venue.account import VenueAccount
+from gridctl.venue.audit import VenueAudit
 from gridctl.venue.faults import Faults
 from gridctl.venue.market import FeedSpec, Market
 from gridctl.venue.booking import LIQUIDATION_PREFIX, VenueBooking, legs_of as _legs  # noqa: F401 (API)
@@ -144,6 +145,7 @@ class Venue(VenueBooking, VenueViews, VenueState):
         self.accounts: dict[str, VenueAccount] = {}
         self.ids = Counters()
         self.faults = Faults(seed)
+        self.audit = VenueAudit()
         self.extra_state: dict = {}
         self._journal_tail: list = []
         self._counts: dict = {}
@@ -256,7 +258,10 @@ class Venue(VenueBooking, VenueViews, VenueState):
         if client_id is None:
             client_id = f"venue-{self.ids.order + 1}"
         if acc.open_order(m.symbol, client_id) is not None:
+            self.audit.duplicate(acc.fingerprint, m.symbol, client_id, now)
             raise VenueReject("duplicate_client_id", repr(client_id))
+        if (m.symbol, client_id) in acc.latest_ids:
+            self.audit.reuse(acc.fingerprint, m.symbol, client_id, now)
         crosses = ticks is not None and ((ticks >= m.last) if side == "buy" else (ticks <= m.last))
         expiry = None
         if time_in_force == "PO" and crosses:

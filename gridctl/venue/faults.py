@@ -54,6 +54,7 @@ class Faults:
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
         self.active: dict[str, dict[str, Any]] = {}
+        self.fired: dict[str, int] = {}  # how often each fault fired (the soak's audit)
 
     def configure(self, spec: dict) -> None:
         """Apply a JSON fault spec (see module docs); raises FaultError naming the bad field."""
@@ -111,8 +112,12 @@ class Faults:
             params["count"] -= 1
             if params["count"] == 0:
                 del self.active[name]
-            return params
-        return params if self.rng.random() < params.get("p", 0) else None
+            return self._fire(name, params)
+        return self._fire(name, params) if self.rng.random() < params.get("p", 0) else None
+
+    def _fire(self, name: str, params: dict) -> dict:
+        self.fired[name] = self.fired.get(name, 0) + 1
+        return params
 
     def is_on(self, name: str) -> bool:
         """True while a state-like fault (silent_streams) is switched on."""

@@ -22,6 +22,9 @@ Admin API (tests and the soak; never served by a real venue):
     POST /_admin/faults  {...}               gridctl.venue.faults (module docs)
     POST /_admin/drop-streams                close every WebSocket now
     POST /_admin/save                        write the state file now
+    GET  /_admin/audit                      gridctl.venue.audit: max |position| per leg, duplicate
+                                            live client ids, reused ids, faults fired
+    GET  /_admin/history                    every account's orders (any status), fills, funding
 
 Errors answer 400 {"error": "..."}.
 """
@@ -150,6 +153,8 @@ class VenueServer:
             web.post("/_admin/faults", self._faults),
             web.post("/_admin/drop-streams", self._drop),
             web.post("/_admin/save", self._save),
+            web.get("/_admin/audit", self._audit),
+            web.get("/_admin/history", self._history),
         ]
 
     async def _state(self, request: web.Request) -> web.Response:
@@ -209,6 +214,19 @@ class VenueServer:
 
     async def _drop(self, request: web.Request) -> web.Response:
         return web.json_response({"closed": await self.drop_streams()})
+
+    async def _audit(self, request: web.Request) -> web.Response:
+        return web.json_response({**self.venue.audit.to_dict(), "faults_fired": dict(self.venue.faults.fired)})
+
+    async def _history(self, request: web.Request) -> web.Response:
+        v = self.venue
+        return web.json_response({fp: {"hedge": acc.hedge,
+                                       "orders": [o.to_dict() for o in v.all_orders(acc)],
+                                       "fills": [f.to_dict() for f in acc.fills],
+                                       "income": [i.to_dict() for i in acc.income],
+                                       "positions": [{"symbol": p.symbol, "side": p.position_side, "qty": str(p.qty)}
+                                                     for p in v.positions(acc)]}
+                                  for fp, acc in v.accounts.items()})
 
     async def _save(self, request: web.Request) -> web.Response:
         self.venue.save()

@@ -30,6 +30,7 @@ JSON (POST /_admin/faults): {"rate_limit": {"count": 1, "retry_after": 2}, "part
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, Optional
 
 FAULTS = ("rate_limit", "server_error", "timeout", "empty", "reject", "partial", "drop_streams",
@@ -37,6 +38,7 @@ FAULTS = ("rate_limit", "server_error", "timeout", "empty", "reject", "partial",
 DEFAULT_ON = {"rate_limit": "any", "server_error": "any", "timeout": "place", "empty": "place",
               "reject": "place", "partial": "any", "drop_streams": "any", "silent_streams": "any",
               "expire_auth": "any"}
+RECENT = 2000  # fires kept in Faults.recent
 KINDS = ("any", "place", "cancel", "read", "order")
 
 
@@ -55,6 +57,7 @@ class Faults:
         self.rng = random.Random(seed)
         self.active: dict[str, dict[str, Any]] = {}
         self.fired: dict[str, int] = {}  # how often each fault fired (the soak's audit)
+        self.recent: list[list] = []  # [wall ms, name, request kind] of the last fires (evidence)
 
     def configure(self, spec: dict) -> None:
         """Apply a JSON fault spec (see module docs); raises FaultError naming the bad field."""
@@ -112,11 +115,13 @@ class Faults:
             params["count"] -= 1
             if params["count"] == 0:
                 del self.active[name]
-            return self._fire(name, params)
-        return self._fire(name, params) if self.rng.random() < params.get("p", 0) else None
+            return self._fire(name, kind, params)
+        return self._fire(name, kind, params) if self.rng.random() < params.get("p", 0) else None
 
-    def _fire(self, name: str, params: dict) -> dict:
+    def _fire(self, name: str, kind: str, params: dict) -> dict:
         self.fired[name] = self.fired.get(name, 0) + 1
+        self.recent.append([int(time.time() * 1000), name, kind])
+        del self.recent[:-RECENT]
         return params
 
     def is_on(self, name: str) -> bool:

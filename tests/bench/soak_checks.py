@@ -230,11 +230,16 @@ def check_money(seen: Seen) -> Result:
         v_fees = sum((Decimal(f["fee"]) for f in fills), ZERO)
         v_real = sum((Decimal(f["realized"]) for f in fills), ZERO)
         db_fees = sum((Decimal(x) for (x,) in seen.sql("SELECT fee FROM fills WHERE strategy = ?", s.name)), ZERO)
-        eq = seen.sql("SELECT realized, fees FROM equity WHERE strategy = ? ORDER BY ts DESC, id DESC LIMIT 1",
-                      s.name)
+        eq = seen.sql("SELECT realized, fees, funding FROM equity WHERE strategy = ? ORDER BY ts DESC, id DESC "
+                      "LIMIT 1", s.name)
         db_real = Decimal(eq[0][0]) if eq else ZERO
         eq_fees = Decimal(eq[0][1]) if eq else ZERO
-        r.checked += 3
+        eq_funding = Decimal(eq[0][2]) if eq else ZERO
+        rows_funding = sum((Decimal(x) for (x,) in seen.sql("SELECT amount FROM funding WHERE strategy = ?",
+                                                             s.name)), ZERO)
+        r.checked += 4
+        if abs(eq_funding - rows_funding) > TOLERANCE:
+            r.bad(f"{s.name}: funding in its last snapshot {eq_funding}, in its funding rows {rows_funding}")
         if abs(db_fees - v_fees) > TOLERANCE:
             r.bad(f"{s.name}: fees in its fills {db_fees}, venue {v_fees}")
         if abs(eq_fees - v_fees) > TOLERANCE:

@@ -48,6 +48,7 @@ class Scheduler:
     db_every: float = 300.0  # mean seconds between the starts of two database windows
     timeout_delay: float = 12.0  # s: past the client's timeout (ccxt 10 s)
     log: Callable[[str], None] = print
+    cover: bool = True  # start with every kind once
     injected: Counter = field(default_factory=Counter)  # what the harness did, by kind
     errors: Counter = field(default_factory=Counter)
 
@@ -80,6 +81,9 @@ class Scheduler:
         names = list(WEIGHTS)
         weights = [WEIGHTS[k] for k in names]
         next_db = time.monotonic() + self.rng.expovariate(1 / self.db_every) * 0.5
+        # every kind once first (in a seeded order), so that a short run covers them all
+        first = [k for k in names if WEIGHTS[k]] if self.cover else []
+        self.rng.shuffle(first)
         while not self._stop.is_set():
             now = time.monotonic()
             for due, fn in [t for t in self._timers if t[0] <= now]:
@@ -88,7 +92,7 @@ class Scheduler:
             if now >= next_db and now >= self._db_until:
                 self._safe(self.db_lock)
                 next_db = self._db_until + self.rng.expovariate(1 / self.db_every)
-            kind = self.rng.choices(names, weights)[0]
+            kind = first.pop() if first else self.rng.choices(names, weights)[0]
             self._safe(getattr(self, kind) if hasattr(self, kind) else lambda: self.venue_fault(kind))
             self._stop.wait(self.rng.expovariate(self.rate))
 

@@ -120,9 +120,7 @@ def soak(root: Path, names: list[str], sim_hours: float, seed: int, speed: int, 
         sched.stop()
         schedule_funding(fleet, rates, 30 * 86_400_000)  # no funding while the fleet comes to rest
         log("faults stopped; waiting for every process")
-        if fleet.supervisor_pid() is None:
-            fleet.start()
-        fleet.wait(fleet.all_up, 120, "every process running after the faults")
+        fleet.revive()
         schedule_funding(fleet, rates, 30 * 86_400_000)  # a venue restarted meanwhile
         for a in fleet.accounts:  # pin every market where it is: the fleet can come to rest
             for sym, m in fleet.admin(a, "/_admin/state")["markets"].items():

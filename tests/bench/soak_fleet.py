@@ -170,6 +170,28 @@ class Fleet:
         return (self.supervisor_pid() is not None and all(self.venue_pid(a) for a in self.accounts)
                 and all(self.worker_pid(n) for n in self.names))
 
+    def missing(self) -> list[str]:
+        """What is not running now (for the log)."""
+        out = [] if self.supervisor_pid() else ["supervisor"]
+        out += [f"venue {a}" for a in self.accounts if not self.venue_pid(a)]
+        return out + [f"worker {n}" for n in self.names if not self.worker_pid(n)]
+
+    def revive(self, timeout: float = 180) -> None:
+        """Wait for every process; `gridctl start` again every 15 s meanwhile (a supervisor killed
+        last, or a worker it gave up on after many kills in a row)."""
+        deadline = time.monotonic() + timeout
+        while not self.all_up():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not running after {timeout:g} s: {', '.join(self.missing())}")
+            self.log(f"waiting for: {', '.join(self.missing())}; gridctl start")
+            try:
+                self.start()
+            except Exception as exc:
+                self.log(str(exc)[:300])
+            end = time.monotonic() + 15
+            while time.monotonic() < end and not self.all_up():
+                time.sleep(0.5)
+
     # -- the venues' admin API ------------------------------------------------------------------------
     def venue_url(self, account: str) -> Optional[str]:
         try:

@@ -121,6 +121,11 @@ class CcxtExchange(StreamEvents):
         if quirk(self.venue, "listen_key"):
             self._tasks.append(asyncio.create_task(self._listen_key_loop()))
 
+    def resume_funding_after(self, ts: int) -> None:
+        """A restarted worker: read the funding paid since `ts` (while no process read it), not
+        only what is paid from this connect on."""
+        self._funding_since = min(self._funding_since, ts)
+
     async def preflight(self, required_margin: Decimal) -> None:
         """Before the first order of a new grid: the free balance covers the plan's margin."""
         free = await ccxt_rest.free_balance(self)

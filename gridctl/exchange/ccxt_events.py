@@ -202,11 +202,12 @@ class StreamEvents:
             if not due and self.clock() - last < self.timing.funding_every_s * self.poll_factor:
                 continue
             last = self.clock()
-            if due:
-                self._next_funding, self._funding_now = None, False
             try:
                 for p in await ccxt_rest.funding_payments(self):
                     self._push(p)
-            except Exception as exc:
+            except Exception as exc:  # a due read is tried again in a second, not at the next poll
                 log.info("funding history not read: %s", str(exc)[:200])
+                continue
+            if due:
+                self._next_funding, self._funding_now = None, False
 

@@ -67,6 +67,7 @@ class VenueBooking:
                     pieces = max(1, min(int(fault.get("pieces", 1 if _leaving(fault) else 3)), f.qty))
             self._trades(acc, order, f, realized, pieces, now)
         acc.updated_ms = now
+        self.audit.positions(acc.fingerprint, symbol, sim)
         self._publish(AccountEvent(acc.fingerprint, now, "order", (symbol,)))
 
     def _maker_take(self, order) -> int:

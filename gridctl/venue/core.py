@@ -95,6 +95,7 @@ from gridctl.markets import find_market, load_snapshot
 from gridctl.sim import Reject
 from gridctl.venue.account import VenueAccount
 from gridctl.venue.events import VenueEvents
+from gridctl.venue.audit import VenueAudit
 from gridctl.venue.faults import Faults
 from gridctl.venue.triggers import VenueTriggers
 from gridctl.venue.market import FeedSpec, Market
@@ -149,6 +150,7 @@ class Venue(VenueTriggers, VenueEvents, VenueBooking, VenueViews, VenueState):
         self.ids = Counters()
         self.faults = Faults(seed)
         self._partial_fills: dict = {}  # gridctl.venue.booking: parts filled by the partial fault
+        self.audit = VenueAudit()
         self.extra_state: dict = {}
         self._journal_tail: list = []
         self._counts: dict = {}
@@ -262,7 +264,10 @@ class Venue(VenueTriggers, VenueEvents, VenueBooking, VenueViews, VenueState):
         if client_id is None:
             client_id = f"venue-{self.ids.order + 1}"
         if acc.open_order(m.symbol, client_id) is not None:
+            self.audit.duplicate(acc.fingerprint, m.symbol, client_id, now)
             raise VenueReject("duplicate_client_id", repr(client_id))
+        if (m.symbol, client_id) in acc.latest_ids:
+            self.audit.reuse(acc.fingerprint, m.symbol, client_id, now)
         crosses = ticks is not None and ((ticks >= m.last) if side == "buy" else (ticks <= m.last))
         expiry = None
         if time_in_force == "PO" and crosses:

@@ -51,6 +51,7 @@ FAULTS = ("rate_limit", "server_error", "timeout", "empty", "reject", "partial",
 DEFAULT_ON = {"rate_limit": "any", "server_error": "any", "timeout": "place", "empty": "place",
               "reject": "place", "partial": "any", "drop_streams": "any", "silent_streams": "any",
               "expire_auth": "any", "kill": "place"}
+RECENT = 2000  # fires kept in Faults.recent
 KINDS = ("any", "place", "cancel", "read", "order")
 KILL_KINDS = KINDS + ("stream_fill",)  # where a kill can be set (a fill pushed on a user stream)
 KILL_WHEN = ("after", "before")
@@ -70,6 +71,8 @@ class Faults:
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
         self.active: dict[str, dict[str, Any]] = {}
+        self.fired: dict[str, int] = {}  # how often each fault fired (the soak's audit)
+        self.recent: list[list] = []  # [wall ms, name, request kind] of the last fires (evidence)
 
     def configure(self, spec: dict) -> None:
         """Apply a JSON fault spec (see module docs); raises FaultError naming the bad field."""
@@ -142,8 +145,14 @@ class Faults:
             params["count"] -= 1
             if params["count"] == 0:
                 del self.active[name]
-            return params
-        return params if self.rng.random() < params.get("p", 0) else None
+            return self._fire(name, kind, params)
+        return self._fire(name, kind, params) if self.rng.random() < params.get("p", 0) else None
+
+    def _fire(self, name: str, kind: str, params: dict) -> dict:
+        self.fired[name] = self.fired.get(name, 0) + 1
+        self.recent.append([int(time.time() * 1000), name, kind])
+        del self.recent[:-RECENT]
+        return params
 
     async def kill_point(self, kind: str, when: str = "after", order_type: Optional[str] = None) -> None:
         """SIGKILL the `kill` fault's process if it is set for this moment, and wait until it is

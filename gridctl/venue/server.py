@@ -19,9 +19,14 @@ Admin API (tests and the soak; never served by a real venue):
     POST /_admin/price   {"symbol", "price"} walk there now (filling), pin it
     POST /_admin/release {"symbol"}          the feed drives it again
     POST /_admin/funding {"symbol", "rate"}  settle funding now at that rate
+         {"symbol", "rate", "every_ms"}      or: settle it every every_ms from now on, at instants
+                                            the venue announces (the soak's simulated 8 h)
     POST /_admin/faults  {...}               gridctl.venue.faults (module docs)
     POST /_admin/drop-streams                close every WebSocket now
     POST /_admin/save                        write the state file now
+    GET  /_admin/audit                      gridctl.venue.audit: max |position| per leg, duplicate
+                                            live client ids, reused ids, faults fired
+    GET  /_admin/history                    every account's orders (any status), fills, funding
 
 Errors answer 400 {"error": "..."}.
 """
@@ -157,6 +162,8 @@ class VenueServer:
             web.post("/_admin/faults", self._faults),
             web.post("/_admin/drop-streams", self._drop),
             web.post("/_admin/save", self._save),
+            web.get("/_admin/audit", self._audit),
+            web.get("/_admin/history", self._history),
         ]
 
     async def _state(self, request: web.Request) -> web.Response:
@@ -197,6 +204,15 @@ class VenueServer:
     async def _funding(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         try:
+            if body.get("every_ms") is not None:  # a schedule: settled by the clock at announced times
+                m = self.venue.market(str(body["symbol"]))
+                every = int(body["every_ms"])
+                if every < 1000:
+                    raise VenueReject("invalid_funding", "every_ms must be at least 1000")
+                m.funding_interval_ms, m.funding_rate = every, Decimal(str(body["rate"]))
+                m.next_funding_ms = m.next_funding_after(self.venue.now_ms())
+                self.venue.dirty()
+                return web.json_response({"next_funding_ms": m.next_funding_ms})
             paid = self.venue.settle_funding(str(body["symbol"]), Decimal(str(body["rate"])))
         except KeyError as exc:
             raise _bad(f"missing field {exc.args[0]}") from None
@@ -216,6 +232,20 @@ class VenueServer:
 
     async def _drop(self, request: web.Request) -> web.Response:
         return web.json_response({"closed": await self.drop_streams()})
+
+    async def _audit(self, request: web.Request) -> web.Response:
+        return web.json_response({**self.venue.audit.to_dict(), "faults_fired": dict(self.venue.faults.fired),
+                                  "faults_recent": self.venue.faults.recent})
+
+    async def _history(self, request: web.Request) -> web.Response:
+        v = self.venue
+        return web.json_response({fp: {"hedge": acc.hedge,
+                                       "orders": [o.to_dict() for o in v.all_orders(acc)],
+                                       "fills": [f.to_dict() for f in acc.fills],
+                                       "income": [i.to_dict() for i in acc.income],
+                                       "positions": [{"symbol": p.symbol, "side": p.position_side, "qty": str(p.qty)}
+                                                     for p in v.positions(acc)]}
+                                  for fp, acc in v.accounts.items()})
 
     async def _save(self, request: web.Request) -> web.Response:
         self.venue.save()

@@ -47,6 +47,7 @@ class VenueState:
             "accounts": {fp: a.to_dict() for fp, a in self.accounts.items()},
             "extra": self.extra_state, "saved_ms": self.now_ms(), "tail": self._journal_tail,
             "triggers": self.trigger_state(),
+            "audit": {**self.audit.to_dict(), "faults_fired": dict(self.faults.fired)},
         }
 
     def journal(self, kind: str, account: str, record: dict) -> None:
@@ -161,6 +162,8 @@ class VenueState:
         self._counts = {fp: ad.get("counts", {}) for fp, ad in d["accounts"].items()}
         self.extra_state = dict(d.get("extra") or {})
         self.restore_triggers(d.get("triggers"))
+        self.audit.restore(d.get("audit") or {})
+        self.faults.fired = {k: int(v) for k, v in ((d.get("audit") or {}).get("faults_fired") or {}).items()}
 
     def save(self, durable: bool = False) -> None:
         """Atomic write of the whole state (no-op without a state path).

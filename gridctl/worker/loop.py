@@ -33,7 +33,7 @@ from gridctl.worker.order_rows import settle as settle_order_rows
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
-EQUITY_EVERY_S = 60
+EQUITY_EVERY_S = float(os.environ.get("GRIDCTL_EQUITY_EVERY_S", "60"))  # the soak asks for fresher level rows
 RECONCILE_EVERY_S = 60  # open orders and position confirmed against the venue
 FINAL_FILLS_WAIT_S = 5.0  # a stop waits this long for the fills of orders answered as filled
 RATE_LIMIT_COOLDOWN_S = 30  # every request waits this long after the venue said "too many"

@@ -112,6 +112,17 @@ def _stored_fills(name: str, since_ts: int, writer) -> list:
     return rows
 
 
+def _stored_funding(name: str, since_ts: int, writer) -> list[tuple[int, Decimal]]:
+    """This grid's funding payments booked so far (database and journal): (ts, amount), oldest first."""
+    from gridctl.store.models import Funding
+
+    rows = {(int(r["ts"]), Decimal(str(r["amount"]))) for r in writer.pending_rows("funding")  # first, as fills
+            if r.get("strategy") == name and (r.get("ts") or 0) >= since_ts}
+    rows |= {(int(r.ts), Decimal(str(r.amount))) for r in
+             Funding.select().where((Funding.strategy == name) & (Funding.ts >= since_ts))}
+    return sorted(rows)
+
+
 def _fill_key(trade_id, ts, client_id, qty) -> tuple:
     return ("t", trade_id) if trade_id else ("f", ts, str(client_id), str(Decimal(str(qty))))
 
@@ -258,6 +269,12 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
             engine.on_fill(f)
             last_ts = max(last_ts, r.ts)
         _restore_generations(engine, name, grid["started_ts"], writer)
+        booked = _stored_funding(name, grid["started_ts"], writer)
+        for _, amount in booked:
+            engine.ledger.add_funding(amount)
+        resume = getattr(exchange, "resume_funding_after", None)
+        if resume is not None:  # a second's margin past the last one booked: some venues report whole seconds
+            resume(max([grid["started_ts"]] + [ts + 1000 for ts, _ in booked]))
     _account_check(loop, config, name, grid["started_ts"])
     stopping = grid.get("stopping") if not fresh else None
     if stopping:  # the previous process was killed in the middle of a stop: this one finishes it

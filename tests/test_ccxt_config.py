@@ -61,7 +61,8 @@ def test_two_strategies_on_one_symbol_of_an_exchange_account_need_hedge_mode(tmp
     assert [p for p in got if p.startswith("strategies.sol2")] == [
         "strategies.sol2 (line 16): it and strategy 'sol' both trade SOL/USDT:USDT on account 'main' in one-way "
         "mode: the venue nets their positions into one, and a reduceOnly exit of one can be rejected because of the "
-        "other's position; use separate accounts, or position_mode: hedge with one long and one short strategy"], got
+        "other's position; use position_mode: hedge (any number of strategies per leg, each with its own virtual "
+        "position) or separate accounts"], got
     hedged = two.replace("    secret: ${GX_TEST_SECRET}\n", "    secret: ${GX_TEST_SECRET}\n    position_mode: hedge\n")
     hedged = hedged.replace("    mode: neutral\n", "    mode: short\n", 1)  # one strategy per leg
     assert set(load(write(tmp_path, hedged), LIVE_ENV).strategies) == {"sol", "sol2"}

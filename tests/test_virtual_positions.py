@@ -29,6 +29,7 @@ def sibling(name: str, held: int, level: int = 2) -> Driver:
     s = strategy("long", "100", "103", 3, amount="1", name=name)
     params = grid_params(R, s, 10250)
     d = Driver(GridEngine(R, build_grid(R, params, 10250), engine_config(R, s, account(), params)))
+    d.funding_alone = False  # siblings share its symbol (set by the worker from the configuration)
     if held:
         cid = d.e.client_id(level, Intent.ENTRY, 1)
         d.on_fill(Fill(T, cid, "o1", Side.BUY, d.e.levels[level].spec.entry, held, D(0), trade_id=f"{name}-t"))

@@ -74,6 +74,9 @@ class Driver:
         self._synced: Optional[tuple] = None
         self._open_cache: dict[tuple, Optional[OpenOrder]] = {}
         self.last_funding: Optional[FundingPayment] = None  # this strategy's share of the last payment
+        # alone on its account's symbol: every payment is wholly its own, even one read late
+        # (after a restart) when the position has changed since the payment's instant
+        self.funding_alone = True
 
     # -- events in ---------------------------------------------------------------
     def remember(self, fill: Fill) -> None:
@@ -137,7 +140,8 @@ class Driver:
         """Book this strategy's share of a payment on the account's position (siblings on the
         symbol hold the rest: gridctl.core.virtual.funding_share); the share booked is kept
         in `last_funding`, for the store."""
-        self.last_funding = replace(p, amount=funding_share(p, self.e.ledger.position, self.e.rules))
+        share = p.amount if self.funding_alone else funding_share(p, self.e.ledger.position, self.e.rules)
+        self.last_funding = replace(p, amount=share)
         return self.e.on_funding(self.last_funding)
 
     def own_orders(self, venue_orders: Iterable[VenueOrder]) -> list[OpenOrder]:

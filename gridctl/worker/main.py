@@ -352,6 +352,8 @@ def _account_check(loop, config, name: str, since_ts: int) -> None:
     acc.since_ts = since_ts
     acc.pick_up(0)
     loop.accounts = acc
+    loop.d.funding_alone = not any(o.name != name and o.account == s.account and o.symbol == s.symbol
+                                   for o in config.strategies.values())
     raw = os.environ.get("GRIDCTL_RECONCILE_EVERY_S")
     if raw:
         loop.reconcile_every_s = max(0.5, float(raw))

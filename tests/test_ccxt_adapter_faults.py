@@ -305,3 +305,24 @@ def test_the_streams_report_of_a_cancel_the_worker_asked_for_is_not_repeated(ven
         return await until(ex, lambda s: len(s) > 6, 5)  # a few batches after the cancel
     evs = run(venue, scenario)
     assert not [e for e in evs if isinstance(e, OrderUpdate) and e.client_id == "gx-abcdef-001e1"]
+
+
+def test_funding_settled_while_the_stream_was_silent_is_read_when_it_is_restored(venue):
+    # found by the soak: a settlement announced while the stream was down waited for the
+    # 10-minute poll, and a strategy stopped before it never booked it
+    from gridctl.core.fills import FundingPayment
+    timing = Timing(streams=FAST.streams, heartbeat_s=0.2, stale_s=1.5, rest_timeout_ms=3000)
+
+    async def scenario(ex):
+        await ex.place(buy(1, 16900))
+        await admin(venue, venue.price, SOL, "168.90")
+        evs = await until(ex, lambda s: any(isinstance(e, Fill) for e in s), 10)
+        await admin(venue, venue.faults, {"silent_streams": {"on": True}})
+        evs += await until(ex, lambda s: any(isinstance(e, StreamState) and e.state == "lost" for e in s), 10)
+        await admin(venue, venue.admin, "/_admin/funding", {"symbol": SOL, "rate": "0.001"})
+        await admin(venue, venue.faults, {"silent_streams": None})
+        evs += await until(ex, lambda s: any(isinstance(e, FundingPayment) for e in s), 10)
+        return evs
+    evs = run(venue, scenario, timing)
+    paid = [e for e in evs if isinstance(e, FundingPayment)]
+    assert len(paid) == 1 and paid[0].amount == -(Decimal("0.10") * Decimal("168.90") * Decimal("0.001"))

@@ -137,7 +137,10 @@ class StreamEvents:
         self._push(StreamState(self.now_ms(), state, detail))
 
     async def _after_reconnect(self) -> None:
-        """The worker reconciles at once on the "restored" state (missed fills, open orders)."""
+        """The worker reconciles at once on the "restored" state (missed fills, open orders).
+        Funding is read at once too: a settlement announced while the stream was down would
+        otherwise wait for the next poll (funding_every_s)."""
+        self._funding_now = True
 
     async def _enter_safe_mode(self, reason: str) -> None:
         """Cancel the strategy's entries, keep its exits; nothing new is opened until the stream is back."""

@@ -145,3 +145,24 @@ def test_supervisor_killed_then_worker_killed_a_new_supervisor_adopts_and_conver
         assert f"{other} is already running" in out  # adopted, not started twice
     fleet.converged(name)
     fleet.converged("k-place")
+
+
+def test_supervisor_killed_then_venue_killed_a_new_supervisor_restarts_the_venue(fleet):
+    # found by the soak: the new supervisor adopted the live worker but never started the dead
+    # venue (nothing had reaped it), so the worker crash-looped on "its local venue is not running"
+    name = "k-venue"
+    fleet.trading(name)
+    sup = read_pid(fleet.state / "supervisor.pid")
+    os.kill(sup, signal.SIGKILL)
+    wait_until(lambda: not alive(sup), 10, "supervisor gone")
+    vfile = fleet.state / "run" / "venue" / "paper-k-venue.pid"
+    vpid = lock_holder(vfile)
+    assert vpid and alive(vpid)
+    os.kill(vpid, signal.SIGKILL)
+    wait_until(lambda: not alive(vpid), 10, "the venue killed with no supervisor")
+    out = fleet.start()
+    assert "started supervisor (pid" in out
+    wait_until(lambda: (v := lock_holder(vfile)) and v != vpid, 20, "the new supervisor restarted the venue")
+    fleet.converged(name)
+    fills = fleet.count("fills", name)
+    fleet.trading(name, fills + 1)

@@ -153,6 +153,8 @@ class Arbiter(Operations, Watchdog):
             self.loop.add_signal_handler(sig, signals.put_nowait, sig)
         await self._adopt()
         self.venues.adopt()
+        for w in list(self.workers.values()):
+            self._want_venue(w.name)
         await self._bind()
         log.info("supervisor %d serving %s (config %s; heartbeat timeout %s)", os.getpid(), self.paths.socket,
                  self.config_path, f"{self.heartbeat_timeout:g} s" if self.heartbeat_timeout > 0 else "off")
@@ -217,6 +219,7 @@ class Arbiter(Operations, Watchdog):
                     self._check_adopted(w)
                 self._check_heartbeat(w, now)
                 if w.state == WorkerState.BACKOFF and now >= w.retry_at and not self.shutting_down:
+                    self._want_venue(w.name)
                     w.restarts += 1
                     self._spawn(w)
                 elif w.state == WorkerState.STARTING and w.pid and not w.probing:
@@ -408,6 +411,13 @@ class Arbiter(Operations, Watchdog):
             os.kill(w.pid, sig)
         except ProcessLookupError:
             pass
+
+    def _want_venue(self, name: str) -> None:
+        """The paper venue a running or restarting worker trades on is kept running."""
+        s = self.config.strategies.get(name) if self.config else None
+        account = self.config.accounts.get(s.account) if s else None
+        if account is not None and account.is_paper:
+            self.venues.want(account.name)
 
     async def _adopt(self) -> None:
         """Take over workers left running by a previous supervisor (their PID-file locks are held)."""

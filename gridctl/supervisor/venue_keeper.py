@@ -75,6 +75,15 @@ class VenueKeeper:
             v.ready.set()
             log.info("adopted the venue of account %s (pid %d)", v.account, holder)
 
+    def want(self, account: str) -> None:
+        """A worker of this paper account is running or about to restart: start its venue if
+        no process keeps it (it was killed while no supervisor watched, so neither `adopt`
+        nor a reap saw it). Does not wait; the worker's own start retries until it listens."""
+        v = self.venues.setdefault(account, Venue(account))
+        if v.state == "stopped" and not v.pid and not self.shutting_down:
+            log.warning("the venue of account %s is not running; starting it", account)
+            self._spawn(v)
+
     async def ensure(self, account: AccountConfig) -> Optional[str]:
         """Have the account's venue running and listening; None, or why it is not."""
         v = self.venues.setdefault(account.name, Venue(account.name))

@@ -58,6 +58,12 @@ class Paper(_Paper):
         wait_until(lambda: not alive(pid), timeout, f"{name}'s worker killed at {spec}")
         return self.restarted(name, pid)
 
+    def kill_supervisor(self) -> None:
+        """SIGKILL the supervisor; its workers and venues go on without it."""
+        sup = read_pid(self.state / "supervisor.pid")
+        os.kill(sup, signal.SIGKILL)
+        wait_until(lambda: not alive(sup), 10, "supervisor gone")
+
     def restarted(self, name: str, old: int) -> int:
         w = wait_until(lambda: (w := self.workers()[name])["state"] == "running" and w["pid"] not in (0, old) and w,
                        30, f"{name} restarted")
@@ -130,9 +136,7 @@ def test_venue_killed_after_executing_a_placement_converges(fleet):
 def test_supervisor_killed_then_worker_killed_a_new_supervisor_adopts_and_converges(fleet):
     name = "k-venue"
     fleet.trading(name)
-    sup = read_pid(fleet.state / "supervisor.pid")
-    os.kill(sup, signal.SIGKILL)
-    wait_until(lambda: not alive(sup), 10, "supervisor gone")
+    fleet.kill_supervisor()
     pid = lock_holder(fleet.state / "run" / f"{name}.pid")
     assert pid and alive(pid)
     fleet.venue_admin(name, "/_admin/faults", {"kill": {"pid": pid, "on": "place"}})
@@ -152,9 +156,7 @@ def test_supervisor_killed_then_venue_killed_a_new_supervisor_restarts_the_venue
     # venue (nothing had reaped it), so the worker crash-looped on "its local venue is not running"
     name = "k-venue"
     fleet.trading(name)
-    sup = read_pid(fleet.state / "supervisor.pid")
-    os.kill(sup, signal.SIGKILL)
-    wait_until(lambda: not alive(sup), 10, "supervisor gone")
+    fleet.kill_supervisor()
     vfile = fleet.state / "run" / "venue" / "paper-k-venue.pid"
     vpid = lock_holder(vfile)
     assert vpid and alive(vpid)

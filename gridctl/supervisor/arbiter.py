@@ -219,7 +219,6 @@ class Arbiter(Operations, Watchdog):
                     self._check_adopted(w)
                 self._check_heartbeat(w, now)
                 if w.state == WorkerState.BACKOFF and now >= w.retry_at and not self.shutting_down:
-                    self._want_venue(w.name)
                     w.restarts += 1
                     self._spawn(w)
                 elif w.state == WorkerState.STARTING and w.pid and not w.probing:
@@ -289,6 +288,7 @@ class Arbiter(Operations, Watchdog):
             self.set_state(w, WorkerState.FATAL, self.entry_error)
             return
         self.paths.worker_exit(w.name).unlink(missing_ok=True)
+        self._want_venue(w.name)  # a restart after a crash or mid-stop: its venue may have died too
         main = self.worker_main
         assert main is not None
         pid = self._fork(lambda: child.worker_child(w.name, self.config_path, self.paths.root, main))

@@ -3,6 +3,7 @@ all strategies' virtual positions on it, and the assignments it books from the s
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from gridctl.config import load
@@ -11,9 +12,13 @@ from gridctl.exchange.base import PositionReport
 from gridctl.store.db import open_database
 from gridctl.store.models import Event, PositionAssignment, PositionCheck, VirtualPosition
 from gridctl.store.writer import BufferedWriter
-from gridctl.worker.account_check import AccountCheck, siblings_of
+from gridctl.worker.account_check import CONFIRM_S, AccountCheck, siblings_of
+from gridctl.worker.loop import WorkerLoop
 from gridctl.worker.recorder import Recorder
-from test_virtual_positions import sibling
+from gridctl.core.fills import Fill
+from gridctl.core.grid import Side
+from gridctl.core.orders import Intent
+from test_virtual_positions import T, sibling
 
 D = Decimal
 SYM = "TST/USDT:USDT"
@@ -109,3 +114,78 @@ strategies:
     assert siblings_of("up", config) == ["up2"]
     assert siblings_of("down", config) == []  # alone on the short leg: adopts a kept position as before
     assert siblings_of("both", config) == []
+
+
+def test_a_strategy_alone_shows_a_difference_only_once_confirmed_and_it_moves_with_its_own_fills(tmp_path):
+    """Found in CI: a venue read that caught a fill of ours before the stream delivered it was
+    shown, logged and stored at once as a difference (0.5 by hand + the fill in flight), and the
+    stored figure stayed wrong until the next check a minute later."""
+    d = sibling("a", 10)  # holds 1.0
+    writer = BufferedWriter(open_database(tmp_path), strategy="a")
+    rec = Recorder(writer, d.e, "a")
+    now = [1000.0]
+    loop = WorkerLoop("a", d.e, None, rec, D(1000), clock=lambda: now[0])
+    loop.accounts = AccountCheck("a", "solo", SYM, "long", True, [], d.e, rec)
+    loop.last_reconcile = now[0]
+    loop._position_check(loop.now_ms(), legs(17), 17)  # 1.0 + 0.5 by hand + 0.2 of ours in flight
+    assert loop.exchange_position is None
+    assert not [m for m in messages(writer) if "differs" in m]
+    assert loop.last_reconcile <= now[0] - loop.reconcile_every_s + CONFIRM_S  # checked again soon
+    now[0] += CONFIRM_S
+    loop._position_check(loop.now_ms(), legs(15), 15)  # the fill is on the ledger's side of the read now
+    assert loop.exchange_position is None  # 0.5 seen once: not yet
+    now[0] += CONFIRM_S
+    loop._position_check(loop.now_ms(), legs(15), 15)
+    assert loop.exchange_position == 15
+    assert [m for m in messages(writer) if "differs" in m] == [
+        "position differs: ledger 1.0, exchange 1.5 (not changed; see gridctl status)"]
+    # our own fill moves the venue's position with the ledger's: the difference stands, unsaid again
+    d.on_fill(Fill(T + 1, d.e.client_id(1, Intent.ENTRY, 1), "o2", Side.BUY, d.e.levels[1].spec.entry, 3, D(0),
+                   trade_id="a-t2"))
+    assert (d.e.ledger.position, loop.exchange_position) == (13, 18)
+    now[0] += 60
+    loop._position_check(loop.now_ms(), legs(18), 18)
+    assert len([m for m in messages(writer) if "differs" in m]) == 1
+    loop._position_check(loop.now_ms(), legs(13), 13)  # settled by hand: matched at once, said once
+    assert loop.exchange_position is None
+    assert messages(writer)[-1] == "the exchange's position matches the ledger again"
+
+
+class _Venue:
+    """Just what the reconcile timer asks of an exchange: a fill can be waiting to be read."""
+
+    poll_factor = 1
+
+    def __init__(self, net: int):
+        self.net, self.waiting, self.position_reads = net, True, 0
+
+    async def reconcile_orders(self) -> list:
+        return []
+
+    def pending(self) -> bool:
+        return self.waiting
+
+    async def positions(self) -> list[PositionReport]:
+        self.position_reads += 1
+        return legs(self.net)
+
+
+def test_a_position_check_put_off_by_a_fill_still_to_be_read_comes_at_the_next_turn_not_the_next_timer(tmp_path):
+    """Found in CI: the check that confirms a difference was skipped whenever the stream had a
+    fill waiting, and the difference then went unshown for a whole minute."""
+    d = sibling("a", 10)
+    writer = BufferedWriter(open_database(tmp_path), strategy="a")
+    rec = Recorder(writer, d.e, "a")
+    now = [1000.0]
+    ex = _Venue(15)
+    loop = WorkerLoop("a", d.e, ex, rec, D(1000), clock=lambda: now[0])
+    loop.accounts = AccountCheck("a", "solo", SYM, "long", True, [], d.e, rec)
+    asyncio.run(loop.reconcile())  # the timer is due, but a fill waits: no position read yet
+    assert ex.position_reads == 0
+    ex.waiting = False
+    now[0] += 1
+    asyncio.run(loop.reconcile())  # the next turn, long before the next timer
+    assert ex.position_reads == 1
+    now[0] += CONFIRM_S
+    asyncio.run(loop.reconcile())  # the difference seen once is confirmed within CONFIRM_S
+    assert ex.position_reads == 2 and loop.exchange_position == 15

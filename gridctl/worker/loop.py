@@ -57,7 +57,10 @@ class WorkerLoop(ControlHandler):
         self.global_cooldown = 0.0
         self.last_equity = 0.0
         self.last_reconcile = 0.0
-        self.exchange_position: Optional[int] = None  # the venue's net position, when it differs from the ledger
+        # the venue's net position less the ledger's, once confirmed (steps); our own fills move
+        # both, so it stands between the checks while the grid trades on
+        self.position_difference = 0
+        self.position_due = False  # the timer's position check, waiting for the fills read to be booked
         self.last_fill_ts = 0  # the newest fill booked (venue time)
         self.done = asyncio.Event()
         self._sync_lock = asyncio.Lock()
@@ -75,6 +78,11 @@ class WorkerLoop(ControlHandler):
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    @property
+    def exchange_position(self) -> Optional[int]:
+        """The venue's net position (steps) when it differs from the ledger's, else None."""
+        return self.e.ledger.position + self.position_difference if self.position_difference else None
 
     # -- recovery ----------------------------------------------------------------
     async def recover(self, last_fill_ts: int, fresh: bool, stored: Optional[StoredOrders] = None,
@@ -160,26 +168,27 @@ class WorkerLoop(ControlHandler):
             return
         acc.pick_up(ts)
         checks = acc.check(ts, reports, report=acc.shared)
-        if acc.confirm_soon and acc.shared:  # the next reconcile comes within CONFIRM_S
+        if acc.confirm_soon:  # a difference seen once (a fill in flight?): checked again within CONFIRM_S
             self.last_reconcile = min(self.last_reconcile, self.clock() - self.reconcile_every_s + CONFIRM_S)
+            if not acc.shared:
+                return
         if not acc.shared:
             if checks is not None:
                 net = self.e.ledger.position + sum(c.difference for c in checks)
             self._compare(ts, net)
 
     def _compare(self, ts: int, net: int) -> None:
-        if net == self.e.ledger.position:
-            if self.exchange_position is not None:
-                self.rec.event(ts, "info", "the exchange's position matches the ledger again")
-                self.last_equity = 0.0
-            self.exchange_position = None
+        difference = net - self.e.ledger.position
+        if difference == self.position_difference:
             return
-        if self.exchange_position != net:
-            r = self.e.rules
-            self.rec.event(ts, "warn", f"position differs: ledger {r.qty(self.e.ledger.position)}, exchange "
-                           f"{r.qty(net)} (not changed; see gridctl status)")
-            self.last_equity = 0.0  # the next snapshot stores it: status shows it with no worker running
-        self.exchange_position = net
+        self.position_difference = difference
+        self.last_equity = 0.0  # the next snapshot stores it: status shows it with no worker running
+        if difference == 0:
+            self.rec.event(ts, "info", "the exchange's position matches the ledger again")
+            return
+        r = self.e.rules
+        self.rec.event(ts, "warn", f"position differs: ledger {r.qty(self.e.ledger.position)}, exchange "
+                       f"{r.qty(net)} (not changed; see gridctl status)")
 
     # -- events ------------------------------------------------------------------
     def apply_fill(self, f: Fill) -> None:
@@ -435,13 +444,16 @@ class WorkerLoop(ControlHandler):
     async def reconcile(self, force: bool = False) -> None:
         """Confirm the mirror of open orders and the position against the venue, on a timer."""
         every = self.reconcile_every_s * getattr(self.ex, "poll_factor", 1)  # slower after repeated rate limits
-        if not force and self.clock() - self.last_reconcile < every:
-            return
-        self.last_reconcile = self.clock()
-        for ev in await self.ex.reconcile_orders():
-            self.apply(ev)
-        if not self.ex.pending():  # a fill still to be read would show as a difference
+        if force or self.clock() - self.last_reconcile >= every:
+            self.last_reconcile = self.clock()
+            for ev in await self.ex.reconcile_orders():
+                self.apply(ev)
+            self.position_due = True
+        # a fill still to be read would show as a difference: the position waits for the next
+        # turn (not the next timer, or a difference to confirm would wait a minute)
+        if self.position_due and not self.ex.pending():
             reports = await self.ex.positions()
+            self.position_due = False
             self._position_check(self.now_ms(), reports, sum(r.qty for r in reports))
 
     # -- the loop ------------------------------------------------------------------

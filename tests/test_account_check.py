@@ -189,3 +189,31 @@ def test_a_position_check_put_off_by_a_fill_still_to_be_read_comes_at_the_next_t
     now[0] += CONFIRM_S
     asyncio.run(loop.reconcile())  # the difference seen once is confirmed within CONFIRM_S
     assert ex.position_reads == 2 and loop.exchange_position == 15
+
+
+def test_a_worker_on_its_way_out_books_the_funding_paid_since_the_last_read(tmp_path):
+    """Found by the soak: Backpack announces no settlement, so its funding is polled, and a
+    payment settled a moment before a stop's close was never booked by anyone (the worker
+    exited before its next poll)."""
+    from gridctl.core.fills import FundingPayment
+
+    d = sibling("a", 10)
+    writer = BufferedWriter(open_database(tmp_path), strategy="a")
+    ex = _Venue(10)
+    paid = FundingPayment(T + 1, D("0.0001"), 10000, 10, D("-0.1"))
+
+    async def read_funding() -> list:
+        return [paid]
+    ex.read_funding = read_funding
+    ex.price = ex.mark = lambda: 10250
+    loop = WorkerLoop("a", d.e, ex, Recorder(writer, d.e, "a"), D(1000), clock=lambda: 1000.0)
+
+    async def in_step() -> None:  # the book is the venue's concern here
+        return None
+    loop.sync = in_step
+    loop.done.set()  # stopped: the loop ends at once
+    assert asyncio.run(loop.run()) == 0
+    assert d.e.ledger.funding == D("-0.1")
+    writer.flush(force=True)
+    from gridctl.store.models import Funding
+    assert [r.amount for r in Funding.select().where(Funding.strategy == "a")] == [D("-0.1")]

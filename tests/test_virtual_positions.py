@@ -48,6 +48,29 @@ def test_funding_on_a_shared_leg_is_split_by_the_virtual_positions_not_booked_wh
     assert a.last_funding.amount == D("-0.10")  # what the worker stores for the strategy
 
 
+def test_a_payment_read_after_a_sibling_traded_on_is_split_by_the_positions_at_its_instant():
+    # found by the soak: a (1.0) and b (0.5) held the leg at the settlement; a bought 0.5 more
+    # before the payment was read, and booked the whole of it (its 1.5 then equalled the net)
+    a, b = sibling("a", 10), sibling("b", 5)
+    paid = FundingPayment(T + 1, D("0.0001"), 10000, 15, D("-0.15"))  # the venue's net at T + 1
+    a.on_fill(Fill(T + 2, a.e.client_id(1, Intent.ENTRY, 1), "o2", Side.BUY, a.e.levels[1].spec.entry, 5, D(0),
+                   trade_id="a-t2"))
+    assert a.e.ledger.position == 15 and a.position_at(T + 1) == 10
+    a.on_funding(paid)
+    b.on_funding(paid)
+    assert (a.e.ledger.funding, b.e.ledger.funding) == (D("-0.10"), D("-0.05"))
+
+
+def test_the_position_at_an_instant_counts_the_fills_replayed_from_the_store():
+    # a restarted worker reads a payment settled before its fills since: the replayed ones count
+    a = sibling("a", 0)
+    fill = Fill(T + 5, a.e.client_id(1, Intent.ENTRY, 1), "o2", Side.BUY, a.e.levels[1].spec.entry, 5, D(0),
+                trade_id="a-t2")
+    a.remember(fill)
+    a.e.on_fill(fill)
+    assert (a.e.ledger.position, a.position_at(T + 1), a.position_at(T + 5)) == (5, 0, 5)
+
+
 def test_the_only_holder_books_the_whole_payment_untouched():
     a = sibling("a", 10)
     paid = FundingPayment(T + 1, D("0.0001"), 10012, 10, D("-0.1001234"))

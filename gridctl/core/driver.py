@@ -38,6 +38,7 @@ class VenueOrder(Protocol):
     def remaining(self) -> int: ...
 REJECT_COOLDOWN_MS = 30_000
 SEEN_KEPT = 200_000  # trade ids remembered for deduplication
+MOVES_KEPT = 20_000  # own fills remembered for the position at a funding payment read late
 
 
 @dataclass
@@ -77,11 +78,21 @@ class Driver:
         # alone on its account's symbol: every payment is wholly its own, even one read late
         # (after a restart) when the position has changed since the payment's instant
         self.funding_alone = True
+        # own fills (venue time, signed steps), newest last: the position held at a payment's instant
+        self._moves: deque[tuple[int, int]] = deque(maxlen=MOVES_KEPT)
 
     # -- events in ---------------------------------------------------------------
     def remember(self, fill: Fill) -> None:
         """A fill already booked (replayed from the store): never book it again."""
         self._mark_seen(fill.key)
+        self._moved(fill)
+
+    def _moved(self, fill: Fill) -> None:
+        self._moves.append((fill.ts, fill.qty if fill.side is Side.BUY else -fill.qty))
+
+    def position_at(self, ts: int) -> int:
+        """The ledger's position at `ts` (venue time): now, less the own fills booked after it."""
+        return self.e.ledger.position - sum(q for t, q in self._moves if t > ts)
 
     def seen(self, fill: Fill) -> bool:
         return fill.key in self._seen
@@ -105,6 +116,7 @@ class Driver:
             return Booked(fill, None, FOREIGN, Decimal(0))
         realized, trades = e.ledger.realized, len(e.trades)
         events = e.on_fill(fill)
+        self._moved(fill)
         d = e.decode(fill.client_id)
         if fill.kind != OWN:
             intent, level = fill.kind, None
@@ -140,7 +152,7 @@ class Driver:
         """Book this strategy's share of a payment on the account's position (siblings on the
         symbol hold the rest: gridctl.core.virtual.funding_share); the share booked is kept
         in `last_funding`, for the store."""
-        share = p.amount if self.funding_alone else funding_share(p, self.e.ledger.position, self.e.rules)
+        share = p.amount if self.funding_alone else funding_share(p, self.position_at(p.ts), self.e.rules)
         self.last_funding = replace(p, amount=share)
         return self.e.on_funding(self.last_funding)
 

@@ -76,6 +76,7 @@ class CcxtExchange(StreamEvents):
         self._connected_ms = 0  # trades before the connect are recovery's (fills_since), never "missed"
         self._funding_since = 0
         self._funding_seen: set[str] = set()
+        self._funding_lock = asyncio.Lock()  # one read at a time: a payment is marked seen after an await
         self._next_funding: Optional[int] = None  # the venue's next funding time (ms)
         self._funding_now = False  # the stream said funding was settled
         self._funding_rate: Optional[Decimal] = None  # the last rate the mark stream published

@@ -197,6 +197,13 @@ class StreamEvents:
                 log.info("margin ratio not read: %s", str(exc)[:200])
             await asyncio.sleep(self.timing.margin_every_s * self.poll_factor)
 
+    async def read_funding(self) -> list:
+        """Funding payments not yet reported (gridctl.exchange.ccxt_rest.funding_payments); also
+        read once by a worker on its way out: a venue that announces no settlement (Backpack)
+        is polled, and a payment just before a stop's close would otherwise never be booked."""
+        async with self._funding_lock:
+            return await ccxt_rest.funding_payments(self)
+
     async def _funding_loop(self) -> None:
         last = 0.0
         while True:
@@ -206,7 +213,7 @@ class StreamEvents:
                 continue
             last = self.clock()
             try:
-                for p in await ccxt_rest.funding_payments(self):
+                for p in await self.read_funding():
                     self._push(p)
             except Exception as exc:  # a due read is tried again in a second, not at the next poll
                 log.info("funding history not read: %s", str(exc)[:200])

@@ -244,6 +244,13 @@ async def confirm_order(ex, cid: object) -> Optional[ExchangeOrder]:
 # -- history ----------------------------------------------------------------------------------------
 async def trades_since(ex, since: int) -> list[Fill]:
     """Every trade of the account in the symbol at or after `since`, oldest first, as Fills."""
+    out = [await _trade(ex, t) for t in await _my_trades(ex, since)]
+    out.sort(key=lambda f: (f.ts, f.trade_id))
+    return out
+
+
+async def _my_trades(ex, since: int) -> list[dict]:
+    """The venue's raw trade records of the account in the symbol at or after `since`."""
     c, out, seen = ex.client, [], set()
     params = {"sortDirection": "Asc"} if ex.venue == "backpack" else {}
     now = ex.now_ms()
@@ -252,16 +259,14 @@ async def trades_since(ex, since: int) -> list[Fill]:
     while True:
         batch = await ex._read(c.fetch_my_trades, ex.symbol, since, PAGE, params)
         new = [t for t in batch if str(t.get("id")) not in seen]
-        for t in new:
-            seen.add(str(t.get("id")))
-            out.append(await _trade(ex, t))
+        seen.update(str(t.get("id")) for t in new)
+        out.extend(new)
         if len(batch) >= PAGE and new:
             since = max(int(t.get("timestamp") or since) for t in batch)
         elif ex.venue == "binanceusdm" and now - since >= WEEK_MS:  # userTrades answers 7-day windows
             since += WEEK_MS
         else:
             break
-    out.sort(key=lambda f: (f.ts, f.trade_id))
     return out
 
 
@@ -331,24 +336,39 @@ async def missed_fills(ex) -> list[Fill]:
 
 
 async def funding_payments(ex) -> list[FundingPayment]:
-    """Funding settlements of the symbol since the adapter connected, not yet reported."""
+    """Funding settlements of the symbol since the adapter connected, not yet reported, each
+    with the account's net position at its instant (`FundingPayment.position`)."""
     c = ex.client
     rows = await ex._read(c.fetch_funding_history, ex.symbol, ex._funding_since, 100)
-    out = []
+    new = []
     for f in sorted(rows, key=lambda f: f.get("timestamp") or 0):
         ts = int(f.get("timestamp") or 0)
         info = f.get("info") or {}
         key = str(info.get("tranId") or f"{ts}:{f.get('amount')}")
-        if ts < ex._funding_since or key in ex._funding_seen:
-            continue
+        if ts >= ex._funding_since and key not in ex._funding_seen and co.dec(f.get("amount")) is not None:
+            new.append((ts, key, f))
+    if not new:
+        return []
+    held = await nets_at(ex, [ts for ts, _, _ in new])  # before any is marked seen: a failed read is retried
+    out = []
+    for ts, key, f in new:
         ex._funding_seen.add(key)
-        amount = co.dec(f.get("amount"))
-        if amount is None:
-            continue
         # Binance's income carries neither rate nor mark: the mark stream's, best effort
-        rate = co.dec(info.get("fundingRate")) or ex._funding_rate
-        out.append(FundingPayment(ts, rate if rate is not None else Decimal(0), ex._mark, ex._net, amount))
+        rate = co.dec((f.get("info") or {}).get("fundingRate")) or ex._funding_rate
+        out.append(FundingPayment(ts, rate if rate is not None else Decimal(0), ex._mark, held[ts],
+                                  co.dec(f.get("amount"))))
     return out
+
+
+async def nets_at(ex, instants: list[int]) -> dict[int, int]:
+    """The account's net position in the symbol (steps) at each instant: the venue's now, less
+    the trades after it. A payment is read seconds (or, after a restart, hours) after its
+    settlement, and the siblings' shares of it are split by the positions held at that instant."""
+    net = sum(r.qty for r in await ex.positions())
+    trades = await _my_trades(ex, min(instants) + 1)  # a trade in the settlement's millisecond counted before it
+    moves = [(int(t.get("timestamp") or 0),
+              co.to_steps(ex.rules, t.get("amount")) * (-1 if t.get("side") == "sell" else 1)) for t in trades]
+    return {ts: net - sum(q for t, q in moves if t > ts) for ts in instants}
 
 
 async def positions(ex) -> list[PositionReport]:

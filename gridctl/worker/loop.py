@@ -493,7 +493,21 @@ class WorkerLoop(ControlHandler):
             self.snapshot()
         if self.safety is not None:
             await self.safety.tick()  # stopped: its stop orders are cancelled
+        await self._last_funding()
         return 0
+
+    async def _last_funding(self) -> None:
+        """Funding paid up to now, read once more on the way out (a poll may be minutes away)."""
+        read = getattr(self.ex, "read_funding", None)
+        if read is None:
+            return
+        try:
+            payments = await read()
+        except Exception as exc:  # the next process reads it (resume_funding_after)
+            log.info("funding history not read before exiting: %s", str(exc)[:200])
+            return
+        for p in payments:
+            self.apply(p)
 
 
 def _exits_first(actions: list) -> list:

@@ -20,11 +20,12 @@ from gridctl.config.strategy import engine_config, grid_params, rules_for
 from gridctl.core.engine import GridEngine
 from gridctl.core.fills import Fill, PriceUpdate
 from gridctl.core.plan import build_grid
+from gridctl.exchange.base import Temporary
 from gridctl.exchange.paper import PaperExchange
 from gridctl.store.db import db_path, open_database
 from gridctl.store.writer import BufferedWriter
 from gridctl.worker import main as worker_main
-from gridctl.worker.loop import WorkerLoop
+from gridctl.worker.loop import RECONCILE_RETRY_S, WorkerLoop
 from gridctl.worker.recorder import Recorder
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "strategies.yaml.example"
@@ -134,3 +135,32 @@ def test_a_fill_older_than_the_newest_booked_one_is_booked_by_the_restarted_work
         assert stored.count(f.trade_id) == 1, f"trade {f.trade_id} booked {stored.count(f.trade_id)} times"
     assert len(stored) == len(set(stored))
     assert ledger == venue
+
+
+def test_a_reconcile_the_venue_refused_is_tried_again_within_seconds(tmp_path: Path):
+    """After a reconnect the reconcile reads what the stream missed; when the venue refuses
+    that read (a 5xx), it is tried again a few seconds later, not at the next minute's timer."""
+    w = World(tmp_path)
+    loop, _ = w.process(w.ex)
+    calls: list[float] = []
+    reconcile = w.ex.reconcile_orders
+
+    async def refused_once():
+        calls.append(w.clock())
+        if len(calls) == 1:
+            raise Temporary("binanceusdm: 503 Service Unavailable")
+        return await reconcile()
+
+    async def scenario():
+        await loop.recover(w.started_ts, fresh=True)
+        w.ex.reconcile_orders = refused_once
+        loop.last_reconcile = 0.0  # as after a "restored" stream state
+        try:
+            await loop.reconcile()
+        except Temporary:
+            pass
+        w.clock.t += RECONCILE_RETRY_S + 0.1
+        await loop.reconcile()
+
+    asyncio.run(scenario())
+    assert len(calls) == 2 and calls[1] - calls[0] < 10

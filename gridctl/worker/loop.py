@@ -35,6 +35,7 @@ from gridctl.worker.recorder import Recorder
 log = logging.getLogger(__name__)
 EQUITY_EVERY_S = float(os.environ.get("GRIDCTL_EQUITY_EVERY_S", "60"))  # the soak asks for fresher level rows
 RECONCILE_EVERY_S = 60  # open orders and position confirmed against the venue
+RECONCILE_RETRY_S = 5  # a reconcile the venue did not answer is tried again this soon, not a timer later
 # the trade history read is trusted up to this long before it was asked for (clock skew, a venue's
 # history lagging its stream): a restart reads again from there ("fills checked", see recover)
 FILLS_CHECK_MARGIN_MS = 60_000
@@ -465,7 +466,17 @@ class WorkerLoop(ControlHandler):
         if force or self.clock() - self.last_reconcile >= every:
             self.last_reconcile = self.clock()
             ts = self.now_ms()
-            for ev in await self.ex.reconcile_orders():
+            try:
+                events = await self.ex.reconcile_orders()
+            except ExchangeError as exc:
+                # the fills the stream missed (after a reconnect) are still unread: try again
+                # soon, not a whole timer later (a rate limit: once its cooldown has passed)
+                wait = RECONCILE_RETRY_S
+                if isinstance(exc, RateLimited):
+                    wait = max(wait, RATE_LIMIT_COOLDOWN_S, getattr(exc, "retry_after", None) or 0)
+                self.last_reconcile = self.clock() - every + wait
+                raise
+            for ev in events:
                 self.apply(ev)
             self._fills_checked(ts)
             self.position_due = True

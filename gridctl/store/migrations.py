@@ -14,7 +14,7 @@ import contextlib
 import time
 from typing import Callable
 
-from peewee import CharField, Database, PostgresqlDatabase, SqliteDatabase, TextField
+from peewee import BigIntegerField, CharField, Database, PostgresqlDatabase, SqliteDatabase, TextField
 from playhouse.migrate import migrate as run_migrations
 from playhouse.migrate import SchemaMigrator
 
@@ -69,6 +69,15 @@ def _m6_virtual_positions(db: Database) -> None:
     db.create_tables(VIRTUAL_MODELS, safe=True)
 
 
+def _m7_strategy_fills_checked(db: Database) -> None:
+    """strategies.fills_checked_ts: the time before which every venue trade of the grid is
+    booked, where a restarted worker reads the trade history from (null in older rows: from
+    its newest stored fill, as before)."""
+    if "fills_checked_ts" not in {c.name for c in db.get_columns("strategies")}:
+        migrator = SchemaMigrator.from_database(db)
+        run_migrations(migrator.add_column("strategies", "fills_checked_ts", BigIntegerField(null=True)))
+
+
 MIGRATIONS: dict[int, Callable[[Database], None]] = {
     1: _m1_create_everything,
     2: _m2_fill_trade_id,
@@ -76,6 +85,7 @@ MIGRATIONS: dict[int, Callable[[Database], None]] = {
     4: _m4_market_cache,
     5: _m5_strategy_host,
     6: _m6_virtual_positions,
+    7: _m7_strategy_fills_checked,
 }
 LATEST = max(MIGRATIONS)
 

@@ -79,6 +79,9 @@ class Strategy(BaseModel):
     host = CharField(null=True)
     started_ts = BigIntegerField(null=True)
     updated_ts = BigIntegerField(null=True)
+    # every venue trade of the grid before this time (venue ms) is booked and stored: a
+    # restart reads the trade history from here (gridctl.worker.loop, "fills checked")
+    fills_checked_ts = BigIntegerField(null=True)
 
     class Meta:
         table_name = "strategies"

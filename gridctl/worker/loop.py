@@ -35,6 +35,10 @@ from gridctl.worker.recorder import Recorder
 log = logging.getLogger(__name__)
 EQUITY_EVERY_S = float(os.environ.get("GRIDCTL_EQUITY_EVERY_S", "60"))  # the soak asks for fresher level rows
 RECONCILE_EVERY_S = 60  # open orders and position confirmed against the venue
+RECONCILE_RETRY_S = 5  # a reconcile the venue did not answer is tried again this soon, not a timer later
+# the trade history read is trusted up to this long before it was asked for (clock skew, a venue's
+# history lagging its stream): a restart reads again from there ("fills checked", see recover)
+FILLS_CHECK_MARGIN_MS = 60_000
 FINAL_FILLS_WAIT_S = 5.0  # a stop waits this long for the fills of orders answered as filled
 RATE_LIMIT_COOLDOWN_S = 30  # every request waits this long after the venue said "too many"
 MAX_ROUNDS = 8  # reconcile rounds at one price (mirrors the backtest)
@@ -86,13 +90,20 @@ class WorkerLoop(ControlHandler):
 
     # -- recovery ----------------------------------------------------------------
     async def recover(self, last_fill_ts: int, fresh: bool, stored: Optional[StoredOrders] = None,
-                      grid_started_ts: int = 0) -> Optional[dict]:
+                      grid_started_ts: int = 0, checked_ts: Optional[int] = None) -> Optional[dict]:
         """Adopt the exchange's state (see module doc); `stored`, the grid's order rows, are
         then settled against the venue's orders (gridctl.worker.order_rows). Returns the
-        adoption to store with the grid, when a new grid took over a kept position."""
+        adoption to store with the grid, when a new grid took over a kept position.
+
+        The venue's trades are read from `checked_ts` (the stored "fills checked" time: every
+        trade before it is booked), else from the newest stored fill, `last_fill_ts`. The newest
+        stored fill alone is not enough: a fill the stream missed is booked at the next
+        reconcile, after newer fills the stream did bring, so a process killed in between (or
+        whose rows of it were lost in a database outage) leaves a gap before its newest fill."""
         ts = self.now_ms()
         self.last_fill_ts = last_fill_ts
-        missed = [f for f in await self.ex.fills_since(last_fill_ts) if not self.d.seen(f)]
+        since = last_fill_ts if checked_ts is None else checked_ts
+        missed = [f for f in await self.ex.fills_since(since) if not self.d.seen(f)]
         for f in missed:
             self.apply_fill(f)
             d = self.e.decode(f.client_id)
@@ -121,9 +132,17 @@ class WorkerLoop(ControlHandler):
         if not fresh and self.e.status == WAITING and (missed or self.ex.mirror.orders() or self.e.ledger.fills):
             self.e.status = RUNNING  # the trigger was crossed before the restart
         adoption = await self._check_position(ts, fresh)
+        self._fills_checked(ts)
         self.rec.event(ts, "status", f"recovered: {adopted_orders} open orders adopted, {len(missed)} missed "
                        f"fills applied, position {self.e.rules.qty(self.e.ledger.position)}")
         return adoption
+
+    def _fills_checked(self, read_ts: int) -> None:
+        """Every venue trade up to the read begun at `read_ts` is booked (the recovery's read,
+        or a reconcile's, which covers the whole time since the connect or the last one): a
+        restart need not read before it. Stored with the strategy after the fill rows, so the
+        database never has the mark without the fills before it."""
+        self.rec.strategy(self.now_ms(), fills_checked_ts=read_ts - FILLS_CHECK_MARGIN_MS)
 
     def _store_filled_orders(self, ts: int, missed: list[Fill]) -> set:
         """An order of the previous process that filled while nobody recorded it: its row
@@ -446,8 +465,20 @@ class WorkerLoop(ControlHandler):
         every = self.reconcile_every_s * getattr(self.ex, "poll_factor", 1)  # slower after repeated rate limits
         if force or self.clock() - self.last_reconcile >= every:
             self.last_reconcile = self.clock()
-            for ev in await self.ex.reconcile_orders():
+            ts = self.now_ms()
+            try:
+                events = await self.ex.reconcile_orders()
+            except ExchangeError as exc:
+                # the fills the stream missed (after a reconnect) are still unread: try again
+                # soon, not a whole timer later (a rate limit: once its cooldown has passed)
+                wait = RECONCILE_RETRY_S
+                if isinstance(exc, RateLimited):
+                    wait = max(wait, RATE_LIMIT_COOLDOWN_S, getattr(exc, "retry_after", None) or 0)
+                self.last_reconcile = self.clock() - every + wait
+                raise
+            for ev in events:
                 self.apply(ev)
+            self._fills_checked(ts)
             self.position_due = True
         # a fill still to be read would show as a difference: the position waits for the next
         # turn (not the next timer, or a difference to confirm would wait a minute)

@@ -89,6 +89,16 @@ def _stored_grid(name: str) -> Optional[dict]:
     return json.loads(row.grid_json)
 
 
+def _fills_checked_ts(name: str, grid_started_ts: int) -> Optional[int]:
+    """Where the grid's last process said every venue trade before it was booked (None: not
+    known, an older database); never before the grid's start, whose trades are another grid's."""
+    from gridctl.store.models import Strategy
+
+    row = Strategy.get_or_none(Strategy.name == name)
+    checked = row.fills_checked_ts if row is not None else None
+    return None if checked is None else max(int(checked), grid_started_ts)
+
+
 def _stored_fills(name: str, since_ts: int, writer) -> list:
     """This grid's fills: the database's, and those still waiting in the writer's journal.
 
@@ -304,7 +314,8 @@ async def _run(name: str, config_path: Path, state_dir: Path, flatten: bool = Fa
     loop.beat = Heartbeat(StatePaths(state_dir).worker_heartbeat(name)).beat
     loop.beat()  # recovery may take a few requests: the supervisor's timeout counts from here
     stored = None if fresh else StoredOrders.load(name, grid["started_ts"], writer)
-    adoption = await loop.recover(last_ts, fresh, stored, grid["started_ts"])
+    checked = None if fresh else _fills_checked_ts(name, grid["started_ts"])
+    adoption = await loop.recover(last_ts, fresh, stored, grid["started_ts"], checked)
     if report is not None:
         report["held"] = str(rules.qty(engine.ledger.position))
     if adoption is not None:  # stored with the grid, so a restart takes the same position over again

@@ -307,11 +307,13 @@ def test_the_streams_report_of_a_cancel_the_worker_asked_for_is_not_repeated(ven
     assert not [e for e in evs if isinstance(e, OrderUpdate) and e.client_id == "gx-abcdef-001e1"]
 
 
-def test_funding_settled_while_the_stream_was_silent_is_read_when_it_is_restored(venue):
-    # found by the soak: a settlement announced while the stream was down waited for the
-    # 10-minute poll, and a strategy stopped before it never booked it
+SILENT = Timing(streams=FAST.streams, heartbeat_s=0.2, stale_s=1.5, rest_timeout_ms=3000)
+
+
+def funding_while_silent(venue, meanwhile=None) -> list:
+    """0.10 bought at 168.90, the streams fall silent, funding settled at 0.001, `meanwhile`
+    (ex) runs, the streams come back: the payments read (each one, and what came before)."""
     from gridctl.core.fills import FundingPayment
-    timing = Timing(streams=FAST.streams, heartbeat_s=0.2, stale_s=1.5, rest_timeout_ms=3000)
 
     async def scenario(ex):
         await ex.place(buy(1, 16900))
@@ -320,36 +322,30 @@ def test_funding_settled_while_the_stream_was_silent_is_read_when_it_is_restored
         await admin(venue, venue.faults, {"silent_streams": {"on": True}})
         evs += await until(ex, lambda s: any(isinstance(e, StreamState) and e.state == "lost" for e in s), 10)
         await admin(venue, venue.admin, "/_admin/funding", {"symbol": SOL, "rate": "0.001"})
+        if meanwhile is not None:
+            await meanwhile(ex)
         await admin(venue, venue.faults, {"silent_streams": None})
         evs += await until(ex, lambda s: any(isinstance(e, FundingPayment) for e in s), 10)
         return evs
-    evs = run(venue, scenario, timing)
-    paid = [e for e in evs if isinstance(e, FundingPayment)]
+    paid = [e for e in run(venue, scenario, SILENT) if isinstance(e, FundingPayment)]
     assert len(paid) == 1 and paid[0].amount == -(Decimal("0.10") * Decimal("168.90") * Decimal("0.001"))
+    return paid
+
+
+def test_funding_settled_while_the_stream_was_silent_is_read_when_it_is_restored(venue):
+    # found by the soak: a settlement announced while the stream was down waited for the
+    # 10-minute poll, and a strategy stopped before it never booked it
+    funding_while_silent(venue)
 
 
 def test_a_funding_payment_carries_the_accounts_position_at_its_instant_not_when_it_was_read(venue):
     # found by the soak: siblings on one symbol split a payment by the positions held when it
     # was read, seconds (or, after an outage, minutes) after the settlement, so their shares
     # did not add up to what the venue paid
-    from gridctl.core.fills import FundingPayment
-    timing = Timing(streams=FAST.streams, heartbeat_s=0.2, stale_s=1.5, rest_timeout_ms=3000)
-
-    async def scenario(ex):
-        await ex.place(buy(1, 16900))
-        await admin(venue, venue.price, SOL, "168.90")
-        evs = await until(ex, lambda s: any(isinstance(e, Fill) for e in s), 10)  # 0.10 held
-        await admin(venue, venue.faults, {"silent_streams": {"on": True}})
-        evs += await until(ex, lambda s: any(isinstance(e, StreamState) and e.state == "lost" for e in s), 10)
-        await admin(venue, venue.admin, "/_admin/funding", {"symbol": SOL, "rate": "0.001"})
+    async def buy_more(ex):
         await asyncio.sleep(0.05)
         # bought after the settlement, before the payment is read: 0.30 held when it is
         await ex.place(OrderRequest("gx-abcdef-002e1", Side.BUY, 20, 17000, level=2))
         assert sum(r.qty for r in await ex.positions()) == 30
-        await admin(venue, venue.faults, {"silent_streams": None})
-        evs += await until(ex, lambda s: any(isinstance(e, FundingPayment) for e in s), 10)
-        return evs
-    evs = run(venue, scenario, timing)
-    paid = [e for e in evs if isinstance(e, FundingPayment)]
-    assert len(paid) == 1 and paid[0].amount == -(Decimal("0.10") * Decimal("168.90") * Decimal("0.001"))
-    assert paid[0].position == 10  # 0.10: what the venue charged the payment on
+    [paid] = funding_while_silent(venue, buy_more)
+    assert paid.position == 10  # 0.10: what the venue charged the payment on

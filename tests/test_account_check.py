@@ -206,6 +206,7 @@ def test_a_worker_on_its_way_out_books_the_funding_paid_since_the_last_read(tmp_
         return [paid]
     ex.read_funding = read_funding
     ex.price = ex.mark = lambda: 10250
+    ex.mirror = type("Book", (), {"orders": staticmethod(lambda: [])})()
     loop = WorkerLoop("a", d.e, ex, Recorder(writer, d.e, "a"), D(1000), clock=lambda: 1000.0)
 
     async def in_step() -> None:  # the book is the venue's concern here
@@ -217,3 +218,6 @@ def test_a_worker_on_its_way_out_books_the_funding_paid_since_the_last_read(tmp_
     writer.flush(force=True)
     from gridctl.store.models import Funding
     assert [r.amount for r in Funding.select().where(Funding.strategy == "a")] == [D("-0.1")]
+    from gridctl.store.models import Equity
+    last = Equity.select().where(Equity.strategy == "a").order_by(Equity.id.desc()).get()
+    assert last.funding == D("-0.1")  # the last snapshot says what the funding rows say

@@ -539,6 +539,8 @@ class WorkerLoop(ControlHandler):
             return
         for p in payments:
             self.apply(p)
+        if payments:
+            self.snapshot(force=True)  # the last snapshot agrees with the funding rows
 
 
 def _exits_first(actions: list) -> list:

@@ -17,9 +17,10 @@ from tests.bench.soak_fleet import STRATEGIES
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(reason="a gridctl defect the soak finds, not fixed yet: now and then (1 run in 4 or 5) a venue "
-                   "trade is never booked by its strategy (fills_once), and the position and money checks follow "
-                   "from it", strict=False)
+@pytest.mark.xfail(reason="gridctl defects the soak finds, not fixed yet (about 2 runs in 3 after this session's "
+                   "fixes): the hedge account's funding split amount x own / net misses the venue's amount when the "
+                   "net is near zero and the strategies' positions at the instant do not sum to it exactly, and now "
+                   "and then a desired entry is missing at rest", strict=False)
 def test_a_short_faulted_soak_keeps_every_invariant(tmp_path: Path):
     lines: list[str] = []
     r = soak(tmp_path / "soak", list(STRATEGIES), sim_hours=4, seed=7, speed=240, rate=1.5,

@@ -69,8 +69,9 @@ def test_reload_applies_risk_at_once_and_keeps_refusing_a_grid_change(paper):
     assert p.sql("SELECT grid_json FROM strategies WHERE name = ?", NAME)[0][0] == grid
     wait_until(lambda: entries_within_cap(p, 20), 15, "entries cancelled under the new max_position")
     st = p.status()[NAME]
-    # venue time: the paper venue's clock moves by the replay's steps, so a reload within one
-    # step carries the start's instant (seen once in CI); the reply above says it was applied
+    # once in CI the two were equal to the millisecond; the cause is not found (a status served
+    # from the stored row while the worker was busy is one candidate); the reply above says
+    # the change was applied
     assert st["config_applied_ts"] >= started and st["state"] == "running"
     logs = [json.loads(line) for line in p.ok("logs", NAME, "--type", "config", "--json").splitlines()]
     assert [e["message"].split(" ")[0] for e in logs] == ["started", "applied"]

@@ -345,18 +345,18 @@ async def funding_payments(ex) -> list[FundingPayment]:
         ts = int(f.get("timestamp") or 0)
         info = f.get("info") or {}
         key = str(info.get("tranId") or f"{ts}:{f.get('amount')}")
-        if ts >= ex._funding_since and key not in ex._funding_seen and co.dec(f.get("amount")) is not None:
-            new.append((ts, key, f))
+        amount = co.dec(f.get("amount"))
+        if ts >= ex._funding_since and key not in ex._funding_seen and amount is not None:
+            new.append((ts, key, amount, info))
     if not new:
         return []
-    held = await nets_at(ex, [ts for ts, _, _ in new])  # before any is marked seen: a failed read is retried
+    held = await nets_at(ex, [n[0] for n in new])  # before any is marked seen: a failed read is retried
     out = []
-    for ts, key, f in new:
+    for ts, key, amount, info in new:
         ex._funding_seen.add(key)
         # Binance's income carries neither rate nor mark: the mark stream's, best effort
-        rate = co.dec((f.get("info") or {}).get("fundingRate")) or ex._funding_rate
-        out.append(FundingPayment(ts, rate if rate is not None else Decimal(0), ex._mark, held[ts],
-                                  co.dec(f.get("amount"))))
+        rate = co.dec(info.get("fundingRate")) or ex._funding_rate
+        out.append(FundingPayment(ts, rate if rate is not None else Decimal(0), ex._mark, held[ts], amount))
     return out
 
 

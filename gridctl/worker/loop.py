@@ -26,10 +26,11 @@ from gridctl.exchange.base import (
     AuthError, ExchangeError, InsufficientMargin, RateLimited, Rejected, Temporary, UnknownOutcome,
 )
 from gridctl.process.exits import EX_AUTH
-from gridctl.worker.account_check import CONFIRM_S, AccountCheck
+from gridctl.worker.account_check import AccountCheck
 from gridctl.worker.handler import ControlHandler
 from gridctl.worker.order_rows import StoredOrders
 from gridctl.worker.order_rows import settle as settle_order_rows
+from gridctl.worker.position_watch import PositionWatch
 from gridctl.worker.recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ RATE_LIMIT_COOLDOWN_S = 30  # every request waits this long after the venue said
 MAX_ROUNDS = 8  # reconcile rounds at one price (mirrors the backtest)
 
 
-class WorkerLoop(ControlHandler):
+class WorkerLoop(ControlHandler, PositionWatch):
     """One strategy's live loop; also the handler the worker's control socket calls
     (gridctl.worker.handler)."""
 
@@ -82,11 +83,6 @@ class WorkerLoop(ControlHandler):
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
-
-    @property
-    def exchange_position(self) -> Optional[int]:
-        """The venue's net position (steps) when it differs from the ledger's, else None."""
-        return self.e.ledger.position + self.position_difference if self.position_difference else None
 
     # -- recovery ----------------------------------------------------------------
     async def recover(self, last_fill_ts: int, fresh: bool, stored: Optional[StoredOrders] = None,
@@ -159,55 +155,6 @@ class WorkerLoop(ControlHandler):
             self.rec.order_filled(ts, fills, level, d.intent.value)
             self.placed.pop(cid, None)
         return set(done)
-
-    async def _check_position(self, ts: int, fresh: bool) -> Optional[dict]:
-        """The exchange's position against the ledger: adopt a kept one into a new grid,
-        show a difference, never overwrite it."""
-        reports = await self.ex.positions()
-        ours = {(r.leg, 1 if r.qty > 0 else -1): r for r in reports if r.qty}
-        net = sum(r.qty for r in reports)
-        led = self.e.ledger
-        adoption: Optional[dict] = None
-        alone = self.accounts is None or not self.accounts.shared  # siblings on the leg: never adopt theirs
-        if fresh and not led.fills and led.position == 0 and ours and alone:
-            adoption = {"ts": ts, "legs": []}
-            for (leg, sign), r in ours.items():
-                self.rec.engine_events(ts, self.e.adopt(ts, sign, abs(r.qty), r.entry_price, self.ex.price()))
-                adoption["legs"].append([sign, abs(r.qty), str(r.entry_price)])
-            self.e.opened = False  # initial_position still buys what the adopted position does not cover
-        self._position_check(ts, reports, net)
-        return adoption
-
-    def _position_check(self, ts: int, reports: list, net: int) -> None:
-        """Alone on its legs: the ledger against the venue (less the UNASSIGNED bucket). With
-        siblings: the leg against all their virtual positions (gridctl.worker.account_check)."""
-        acc = self.accounts
-        if acc is None:
-            self._compare(ts, net)
-            return
-        acc.pick_up(ts)
-        checks = acc.check(ts, reports, report=acc.shared)
-        if acc.confirm_soon:  # a difference seen once (a fill in flight?): checked again within CONFIRM_S
-            self.last_reconcile = min(self.last_reconcile, self.clock() - self.reconcile_every_s + CONFIRM_S)
-            if not acc.shared:
-                return
-        if not acc.shared:
-            if checks is not None:
-                net = self.e.ledger.position + sum(c.difference for c in checks)
-            self._compare(ts, net)
-
-    def _compare(self, ts: int, net: int) -> None:
-        difference = net - self.e.ledger.position
-        if difference == self.position_difference:
-            return
-        self.position_difference = difference
-        self.last_equity = 0.0  # the next snapshot stores it: status shows it with no worker running
-        if difference == 0:
-            self.rec.event(ts, "info", "the exchange's position matches the ledger again")
-            return
-        r = self.e.rules
-        self.rec.event(ts, "warn", f"position differs: ledger {r.qty(self.e.ledger.position)}, exchange "
-                       f"{r.qty(net)} (not changed; see gridctl status)")
 
     # -- events ------------------------------------------------------------------
     def apply_fill(self, f: Fill) -> None:
@@ -471,21 +418,14 @@ class WorkerLoop(ControlHandler):
             except ExchangeError as exc:
                 # the fills the stream missed (after a reconnect) are still unread: try again
                 # soon, not a whole timer later (a rate limit: once its cooldown has passed)
-                wait = RECONCILE_RETRY_S
-                if isinstance(exc, RateLimited):
-                    wait = max(wait, RATE_LIMIT_COOLDOWN_S, getattr(exc, "retry_after", None) or 0)
+                wait = max(RECONCILE_RETRY_S, _cooldown_s(exc))
                 self.last_reconcile = self.clock() - every + wait
                 raise
             for ev in events:
                 self.apply(ev)
             self._fills_checked(ts)
             self.position_due = True
-        # a fill still to be read would show as a difference: the position waits for the next
-        # turn (not the next timer, or a difference to confirm would wait a minute)
-        if self.position_due and not self.ex.pending():
-            reports = await self.ex.positions()
-            self.position_due = False
-            self._position_check(self.now_ms(), reports, sum(r.qty for r in reports))
+        await self._position_when_due()
 
     # -- the loop ------------------------------------------------------------------
     async def run(self) -> int:
@@ -517,8 +457,7 @@ class WorkerLoop(ControlHandler):
             except Temporary as exc:
                 self._error(self.now_ms(), f"exchange: {exc}")
                 if isinstance(exc, RateLimited):  # a read was refused: every request waits
-                    self.global_cooldown = self.clock() + max(RATE_LIMIT_COOLDOWN_S,
-                                                              getattr(exc, "retry_after", None) or 0)
+                    self.global_cooldown = self.clock() + _cooldown_s(exc)
                 await asyncio.sleep(1)
                 continue
             self.snapshot()
@@ -541,6 +480,13 @@ class WorkerLoop(ControlHandler):
             self.apply(p)
         if payments:
             self.snapshot(force=True)  # the last snapshot agrees with the funding rows
+
+
+def _cooldown_s(exc: Exception) -> float:
+    """How long requests wait after `exc`: a rate limit's cooldown (or the venue's Retry-After)."""
+    if not isinstance(exc, RateLimited):
+        return 0
+    return max(RATE_LIMIT_COOLDOWN_S, getattr(exc, "retry_after", None) or 0)
 
 
 def _exits_first(actions: list) -> list:
